@@ -35,7 +35,7 @@
 #include "handlers/http.h"
 #include "handlers/metrics.h"
 
-#define MAIN_LOOP_TICK_MS 500
+#define MAIN_LOOP_TICK_MS  500
 #define MAIN_FLUSH_WAIT_MS 3000
 
 static int main_wait_signal(const sigset_t *set, int timeout_ms)
@@ -122,8 +122,9 @@ int main(int argc, char **argv, char **envp)
 	sc.engine.default_speaker = cfg.default_speaker[0] ? cfg.default_speaker : NULL;
 	sc.engine.threads = cfg.engine_threads;
 	if (strcmp(backend, "espeak") == 0)
-		log_warn("main", "no CosyVoice2 model configured (model_dir empty): serving the embedded espeak-ng "
-				 "default engine");
+		log_warn("main",
+			 "no CosyVoice2 model configured (model_dir empty): serving the embedded espeak-ng "
+			 "default engine");
 	sd_notifyf(0, "STATUS=loading the %s engine", backend);
 	if (sched_start(&sc, &sched, err, sizeof err) != CV_OK) {
 		log_err("main", "cannot start the scheduler: %s", err);
@@ -186,9 +187,10 @@ int main(int argc, char **argv, char **envp)
 		const struct engine *e = sched_engine(sched);
 		sched_startup_ms(sched, &load_ms, &warm_ms);
 		log_info("main", "engine %s ready (%s, %d Hz, %zu speakers): load %.0f ms, warm-up %.0f ms",
-			 engine_name(e), engine_describe(e), engine_sample_rate(e), engine_speaker_count(e), load_ms,
-			 warm_ms);
-		sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s:%d", engine_name(e), cfg.listen, http_server_port(http));
+			 engine_name(e), engine_describe(e), engine_sample_rate(e), engine_speaker_count(e),
+			 load_ms, warm_ms);
+		sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s:%d", engine_name(e), cfg.listen,
+			   http_server_port(http));
 	}
 	ready = 1;
 

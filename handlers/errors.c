@@ -56,8 +56,8 @@ static json_t *errors_json_text(const char *s)
 	return j ? j : json_string("(text not valid UTF-8)");
 }
 
-int errors_render(struct buf *out, enum errors_style style, int status, const char *field, const char *message,
-		  const char *request_id)
+int errors_render(struct buf *out, enum errors_style style, int status, const char *field,
+		  const char *message, const char *request_id)
 {
 	json_t *err = json_object(), *root = json_object();
 	char *text;

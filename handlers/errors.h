@@ -18,7 +18,7 @@ const char *errors_type_for_status(int status, enum errors_style style);
  * 422, CV_EUNSUPPORTED → 400, anything else → 500). */
 int errors_status_for_code(int code);
 /* Render the envelope into out (reset first). field may be NULL. */
-int errors_render(struct buf *out, enum errors_style style, int status, const char *field, const char *message,
-		  const char *request_id);
+int errors_render(struct buf *out, enum errors_style style, int status, const char *field,
+		  const char *message, const char *request_id);
 
 #endif

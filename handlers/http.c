@@ -47,10 +47,10 @@
 #include "handlers/errors.h"
 #include "handlers/request.h"
 
-#define HTTP_REQUEST_ID_MAX 128
-#define HTTP_CORS_MAX 16
-#define HTTP_SMALL_BODY_CAP (1u << 20)
-#define HTTP_STREAM_BLOCK 16384
+#define HTTP_REQUEST_ID_MAX    128
+#define HTTP_CORS_MAX	       16
+#define HTTP_SMALL_BODY_CAP    (1u << 20)
+#define HTTP_STREAM_BLOCK      16384
 #define HTTP_PROBE_INTERVAL_MS 200
 
 enum http_route {
@@ -70,13 +70,13 @@ static const struct http_route_def {
 	enum metrics_route metric;
 	int post; /* 1: POST with a JSON body; 0: GET/HEAD */
 } http_routes[] = {
-	{"/tts", HTTP_ROUTE_TTS, METRICS_ROUTE_TTS, 1},
-	{"/v1/audio/speech", HTTP_ROUTE_SPEECH, METRICS_ROUTE_SPEECH, 1},
-	{"/v1/speakers", HTTP_ROUTE_SPEAKERS, METRICS_ROUTE_SPEAKERS, 0},
-	{"/v1/text/normalize", HTTP_ROUTE_NORMALIZE, METRICS_ROUTE_NORMALIZE, 1},
-	{"/healthz", HTTP_ROUTE_HEALTHZ, METRICS_ROUTE_HEALTHZ, 0},
-	{"/readyz", HTTP_ROUTE_READYZ, METRICS_ROUTE_READYZ, 0},
-	{"/metrics", HTTP_ROUTE_METRICS, METRICS_ROUTE_METRICS, 0},
+    {"/tts", HTTP_ROUTE_TTS, METRICS_ROUTE_TTS, 1},
+    {"/v1/audio/speech", HTTP_ROUTE_SPEECH, METRICS_ROUTE_SPEECH, 1},
+    {"/v1/speakers", HTTP_ROUTE_SPEAKERS, METRICS_ROUTE_SPEAKERS, 0},
+    {"/v1/text/normalize", HTTP_ROUTE_NORMALIZE, METRICS_ROUTE_NORMALIZE, 1},
+    {"/healthz", HTTP_ROUTE_HEALTHZ, METRICS_ROUTE_HEALTHZ, 0},
+    {"/readyz", HTTP_ROUTE_READYZ, METRICS_ROUTE_READYZ, 0},
+    {"/metrics", HTTP_ROUTE_METRICS, METRICS_ROUTE_METRICS, 0},
 };
 
 enum conn_phase { CONN_PHASE_NEW = 0, CONN_PHASE_WAITING, CONN_PHASE_STREAMING, CONN_PHASE_ANSWERED };
@@ -170,8 +170,8 @@ static int http_request_id_ok(const char *s)
 		char ch = s[n];
 		if (n >= HTTP_REQUEST_ID_MAX)
 			return 0;
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-		      ch == '_' || ch == ':' || ch == '-'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      ch == '.' || ch == '_' || ch == ':' || ch == '-'))
 			return 0;
 	}
 	return n > 0;
@@ -278,8 +278,8 @@ static enum MHD_Result http_send_buf(struct conn *c, int status, const char *cty
 {
 	size_t len;
 	char *data = buf_steal(b, &len);
-	struct MHD_Response *r = MHD_create_response_from_buffer(len, data ? data : (char *)"",
-								  data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+	    len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (!r) {
 		free(data);
 		return MHD_NO;
@@ -315,7 +315,8 @@ static enum MHD_Result http_send_error(struct conn *c, int status, const char *f
 	buf_init(&b, 8192);
 	if (errors_render(&b, c->style, status, field, message, c->request_id) != CV_OK) {
 		buf_reset(&b);
-		buf_append_str(&b, "{\"error\":{\"code\":500,\"type\":\"internal\",\"message\":\"error\"}}\n");
+		buf_append_str(&b,
+			       "{\"error\":{\"code\":500,\"type\":\"internal\",\"message\":\"error\"}}\n");
 	}
 	data = buf_steal(&b, &len);
 	r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
@@ -377,7 +378,8 @@ static int conn_suspend(struct conn *c)
 
 static void probe_add(struct http_server *h, struct conn *c)
 {
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (!ci)
 		return;
 	pthread_mutex_lock(&h->probe_mu);
@@ -483,8 +485,9 @@ static enum MHD_Result http_answer_readyz(struct conn *c)
 	if (reason)
 		json_object_set_new(j, "reason", json_string(reason));
 	if (e && h->cfg.embedded_default)
-		json_object_set_new(j, "note",
-				    json_string("embedded default engine (espeak-ng): no CosyVoice2 model configured"));
+		json_object_set_new(
+		    j, "note",
+		    json_string("embedded default engine (espeak-ng): no CosyVoice2 model configured"));
 	return http_send_json(c, reason ? 503 : 200, j);
 }
 
@@ -626,16 +629,20 @@ static enum MHD_Result http_send_job_error(struct conn *c, const struct job_stat
 	char msg[320];
 	switch (st->result) {
 	case CV_ETIMEDOUT:
-		return http_send_error(c, 504, NULL, "deadline exceeded before the audio was complete", NULL, NULL);
+		return http_send_error(c, 504, NULL, "deadline exceeded before the audio was complete", NULL,
+				       NULL);
 	case CV_ESHUTDOWN: return http_send_unavailable(c, "server is shutting down", 5);
 	case CV_E2BIG:
-		snprintf(msg, sizeof msg, "audio longer than the limit of %d seconds", c->srv->cfg.max_audio_seconds);
-		return http_send_error(c, 413, c->style == ERRORS_STYLE_OPENAI ? "input" : "text", msg, NULL, NULL);
+		snprintf(msg, sizeof msg, "audio longer than the limit of %d seconds",
+			 c->srv->cfg.max_audio_seconds);
+		return http_send_error(c, 413, c->style == ERRORS_STYLE_OPENAI ? "input" : "text", msg, NULL,
+				       NULL);
 	case CV_EINVAL:
 		snprintf(msg, sizeof msg, "engine refused the request: %s", st->error);
 		return http_send_error(c, 422, NULL, msg, NULL, NULL);
 	default:
-		snprintf(msg, sizeof msg, "synthesis failed: %s", st->error[0] ? st->error : cv_strerror(st->result));
+		snprintf(msg, sizeof msg, "synthesis failed: %s",
+			 st->error[0] ? st->error : cv_strerror(st->result));
 		log_err_limited("http", "engine_failure", "request_id=%s %s", c->request_id, msg);
 		return http_send_error(c, 500, NULL, msg, NULL, NULL);
 	}
@@ -723,7 +730,8 @@ static ssize_t conn_stream_read(void *cls, uint64_t pos, char *out, size_t max)
 				double audio_s = http_audio_seconds(c, &st);
 				/* Trailers: MHD sends the response's footers after the last chunk. */
 				buf_init(&timing, 2048);
-				http_timing_full(c, &st, &timing, clock_ms_between(c->t_arrival_ns, clock_now_ns()));
+				http_timing_full(c, &st, &timing,
+						 clock_ms_between(c->t_arrival_ns, clock_now_ns()));
 				MHD_add_response_footer(c->stream_resp, "Server-Timing", buf_data(&timing));
 				buf_free(&timing);
 				snprintf(hdr, sizeof hdr, "%.3f", audio_s);
@@ -763,7 +771,8 @@ static enum MHD_Result http_start_stream(struct conn *c, const struct job_status
 	MHD_add_response_header(r, "X-Accel-Buffering", "no");
 	MHD_add_response_header(r, "Trailer", "Server-Timing, X-Audio-Duration, X-Real-Time-Factor");
 	buf_init(&timing, 512);
-	http_timing_append(&timing, "queue", st->t_start_ns ? clock_ms_between(st->t_submit_ns, st->t_start_ns) : 0);
+	http_timing_append(&timing, "queue",
+			   st->t_start_ns ? clock_ms_between(st->t_submit_ns, st->t_start_ns) : 0);
 	if (st->t_first_audio_ns)
 		http_timing_append(&timing, "ttfa", clock_ms_between(c->t_arrival_ns, st->t_first_audio_ns));
 	MHD_add_response_header(r, "Server-Timing", buf_data(&timing));
@@ -844,11 +853,12 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 
 	memset(&re, 0, sizeof re);
 	rc = c->route->route == HTTP_ROUTE_SPEECH
-		     ? request_parse_openai(buf_data(&c->body), buf_len(&c->body), &lim, &c->req, &re)
-		     : request_parse_tts(buf_data(&c->body), buf_len(&c->body), &lim, &c->req, &re);
+		 ? request_parse_openai(buf_data(&c->body), buf_len(&c->body), &lim, &c->req, &re)
+		 : request_parse_tts(buf_data(&c->body), buf_len(&c->body), &lim, &c->req, &re);
 	buf_free(&c->body);
 	if (rc != CV_OK) {
-		metrics_inc_rejection(h->metrics, re.status == 413 ? METRICS_REJECT_TEXT_TOO_LONG : METRICS_REJECT_INVALID);
+		metrics_inc_rejection(h->metrics, re.status == 413 ? METRICS_REJECT_TEXT_TOO_LONG
+								   : METRICS_REJECT_INVALID);
 		return http_send_error(c, re.status, re.field[0] ? re.field : NULL, re.message, NULL, NULL);
 	}
 	c->have_req = 1;
@@ -858,7 +868,8 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 		int draining = st == SCHED_DRAINING || st == SCHED_STOPPED;
 		metrics_inc_rejection(h->metrics,
 				      draining ? METRICS_REJECT_SHUTTING_DOWN : METRICS_REJECT_NOT_READY);
-		return http_send_unavailable(c, draining ? "server is shutting down" : "engine is not ready yet", 5);
+		return http_send_unavailable(
+		    c, draining ? "server is shutting down" : "engine is not ready yet", 5);
 	}
 	if (c->req.speaker[0]) {
 		sp = engine_speaker_find(e, c->req.speaker);
@@ -869,20 +880,21 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 			snprintf(msg, sizeof msg, "unknown %s '%.64s' (see GET /v1/speakers)",
 				 c->style == ERRORS_STYLE_OPENAI ? "voice" : "speaker", c->req.speaker);
 			metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
-			return http_send_error(c, 422, c->style == ERRORS_STYLE_OPENAI ? "voice" : "speaker", msg, NULL,
-					       NULL);
+			return http_send_error(c, 422, c->style == ERRORS_STYLE_OPENAI ? "voice" : "speaker",
+					       msg, NULL, NULL);
 		}
 	}
 	c->in_rate = engine_sample_rate(e);
-	c->out_rate = c->req.sample_rate ? c->req.sample_rate
-					 : (h->cfg.default_sample_rate ? h->cfg.default_sample_rate : c->in_rate);
+	c->out_rate = c->req.sample_rate
+			  ? c->req.sample_rate
+			  : (h->cfg.default_sample_rate ? h->cfg.default_sample_rate : c->in_rate);
 	eo = h->cfg.enc;
 	eo.stream = c->req.stream;
 	rc = audio_enc_new(c->req.format, c->in_rate, c->out_rate, &eo, &c->enc, err, sizeof err);
 	if (rc != CV_OK) {
 		metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
-		return http_send_error(c, 400, c->style == ERRORS_STYLE_OPENAI ? "response_format" : "format", err,
-				       NULL, NULL);
+		return http_send_error(c, 400, c->style == ERRORS_STYLE_OPENAI ? "response_format" : "format",
+				       err, NULL, NULL);
 	}
 	/* Worst case output: 16-bit PCM at the output rate plus headers. */
 	buf_init(&c->out, (size_t)h->cfg.max_audio_seconds * (size_t)c->out_rate * 2u + (1u << 20));
@@ -895,8 +907,9 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 	spec.has_seed = c->req.has_seed;
 	spec.normalize = c->req.normalize;
 	spec.stream = c->req.stream;
-	spec.deadline_ns = c->t_arrival_ns + (int64_t)(c->req.deadline_ms ? c->req.deadline_ms : h->cfg.deadline_ms) *
-						     1000000LL;
+	spec.deadline_ns =
+	    c->t_arrival_ns +
+	    (int64_t)(c->req.deadline_ms ? c->req.deadline_ms : h->cfg.deadline_ms) * 1000000LL;
 	spec.max_samples = (size_t)h->cfg.max_audio_seconds * (size_t)c->in_rate;
 	spec.request_id = c->request_id;
 	c->job = job_new(&spec);
@@ -906,12 +919,13 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 		job_set_notify(c->job, NULL, NULL);
 		if (rc == CV_EFULL) {
 			metrics_inc_rejection(h->metrics, METRICS_REJECT_QUEUE_FULL);
-			return http_send_unavailable(c, "queue is full, retry later", sched_retry_after_s(h->sched));
+			return http_send_unavailable(c, "queue is full, retry later",
+						     sched_retry_after_s(h->sched));
 		}
 		metrics_inc_rejection(h->metrics, rc == CV_ESHUTDOWN ? METRICS_REJECT_SHUTTING_DOWN
-								      : METRICS_REJECT_NOT_READY);
-		return http_send_unavailable(c, rc == CV_ESHUTDOWN ? "server is shutting down" : "engine is not ready",
-					     5);
+								     : METRICS_REJECT_NOT_READY);
+		return http_send_unavailable(
+		    c, rc == CV_ESHUTDOWN ? "server is shutting down" : "engine is not ready", 5);
 	}
 	c->phase = CONN_PHASE_WAITING;
 	probe_add(h, c);
@@ -960,23 +974,27 @@ static int http_early_checks(struct conn *c, const char *method, enum MHD_Result
 		return 1;
 	}
 	if ((c->route->post && !is_post) || (!c->route->post && !is_get)) {
-		*ret = http_send_error(c, 405, NULL, "method not allowed on this route", MHD_HTTP_HEADER_ALLOW,
-				       c->route->post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
+		*ret =
+		    http_send_error(c, 405, NULL, "method not allowed on this route", MHD_HTTP_HEADER_ALLOW,
+				    c->route->post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
 		return 1;
 	}
 	if (c->route->route != HTTP_ROUTE_HEALTHZ && c->route->route != HTTP_ROUTE_READYZ &&
 	    c->route->route != HTTP_ROUTE_METRICS && !http_auth_ok(h, c->mhd)) {
 		metrics_inc_rejection(h->metrics, METRICS_REJECT_UNAUTHORIZED);
-		*ret = http_send_error(c, 401, NULL, "missing or wrong API key (Authorization: Bearer <key>)", NULL,
-				       NULL);
+		*ret = http_send_error(c, 401, NULL, "missing or wrong API key (Authorization: Bearer <key>)",
+				       NULL, NULL);
 		return 1;
 	}
 	if (c->route->post) {
-		const char *ct = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-		const char *cl = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		const char *ct =
+		    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+		const char *cl =
+		    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (!http_ct_is_json(ct)) {
 			metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
-			*ret = http_send_error(c, 415, NULL, "Content-Type must be application/json", NULL, NULL);
+			*ret = http_send_error(c, 415, NULL, "Content-Type must be application/json", NULL,
+					       NULL);
 			return 1;
 		}
 		if (cl) {
@@ -985,26 +1003,26 @@ static int http_early_checks(struct conn *c, const char *method, enum MHD_Result
 			unsigned long long n = strtoull(cl, &end, 10);
 			if (errno == 0 && end != cl && n > h->cfg.max_body_bytes) {
 				char msg[128];
-				snprintf(msg, sizeof msg, "body of %llu bytes is over the limit of %zu bytes", n,
-					 h->cfg.max_body_bytes);
+				snprintf(msg, sizeof msg, "body of %llu bytes is over the limit of %zu bytes",
+					 n, h->cfg.max_body_bytes);
 				metrics_inc_rejection(h->metrics, METRICS_REJECT_BODY_TOO_LARGE);
 				*ret = http_send_error(c, 413, NULL, msg, NULL, NULL);
 				return 1;
 			}
 		}
 		if (c->route->route == HTTP_ROUTE_NORMALIZE) {
-			*ret = http_send_error(c, 501, NULL,
-					       "text normalization needs the CosyVoice2 frontend, not built yet", NULL,
-					       NULL);
+			*ret = http_send_error(
+			    c, 501, NULL, "text normalization needs the CosyVoice2 frontend, not built yet",
+			    NULL, NULL);
 			return 1;
 		}
 	}
 	return 0;
 }
 
-static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
-				       const char *version, const char *upload_data, size_t *upload_data_size,
-				       void **con_cls)
+static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *mc, const char *url,
+				       const char *method, const char *version, const char *upload_data,
+				       size_t *upload_data_size, void **con_cls)
 {
 	struct http_server *h = cls;
 	struct conn *c = *con_cls;
@@ -1023,7 +1041,8 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *mc, con
 		c->method = method;
 		cv_strlcpy(c->path, url, sizeof c->path);
 		c->route = http_route_find(url);
-		c->style = c->route && c->route->route == HTTP_ROUTE_SPEECH ? ERRORS_STYLE_OPENAI : ERRORS_STYLE_HOUSE;
+		c->style = c->route && c->route->route == HTTP_ROUTE_SPEECH ? ERRORS_STYLE_OPENAI
+									    : ERRORS_STYLE_HOUSE;
 		rid = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Request-Id");
 		if (http_request_id_ok(rid))
 			cv_strlcpy(c->request_id, rid, sizeof c->request_id);
@@ -1098,10 +1117,12 @@ static void http_access_log(struct conn *c, enum MHD_RequestTerminationCode toe,
 		double audio_s = http_audio_seconds(c, st);
 		buf_printf(&line, " audio_s=%.3f queue_ms=%.1f synth_ms=%.1f encode_ms=%.1f rtf=%.4f",
 			   audio_s, st->t_start_ns ? clock_ms_between(st->t_submit_ns, st->t_start_ns) : 0.0,
-			   st->t_start_ns && st->t_end_ns ? clock_ms_between(st->t_start_ns, st->t_end_ns) : 0.0,
+			   st->t_start_ns && st->t_end_ns ? clock_ms_between(st->t_start_ns, st->t_end_ns)
+							  : 0.0,
 			   c->encode_ms, http_rtf(st, audio_s));
 		if (st->t_first_audio_ns)
-			buf_printf(&line, " ttfa_ms=%.1f", clock_ms_between(c->t_arrival_ns, st->t_first_audio_ns));
+			buf_printf(&line, " ttfa_ms=%.1f",
+				   clock_ms_between(c->t_arrival_ns, st->t_first_audio_ns));
 		for (size_t i = 0; i < st->timings.n; i++)
 			buf_printf(&line, " %s_ms=%.1f", st->timings.stage[i].name, st->timings.stage[i].ms);
 		if (st->result != CV_OK)
@@ -1127,7 +1148,8 @@ static void http_on_completed(void *cls, struct MHD_Connection *mc, void **con_c
 	if (c->job) {
 		struct job_status st;
 		job_get_status(c->job, &st);
-		if (st.state != JOB_DONE || (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && c->phase != CONN_PHASE_ANSWERED)) {
+		if (st.state != JOB_DONE ||
+		    (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && c->phase != CONN_PHASE_ANSWERED)) {
 			if (st.state != JOB_DONE || st.result == CV_ECANCELED)
 				conn_count_cancel(c);
 			sched_cancel(h->sched, c->job, CV_ECANCELED);
@@ -1219,13 +1241,14 @@ int http_server_start(const struct http_config *cfg, struct sched *s, struct met
 		goto fail;
 	}
 	h->mhd = MHD_start_daemon(
-		flags, (uint16_t)cfg->port, NULL, NULL, http_on_request, h, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log,
-		NULL, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-		(unsigned int)cfg->per_ip_connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned int)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(cfg->threads > 1 ? cfg->threads : 0),
-		MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_END);
+	    flags, (uint16_t)cfg->port, NULL, NULL, http_on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+	    http_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->per_ip_connection_limit,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned int)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+	    MHD_OPTION_END);
 	if (!h->mhd) {
 		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen, cfg->port, strerror(errno));
 		goto fail;

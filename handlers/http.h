@@ -15,24 +15,24 @@
 #include "handlers/metrics.h"
 
 struct http_config {
-	const char *listen;            /* IPv4/IPv6 literal */
-	int port;                      /* 0 = pick a free port (see http_server_port) */
-	int threads;                   /* 1 = single epoll thread */
+	const char *listen; /* IPv4/IPv6 literal */
+	int port;	    /* 0 = pick a free port (see http_server_port) */
+	int threads;	    /* 1 = single epoll thread */
 	unsigned connection_limit;
 	unsigned per_ip_connection_limit; /* 0 = unlimited */
 	unsigned connection_timeout_s;
 	size_t max_body_bytes;
 	size_t max_text_chars;
-	int deadline_ms;               /* default and maximum per-request deadline */
+	int deadline_ms; /* default and maximum per-request deadline */
 	int max_audio_seconds;
 	enum audio_format default_format;
-	int default_sample_rate;       /* 0 = engine native */
-	struct audio_enc_opts enc;     /* bitrates, flac level (stream is per request) */
-	const char *const *api_keys;   /* NULL or n_api_keys keys */
+	int default_sample_rate;     /* 0 = engine native */
+	struct audio_enc_opts enc;   /* bitrates, flac level (stream is per request) */
+	const char *const *api_keys; /* NULL or n_api_keys keys */
 	size_t n_api_keys;
-	const char *cors_origins;      /* comma-separated, "*" or "" */
+	const char *cors_origins; /* comma-separated, "*" or "" */
 	int access_log;
-	int embedded_default;          /* 1 when running the built-in espeak-ng default */
+	int embedded_default; /* 1 when running the built-in espeak-ng default */
 };
 
 struct http_server;

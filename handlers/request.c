@@ -22,7 +22,7 @@
 #include "common/utf8.h"
 
 static int request_fail(struct request_error *e, int status, const char *field, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static int request_fail(struct request_error *e, int status, const char *field, const char *fmt, ...)
 {
@@ -46,7 +46,7 @@ int request_rate_allowed(int rate)
 
 int request_is_openai_voice(const char *name)
 {
-	static const char *const voices[] = {"alloy", "ash",  "ballad",  "coral", "echo",  "fable", "onyx",
+	static const char *const voices[] = {"alloy", "ash",  "ballad",	 "coral", "echo",  "fable", "onyx",
 					     "nova",  "sage", "shimmer", "verse", "marin", "cedar"};
 	for (size_t i = 0; i < sizeof voices / sizeof voices[0]; i++)
 		if (strcmp(voices[i], name) == 0)
@@ -96,8 +96,8 @@ static int request_take_text(json_t *v, const char *field, size_t max_chars, str
 		return request_fail(e, 400, field, "%s: must not contain NUL characters", field);
 	chars = utf8_count(s, len);
 	if (chars > max_chars)
-		return request_fail(e, 413, field, "%s: %zu characters is over the limit of %zu", field, chars,
-				    max_chars);
+		return request_fail(e, 413, field, "%s: %zu characters is over the limit of %zu", field,
+				    chars, max_chars);
 	for (i = 0; i < len && blank;) {
 		uint32_t cp;
 		i += utf8_decode(s + i, len - i, &cp);
@@ -112,7 +112,8 @@ static int request_take_text(json_t *v, const char *field, size_t max_chars, str
 	return CV_OK;
 }
 
-static int request_take_speaker(json_t *v, const char *field, struct tts_request *out, struct request_error *e)
+static int request_take_speaker(json_t *v, const char *field, struct tts_request *out,
+				struct request_error *e)
 {
 	const char *s;
 	size_t len;
@@ -197,8 +198,8 @@ static void request_defaults(struct tts_request *out, const struct request_limit
 int request_parse_tts(const char *body, size_t len, const struct request_limits *lim, struct tts_request *out,
 		      struct request_error *e)
 {
-	static const char *const known[] = {"text",   "speaker", "format",    "sample_rate", "stream",
-					    "speed",  "seed",    "normalize", "deadline_ms"};
+	static const char *const known[] = {"text",  "speaker", "format",    "sample_rate", "stream",
+					    "speed", "seed",	"normalize", "deadline_ms"};
 	json_t *root, *v;
 	const char *key;
 	double speed = 1.0;
@@ -244,8 +245,8 @@ int request_parse_tts(const char *body, size_t len, const struct request_limits 
 	out->sample_rate = (int)n;
 	if ((rc = request_take_bool(json_object_get(root, "stream"), "stream", &out->stream, e)))
 		goto done;
-	if ((rc = request_take_number(json_object_get(root, "speed"), "speed", REQUEST_SPEED_MIN, REQUEST_SPEED_MAX,
-				      &speed, e)))
+	if ((rc = request_take_number(json_object_get(root, "speed"), "speed", REQUEST_SPEED_MIN,
+				      REQUEST_SPEED_MAX, &speed, e)))
 		goto done;
 	out->speed = (float)speed;
 	n = -1;
@@ -258,8 +259,8 @@ int request_parse_tts(const char *body, size_t len, const struct request_limits 
 	if ((rc = request_take_bool(json_object_get(root, "normalize"), "normalize", &out->normalize, e)))
 		goto done;
 	n = 0;
-	if ((rc = request_take_int(json_object_get(root, "deadline_ms"), "deadline_ms", 1, lim->max_deadline_ms, &n,
-				   e)))
+	if ((rc = request_take_int(json_object_get(root, "deadline_ms"), "deadline_ms", 1,
+				   lim->max_deadline_ms, &n, e)))
 		goto done;
 	out->deadline_ms = (int)n;
 done:
@@ -274,8 +275,8 @@ int request_parse_openai(const char *body, size_t len, const struct request_limi
 {
 	json_t *root, *v;
 	double speed = 1.0;
-	size_t max_chars = lim->max_text_chars < REQUEST_OPENAI_INPUT_MAX ? lim->max_text_chars
-									  : REQUEST_OPENAI_INPUT_MAX;
+	size_t max_chars =
+	    lim->max_text_chars < REQUEST_OPENAI_INPUT_MAX ? lim->max_text_chars : REQUEST_OPENAI_INPUT_MAX;
 	int rc;
 
 	request_defaults(out, lim);

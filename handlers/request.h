@@ -13,26 +13,26 @@
 
 #include "handlers/audio.h"
 
-#define REQUEST_SPEAKER_MAX 128
-#define REQUEST_SPEED_MIN 0.5
-#define REQUEST_SPEED_MAX 2.0
+#define REQUEST_SPEAKER_MAX	 128
+#define REQUEST_SPEED_MIN	 0.5
+#define REQUEST_SPEED_MAX	 2.0
 #define REQUEST_OPENAI_INPUT_MAX 4096
-#define REQUEST_SEED_MAX 9007199254740992LL /* 2^53: exact in a JSON double */
+#define REQUEST_SEED_MAX	 9007199254740992LL /* 2^53: exact in a JSON double */
 
 struct tts_request {
-	char *text;              /* owned, valid UTF-8, no NUL */
+	char *text; /* owned, valid UTF-8, no NUL */
 	size_t text_bytes;
-	size_t text_chars;       /* code points */
+	size_t text_chars;		   /* code points */
 	char speaker[REQUEST_SPEAKER_MAX]; /* "" = default */
-	int openai_voice;        /* 1: speaker is an OpenAI voice name (alloy...) */
+	int openai_voice;		   /* 1: speaker is an OpenAI voice name (alloy...) */
 	enum audio_format format;
-	int sample_rate;         /* 0 = default */
+	int sample_rate; /* 0 = default */
 	int stream;
 	float speed;
 	uint64_t seed;
 	int has_seed;
 	int normalize;
-	int deadline_ms;         /* 0 = the configured default */
+	int deadline_ms; /* 0 = the configured default */
 };
 
 struct request_limits {
@@ -42,8 +42,8 @@ struct request_limits {
 };
 
 struct request_error {
-	int status;        /* 400, 413, 415, 422 */
-	char field[32];    /* "" when no single field is at fault */
+	int status;	/* 400, 413, 415, 422 */
+	char field[32]; /* "" when no single field is at fault */
 	char message[256];
 };
 

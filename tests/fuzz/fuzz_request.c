@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (request_parse_tts((const char *)data, size, &lim, &r, &e) == 0)
 		request_free(&r);
 	buf_init(&b, 8192);
-	errors_render(&b, ERRORS_STYLE_HOUSE, e.status ? e.status : 200, e.field[0] ? e.field : NULL, e.message,
-		      "fuzz");
+	errors_render(&b, ERRORS_STYLE_HOUSE, e.status ? e.status : 200, e.field[0] ? e.field : NULL,
+		      e.message, "fuzz");
 	buf_free(&b);
 	memset(&e, 0, sizeof e);
 	if (request_parse_openai((const char *)data, size, &lim, &r, &e) == 0)

@@ -32,10 +32,11 @@ START_TEST(tts_defaults_and_all_fields)
 	ck_assert_str_eq(r.speaker, "");
 	request_free(&r);
 
-	ck_assert_int_eq(parse("{\"text\":\"你好\",\"speaker\":\"cmn\",\"format\":\"opus\",\"sample_rate\":48000,"
-			       "\"stream\":true,\"speed\":1.5,\"seed\":42,\"normalize\":false,\"deadline_ms\":500}",
-			       &r, &e),
-			 CV_OK);
+	ck_assert_int_eq(
+	    parse("{\"text\":\"你好\",\"speaker\":\"cmn\",\"format\":\"opus\",\"sample_rate\":48000,"
+		  "\"stream\":true,\"speed\":1.5,\"seed\":42,\"normalize\":false,\"deadline_ms\":500}",
+		  &r, &e),
+	    CV_OK);
 	ck_assert_str_eq(r.speaker, "cmn");
 	ck_assert_int_eq(r.format, AUDIO_FMT_OPUS);
 	ck_assert_int_eq(r.sample_rate, 48000);
@@ -57,37 +58,37 @@ static const struct bad_case {
 	int status;
 	const char *field; /* "" = no field */
 } bad_cases[] = {
-	{"", 400, ""},
-	{"{", 400, ""},
-	{"{\"text\":\"abc\"", 400, ""},
-	{"[1,2]", 400, ""},
-	{"\"text\"", 400, ""},
-	{"{\"text\":\"a\",\"text\":\"b\"}", 400, ""},
-	{"{}", 400, "text"},
-	{"{\"text\":5}", 400, "text"},
-	{"{\"text\":null}", 400, "text"},
-	{"{\"text\":\"\"}", 400, "text"},
-	{"{\"text\":\" \\t\\n\\u3000 \"}", 400, "text"},
-	{"{\"text\":\"a\\u0000b\"}", 400, "text"},
-	{"{\"text\":\"a\",\"speaker\":7}", 400, "speaker"},
-	{"{\"text\":\"a\",\"speaker\":\"a\\u0001\"}", 400, "speaker"},
-	{"{\"text\":\"a\",\"format\":\"ogg\"}", 400, "format"},
-	{"{\"text\":\"a\",\"format\":\"WAV\"}", 400, "format"},
-	{"{\"text\":\"a\",\"sample_rate\":12345}", 400, "sample_rate"},
-	{"{\"text\":\"a\",\"sample_rate\":\"24000\"}", 400, "sample_rate"},
-	{"{\"text\":\"a\",\"sample_rate\":24000.5}", 400, "sample_rate"},
-	{"{\"text\":\"a\",\"stream\":\"yes\"}", 400, "stream"},
-	{"{\"text\":\"a\",\"speed\":0}", 400, "speed"},
-	{"{\"text\":\"a\",\"speed\":3.0}", 400, "speed"},
-	{"{\"text\":\"a\",\"speed\":\"fast\"}", 400, "speed"},
-	{"{\"text\":\"a\",\"seed\":-1}", 400, "seed"},
-	{"{\"text\":\"a\",\"seed\":1.5}", 400, "seed"},
-	{"{\"text\":\"a\",\"seed\":9007199254740993}", 400, "seed"},
-	{"{\"text\":\"a\",\"normalize\":1}", 400, "normalize"},
-	{"{\"text\":\"a\",\"deadline_ms\":0}", 400, "deadline_ms"},
-	{"{\"text\":\"a\",\"deadline_ms\":60001}", 400, "deadline_ms"},
-	{"{\"text\":\"a\",\"colour\":\"red\"}", 400, "colour"},
-	{"{\"txt\":\"a\"}", 400, "txt"},
+    {"", 400, ""},
+    {"{", 400, ""},
+    {"{\"text\":\"abc\"", 400, ""},
+    {"[1,2]", 400, ""},
+    {"\"text\"", 400, ""},
+    {"{\"text\":\"a\",\"text\":\"b\"}", 400, ""},
+    {"{}", 400, "text"},
+    {"{\"text\":5}", 400, "text"},
+    {"{\"text\":null}", 400, "text"},
+    {"{\"text\":\"\"}", 400, "text"},
+    {"{\"text\":\" \\t\\n\\u3000 \"}", 400, "text"},
+    {"{\"text\":\"a\\u0000b\"}", 400, "text"},
+    {"{\"text\":\"a\",\"speaker\":7}", 400, "speaker"},
+    {"{\"text\":\"a\",\"speaker\":\"a\\u0001\"}", 400, "speaker"},
+    {"{\"text\":\"a\",\"format\":\"ogg\"}", 400, "format"},
+    {"{\"text\":\"a\",\"format\":\"WAV\"}", 400, "format"},
+    {"{\"text\":\"a\",\"sample_rate\":12345}", 400, "sample_rate"},
+    {"{\"text\":\"a\",\"sample_rate\":\"24000\"}", 400, "sample_rate"},
+    {"{\"text\":\"a\",\"sample_rate\":24000.5}", 400, "sample_rate"},
+    {"{\"text\":\"a\",\"stream\":\"yes\"}", 400, "stream"},
+    {"{\"text\":\"a\",\"speed\":0}", 400, "speed"},
+    {"{\"text\":\"a\",\"speed\":3.0}", 400, "speed"},
+    {"{\"text\":\"a\",\"speed\":\"fast\"}", 400, "speed"},
+    {"{\"text\":\"a\",\"seed\":-1}", 400, "seed"},
+    {"{\"text\":\"a\",\"seed\":1.5}", 400, "seed"},
+    {"{\"text\":\"a\",\"seed\":9007199254740993}", 400, "seed"},
+    {"{\"text\":\"a\",\"normalize\":1}", 400, "normalize"},
+    {"{\"text\":\"a\",\"deadline_ms\":0}", 400, "deadline_ms"},
+    {"{\"text\":\"a\",\"deadline_ms\":60001}", 400, "deadline_ms"},
+    {"{\"text\":\"a\",\"colour\":\"red\"}", 400, "colour"},
+    {"{\"txt\":\"a\"}", 400, "txt"},
 };
 
 START_TEST(tts_bad_inputs)
@@ -195,7 +196,8 @@ START_TEST(error_envelopes)
 	struct buf b;
 	json_t *j, *err;
 	buf_init(&b, 4096);
-	ck_assert_int_eq(errors_render(&b, ERRORS_STYLE_HOUSE, 400, "text", "text: \"bad\"\n", "rid-1"), CV_OK);
+	ck_assert_int_eq(errors_render(&b, ERRORS_STYLE_HOUSE, 400, "text", "text: \"bad\"\n", "rid-1"),
+			 CV_OK);
 	j = json_loads(buf_data(&b), 0, NULL);
 	ck_assert_ptr_nonnull(j);
 	err = json_object_get(j, "error");
