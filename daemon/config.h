@@ -88,4 +88,13 @@ void config_print_json(FILE *f, const struct config *c);
 /* One log line per setting (api keys masked). */
 void config_log_effective(const struct config *c);
 
+/* Every API key: the comma-separated api_keys plus the lines of api_keys_file
+ * (trimmed; blank lines and lines starting with '#' skipped). Refuses a key
+ * shorter than 8 characters or with whitespace/control characters; err names
+ * the source and line, never the key. *keys is NULL when *n is 0. Returns 0,
+ * CV_EINVAL, CV_EIO (file unreadable) or CV_E2BIG (file over 1 MiB). */
+int config_read_api_keys(const struct config *c, char ***keys, size_t *n, char *err, size_t errlen);
+/* Frees what config_read_api_keys returned; NULL is a no-op. */
+void config_free_api_keys(char **keys, size_t n);
+
 #endif
