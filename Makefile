@@ -92,10 +92,10 @@ $(DAEMON): $(MAIN_OBJ) $(LIBA)
 
 # Suite lists are generated from the file names: tests/unit/check_foo.c
 # defines `Suite *suite_foo(void)`.
-$(BUILD)/gen/unit_suites.inc: $(BUILD)/.flags
+$(BUILD)/gen/unit_suites.inc: FORCE | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	@printf '$(foreach s,$(UNIT_SUITES),SUITE($(s))\n)' | sed 's/^ //' > $@.tmp && (cmp -s $@.tmp $@ || mv $@.tmp $@); rm -f $@.tmp
-$(BUILD)/gen/integration_suites.inc: $(BUILD)/.flags
+$(BUILD)/gen/integration_suites.inc: FORCE | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	@printf '$(foreach s,$(INTEG_SUITES),SUITE($(s))\n)' | sed 's/^ //' > $@.tmp && (cmp -s $@.tmp $@ || mv $@.tmp $@); rm -f $@.tmp
 # The git revision lives in a generated header rewritten only when it changes.
