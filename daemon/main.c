@@ -89,7 +89,8 @@ int main(int argc, char **argv, char **envp)
 		return 0;
 	}
 	if (cli.check_config) {
-		config_print_json(stdout, &cfg);
+		/* The masked log form: never print API keys. */
+		config_log_effective(&cfg);
 		fprintf(stderr, "cosyvoiced: configuration OK\n");
 		return 0;
 	}
