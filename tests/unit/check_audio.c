@@ -545,6 +545,7 @@ START_TEST(matrix)
 		if (v == V_FLAC) {
 			assert_count("metaflac total", mtotal, want, 2);
 			ck_assert_int_eq(soxi_long("-r", path), out_rate);
+			ck_assert_int_eq(soxi_long("-c", path), 1);
 			ck_assert_double_eq_tol(soxi_duration(path), SECS, 0.002);
 		} else {
 			ck_assert_int_eq(mtotal, 0); /* streamed: length unknown */
