@@ -75,11 +75,11 @@ $(BUILD)/.flags: FORCE | $(DEPS_STAMP)
 	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
 FORCE:
 
-$(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/.flags | $(DEPS_STAMP)
+$(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -I$(BUILD)/gen -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c $(BUILD)/.flags | $(DEPS_STAMP)
+$(BUILD)/obj/%.o: %.c $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -102,7 +102,6 @@ $(BUILD)/gen/integration_suites.inc: FORCE | $(DEPS_STAMP)
 $(BUILD)/gen/cv_git.h: FORCE
 	@mkdir -p $(@D)
 	@echo '#define CV_GIT "$(GIT_REV)"' | cmp -s - $@ || echo '#define CV_GIT "$(GIT_REV)"' > $@
-$(BUILD)/obj/daemon/main.o: $(BUILD)/gen/cv_git.h
 $(BUILD)/obj/tests/unit/main.o: $(BUILD)/gen/unit_suites.inc
 $(BUILD)/obj/tests/integration/main.o: $(BUILD)/gen/integration_suites.inc
 
@@ -154,10 +153,10 @@ clean:
 FUZZ_SECONDS ?= 15
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -Ibuild/gen -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
 FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
 
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) | $(DEPS_STAMP)
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) -o $@ $(PKG_LIBS)
 

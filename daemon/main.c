@@ -29,7 +29,6 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/version.h"
-#include "cv_git.h"
 #include "daemon/config.h"
 #include "engine/sched.h"
 #include "handlers/http.h"
