@@ -38,7 +38,7 @@ PKG_LIBS    = $(shell pkg-config --libs $(PKGS)) -lmp3lame -lm -lpthread
 TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS))
 
-ALL_CFLAGS  = $(STD) $(WARN) $(OPT) $(DEBUG) $(SANFLAGS) -I. -DCV_VERSION='"$(VERSION)"' -DCV_GIT='"$(GIT_REV)"' \
+ALL_CFLAGS  = $(STD) $(WARN) $(OPT) $(DEBUG) $(SANFLAGS) -I. -I$(BUILD)/gen -DCV_VERSION='"$(VERSION)"' \
               $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
@@ -75,11 +75,11 @@ $(BUILD)/.flags: FORCE | $(DEPS_STAMP)
 	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
 FORCE:
 
-$(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/.flags | $(DEPS_STAMP)
+$(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -I$(BUILD)/gen -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c $(BUILD)/.flags | $(DEPS_STAMP)
+$(BUILD)/obj/%.o: %.c $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -92,12 +92,16 @@ $(DAEMON): $(MAIN_OBJ) $(LIBA)
 
 # Suite lists are generated from the file names: tests/unit/check_foo.c
 # defines `Suite *suite_foo(void)`.
-$(BUILD)/gen/unit_suites.inc: $(BUILD)/.flags
+$(BUILD)/gen/unit_suites.inc: FORCE | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	@printf '$(foreach s,$(UNIT_SUITES),SUITE($(s))\n)' | sed 's/^ //' > $@.tmp && (cmp -s $@.tmp $@ || mv $@.tmp $@); rm -f $@.tmp
-$(BUILD)/gen/integration_suites.inc: $(BUILD)/.flags
+$(BUILD)/gen/integration_suites.inc: FORCE | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	@printf '$(foreach s,$(INTEG_SUITES),SUITE($(s))\n)' | sed 's/^ //' > $@.tmp && (cmp -s $@.tmp $@ || mv $@.tmp $@); rm -f $@.tmp
+# The git revision lives in a generated header rewritten only when it changes.
+$(BUILD)/gen/cv_git.h: FORCE
+	@mkdir -p $(@D)
+	@echo '#define CV_GIT "$(GIT_REV)"' | cmp -s - $@ || echo '#define CV_GIT "$(GIT_REV)"' > $@
 $(BUILD)/obj/tests/unit/main.o: $(BUILD)/gen/unit_suites.inc
 $(BUILD)/obj/tests/integration/main.o: $(BUILD)/gen/integration_suites.inc
 
@@ -113,7 +117,7 @@ check: $(UNIT_BIN)
 integration: $(INTEG_BIN) $(DAEMON)
 	COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
-test: check integration lint-systemd
+test: check integration lint-systemd fuzz
 
 # systemd unit must pass systemd-analyze verify (binary path mapped to ours).
 lint-systemd: $(DAEMON)
@@ -142,3 +146,24 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# libFuzzer targets (clang, ASan+UBSan). `make fuzz FUZZ_SECONDS=300` runs each longer;
+# `make test` runs them briefly. Each tests/fuzz/fuzz_<name>.c links the library sources
+# it needs (all of them; unused code is dropped by the linker).
+FUZZ_SECONDS ?= 15
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
+FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
+
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) -o $@ $(PKG_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=0 \
+	     build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -3 || exit 1; done
+.PHONY: fuzz fuzz-build

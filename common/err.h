@@ -13,16 +13,16 @@
 
 enum cv_err {
 	CV_OK = 0,
-	CV_EINVAL = -1,    /* bad argument / bad input value */
-	CV_ENOMEM = -2,    /* allocation failed (large, request-sized buffers) */
-	CV_E2BIG = -3,     /* a hard cap was exceeded */
-	CV_EFULL = -4,     /* queue full */
-	CV_ECANCELED = -5, /* cancelled (client went away, or asked) */
-	CV_ETIMEDOUT = -6, /* deadline passed */
-	CV_ESHUTDOWN = -7, /* daemon is shutting down */
-	CV_EENGINE = -8,   /* the engine failed */
-	CV_ENOTFOUND = -9, /* unknown speaker, route, key... */
-	CV_EIO = -10,      /* file or socket I/O failed */
+	CV_EINVAL = -1,	       /* bad argument / bad input value */
+	CV_ENOMEM = -2,	       /* allocation failed (large, request-sized buffers) */
+	CV_E2BIG = -3,	       /* a hard cap was exceeded */
+	CV_EFULL = -4,	       /* queue full */
+	CV_ECANCELED = -5,     /* cancelled (client went away, or asked) */
+	CV_ETIMEDOUT = -6,     /* deadline passed */
+	CV_ESHUTDOWN = -7,     /* daemon is shutting down */
+	CV_EENGINE = -8,       /* the engine failed */
+	CV_ENOTFOUND = -9,     /* unknown speaker, route, key... */
+	CV_EIO = -10,	       /* file or socket I/O failed */
 	CV_EUNSUPPORTED = -11, /* valid but not supported here */
 	CV_ENOTREADY = -12     /* engine not loaded / warmed up yet */
 };

@@ -18,9 +18,9 @@
 
 #include "common/err.h"
 
-#define LOG_LINE_MAX 4096
-#define LOG_LIMIT_KEYS 32
-#define LOG_LIMIT_BURST 5
+#define LOG_LINE_MAX	   4096
+#define LOG_LIMIT_KEYS	   32
+#define LOG_LIMIT_BURST	   5
 #define LOG_LIMIT_PERIOD_S 10
 
 static _Atomic int log_level_cur = LOG_LEVEL_INFO;

@@ -18,35 +18,35 @@ enum log_level log_get_level(void);
 int log_parse_level(const char *s, enum log_level *out);
 
 void log_write(enum log_level lvl, const char *comp, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Writes a preformatted structured line: `level=.. comp=.. <kv>` (kv must be
  * logfmt already; used by the access log). */
 void log_write_kv(enum log_level lvl, const char *comp, const char *kv);
 
 /* Rate-limited variant: key identifies the kind of event (a string literal). */
 void log_write_limited(enum log_level lvl, const char *comp, const char *key, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 #define LOG_ENABLED(lvl) ((lvl) <= log_get_level())
-#define log_err(comp, ...)                                                          \
-	do {                                                                        \
-		if (LOG_ENABLED(LOG_LEVEL_ERROR))                                   \
-			log_write(LOG_LEVEL_ERROR, comp, __VA_ARGS__);              \
+#define log_err(comp, ...)                                             \
+	do {                                                           \
+		if (LOG_ENABLED(LOG_LEVEL_ERROR))                      \
+			log_write(LOG_LEVEL_ERROR, comp, __VA_ARGS__); \
 	} while (0)
-#define log_warn(comp, ...)                                                         \
-	do {                                                                        \
-		if (LOG_ENABLED(LOG_LEVEL_WARN))                                    \
-			log_write(LOG_LEVEL_WARN, comp, __VA_ARGS__);               \
+#define log_warn(comp, ...)                                           \
+	do {                                                          \
+		if (LOG_ENABLED(LOG_LEVEL_WARN))                      \
+			log_write(LOG_LEVEL_WARN, comp, __VA_ARGS__); \
 	} while (0)
-#define log_info(comp, ...)                                                         \
-	do {                                                                        \
-		if (LOG_ENABLED(LOG_LEVEL_INFO))                                    \
-			log_write(LOG_LEVEL_INFO, comp, __VA_ARGS__);               \
+#define log_info(comp, ...)                                           \
+	do {                                                          \
+		if (LOG_ENABLED(LOG_LEVEL_INFO))                      \
+			log_write(LOG_LEVEL_INFO, comp, __VA_ARGS__); \
 	} while (0)
-#define log_debug(comp, ...)                                                        \
-	do {                                                                        \
-		if (LOG_ENABLED(LOG_LEVEL_DEBUG))                                   \
-			log_write(LOG_LEVEL_DEBUG, comp, __VA_ARGS__);              \
+#define log_debug(comp, ...)                                           \
+	do {                                                           \
+		if (LOG_ENABLED(LOG_LEVEL_DEBUG))                      \
+			log_write(LOG_LEVEL_DEBUG, comp, __VA_ARGS__); \
 	} while (0)
 #define log_err_limited(comp, key, ...)                                             \
 	do {                                                                        \

@@ -25,22 +25,22 @@ extern "C" {
 
 struct engine;
 
-#define ENGINE_NAME_MAX 64
+#define ENGINE_NAME_MAX	   64
 #define ENGINE_TIMINGS_MAX 16
-#define ENGINE_GAUGES_MAX 16
+#define ENGINE_GAUGES_MAX  16
 
 /* How the daemon asks for an engine. Strings are borrowed for the call. */
 struct engine_config {
-	const char *backend;    /* "espeak" | "cosyvoice2" */
-	const char *model_dir;  /* bundle directory (cosyvoice2), NULL for espeak */
-	const char *device;     /* "cpu" | "cuda" (cosyvoice2) */
-	const char *data_dir;   /* espeak-ng data path, NULL = library default */
+	const char *backend;	     /* "espeak" | "cosyvoice2" */
+	const char *model_dir;	     /* bundle directory (cosyvoice2), NULL for espeak */
+	const char *device;	     /* "cpu" | "cuda" (cosyvoice2) */
+	const char *data_dir;	     /* espeak-ng data path, NULL = library default */
 	const char *default_speaker; /* NULL = backend's own default */
-	int threads;            /* CPU threads the backend may use, 0 = auto */
+	int threads;		     /* CPU threads the backend may use, 0 = auto */
 };
 
 struct engine_speaker {
-	const char *id;       /* what clients send as "speaker" / "voice" */
+	const char *id;	      /* what clients send as "speaker" / "voice" */
 	const char *language; /* BCP-47-ish language tag, e.g. "en", "cmn" */
 	const char *name;     /* human-readable name */
 };
@@ -49,11 +49,11 @@ struct engine_speaker {
 struct engine_params {
 	const char *text;    /* UTF-8, validated, NUL-terminated */
 	const char *speaker; /* NULL = default speaker */
-	float speed;         /* 1.0 = normal; range checked by the caller */
-	uint64_t seed;       /* RNG seed for sampling backends */
-	int has_seed;        /* 0: backend picks a seed */
-	int normalize;       /* 1: run text normalization (cosyvoice2 frontend) */
-	int stream;          /* 1: the caller wants chunks as early as possible */
+	float speed;	     /* 1.0 = normal; range checked by the caller */
+	uint64_t seed;	     /* RNG seed for sampling backends */
+	int has_seed;	     /* 0: backend picks a seed */
+	int normalize;	     /* 1: run text normalization (cosyvoice2 frontend) */
+	int stream;	     /* 1: the caller wants chunks as early as possible */
 };
 
 /* Where PCM goes. write() receives float samples in [-1, 1] at the engine's

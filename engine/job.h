@@ -32,23 +32,23 @@ struct job_spec {
 	int has_seed;
 	int normalize;
 	int stream;
-	int64_t deadline_ns;  /* absolute clock_now_ns() deadline; 0 = none */
-	size_t max_samples;   /* hard cap on PCM produced (engine rate); 0 = none */
+	int64_t deadline_ns;	/* absolute clock_now_ns() deadline; 0 = none */
+	size_t max_samples;	/* hard cap on PCM produced (engine rate); 0 = none */
 	const char *request_id; /* copied; for logs */
 };
 
 /* Snapshot of a job's progress for the HTTP side and logs. */
 struct job_status {
 	enum job_state state;
-	int result;              /* CV_OK or CV_E* once DONE */
-	char error[256];         /* engine/job error text once DONE */
-	int64_t t_submit_ns;     /* job_new */
-	int64_t t_start_ns;      /* worker picked it up (0 if never) */
-	int64_t t_first_audio_ns;/* first PCM appended (0 if none) */
-	int64_t t_end_ns;        /* finished (0 if not yet) */
-	size_t samples_total;    /* PCM produced so far */
-	size_t samples_pending;  /* PCM not yet taken */
-	int cancel_reason;       /* 0 or CV_ECANCELED/CV_ETIMEDOUT/CV_ESHUTDOWN */
+	int result;		       /* CV_OK or CV_E* once DONE */
+	char error[256];	       /* engine/job error text once DONE */
+	int64_t t_submit_ns;	       /* job_new */
+	int64_t t_start_ns;	       /* worker picked it up (0 if never) */
+	int64_t t_first_audio_ns;      /* first PCM appended (0 if none) */
+	int64_t t_end_ns;	       /* finished (0 if not yet) */
+	size_t samples_total;	       /* PCM produced so far */
+	size_t samples_pending;	       /* PCM not yet taken */
+	int cancel_reason;	       /* 0 or CV_ECANCELED/CV_ETIMEDOUT/CV_ESHUTDOWN */
 	struct engine_timings timings; /* engine stages, valid once DONE */
 };
 

@@ -20,12 +20,19 @@
 
 struct sched;
 
-enum sched_state { SCHED_LOADING = 0, SCHED_WARMING, SCHED_READY, SCHED_FAILED, SCHED_DRAINING, SCHED_STOPPED };
+enum sched_state {
+	SCHED_LOADING = 0,
+	SCHED_WARMING,
+	SCHED_READY,
+	SCHED_FAILED,
+	SCHED_DRAINING,
+	SCHED_STOPPED
+};
 
 struct sched_config {
-	size_t queue_capacity;             /* >= 1 */
-	struct engine_config engine;       /* strings must outlive sched_start */
-	int warmup;                        /* 1: run engine_warmup before READY */
+	size_t queue_capacity;	     /* >= 1 */
+	struct engine_config engine; /* strings must outlive sched_start */
+	int warmup;		     /* 1: run engine_warmup before READY */
 };
 
 /* Start the worker (which opens the engine). Returns at once. */
@@ -43,9 +50,9 @@ int sched_submit(struct sched *s, struct job *j);
  * (notify fires); a running one stops at the engine's next step. */
 void sched_cancel(struct sched *s, struct job *j, int reason);
 
-size_t sched_depth(struct sched *s);    /* queued, not running */
+size_t sched_depth(struct sched *s); /* queued, not running */
 size_t sched_capacity(struct sched *s);
-int sched_busy(struct sched *s);        /* 1 while a job runs */
+int sched_busy(struct sched *s); /* 1 while a job runs */
 /* Seconds a new job would wait, estimated from queue depth and measured speed (>= 1). */
 int sched_retry_after_s(struct sched *s);
 int64_t sched_heartbeat_ns(struct sched *s);

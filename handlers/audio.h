@@ -23,13 +23,20 @@
 
 #include "common/buf.h"
 
-enum audio_format { AUDIO_FMT_WAV = 0, AUDIO_FMT_OPUS, AUDIO_FMT_PCM, AUDIO_FMT_FLAC, AUDIO_FMT_MP3, AUDIO_FMT_COUNT };
+enum audio_format {
+	AUDIO_FMT_WAV = 0,
+	AUDIO_FMT_OPUS,
+	AUDIO_FMT_PCM,
+	AUDIO_FMT_FLAC,
+	AUDIO_FMT_MP3,
+	AUDIO_FMT_COUNT
+};
 
 struct audio_enc_opts {
-	int stream;           /* 1: emit bytes as early as possible */
+	int stream;	      /* 1: emit bytes as early as possible */
 	int opus_bitrate;     /* bits/s, e.g. 32000 */
 	int mp3_bitrate_kbps; /* e.g. 64 */
-	int flac_level;       /* 0..8 */
+	int flac_level;	      /* 0..8 */
 };
 
 /* "wav" | "opus" | "pcm" | "flac" | "mp3" → format; CV_EINVAL otherwise. */

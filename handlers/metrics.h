@@ -15,13 +15,13 @@
 
 enum metrics_route {
 	METRICS_ROUTE_TTS = 0,
-	METRICS_ROUTE_SPEECH,      /* /v1/audio/speech */
-	METRICS_ROUTE_SPEAKERS,    /* /v1/speakers */
-	METRICS_ROUTE_NORMALIZE,   /* /v1/text/normalize */
+	METRICS_ROUTE_SPEECH,	 /* /v1/audio/speech */
+	METRICS_ROUTE_SPEAKERS,	 /* /v1/speakers */
+	METRICS_ROUTE_NORMALIZE, /* /v1/text/normalize */
 	METRICS_ROUTE_HEALTHZ,
 	METRICS_ROUTE_READYZ,
 	METRICS_ROUTE_METRICS,
-	METRICS_ROUTE_OTHER,       /* 404s, preflight, ... */
+	METRICS_ROUTE_OTHER, /* 404s, preflight, ... */
 	METRICS_ROUTE_COUNT
 };
 
@@ -29,11 +29,11 @@ enum metrics_reject {
 	METRICS_REJECT_QUEUE_FULL = 0,
 	METRICS_REJECT_BODY_TOO_LARGE,
 	METRICS_REJECT_TEXT_TOO_LONG,
-	METRICS_REJECT_INVALID,       /* 400/415/422 validation */
+	METRICS_REJECT_INVALID, /* 400/415/422 validation */
 	METRICS_REJECT_UNAUTHORIZED,
 	METRICS_REJECT_NOT_READY,
 	METRICS_REJECT_SHUTTING_DOWN,
-	METRICS_REJECT_MEMORY,        /* predicted memory over budget */
+	METRICS_REJECT_MEMORY, /* predicted memory over budget */
 	METRICS_REJECT_COUNT
 };
 
@@ -41,8 +41,8 @@ enum metrics_reject {
 struct metrics_gauges {
 	size_t queue_depth;
 	size_t queue_capacity;
-	int engine_ready;        /* 0/1 */
-	int worker_busy;         /* 0/1 */
+	int engine_ready;	 /* 0/1 */
+	int worker_busy;	 /* 0/1 */
 	const char *engine_name; /* label of cosyvoiced_engine_info */
 	double engine_load_seconds;
 	double engine_warmup_seconds;

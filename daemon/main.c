@@ -1,0 +1,235 @@
+/* daemon/main.c — start-up, signals, systemd protocol, shutdown order.
+ *
+ * DESIGN
+ * Order of life: config (validated in full before anything starts) → log
+ * level → metrics → scheduler (its worker opens and warms the engine) → HTTP
+ * (bound early so /healthz and /readyz answer while the model loads) → wait
+ * for READY → sd_notify READY=1 → main loop → drain → exit 0.
+ *
+ * Signals are blocked in every thread (the mask is set before any thread is
+ * created) and taken synchronously by the main thread with sigtimedwait(), so
+ * no async-signal-safety puzzles exist. The main loop also pings the systemd
+ * watchdog, but only while the worker's heartbeat is fresh: a wedged engine
+ * call stops the pings and systemd restarts the service.
+ *
+ * Shutdown (SIGTERM/SIGINT): STOPPING=1 → stop accepting (quiesce) → the
+ * scheduler answers queued jobs 503 and lets the running one finish within
+ * drain_timeout_ms → wait briefly for open replies to flush → stop MHD →
+ * free everything → exit 0.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "daemon/config.h"
+#include "engine/sched.h"
+#include "handlers/http.h"
+#include "handlers/metrics.h"
+
+#define MAIN_LOOP_TICK_MS  500
+#define MAIN_FLUSH_WAIT_MS 3000
+
+static int main_wait_signal(const sigset_t *set, int timeout_ms)
+{
+	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+	int sig = sigtimedwait(set, NULL, &ts);
+	return sig < 0 ? 0 : sig;
+}
+
+static const char *main_pick_backend(const struct config *c)
+{
+	if (strcmp(c->engine, "auto") == 0)
+		return c->model_dir[0] ? "cosyvoice2" : "espeak";
+	return c->engine;
+}
+
+int main(int argc, char **argv, char **envp)
+{
+	struct config cfg;
+	struct config_cli cli;
+	struct sched_config sc;
+	struct http_config hc;
+	struct sched *sched = NULL;
+	struct metrics *metrics = NULL;
+	struct http_server *http = NULL;
+	char err[512];
+	char **keys = NULL;
+	size_t n_keys = 0;
+	uint64_t wd_usec = 0;
+	int wd_enabled, rc, exit_code = 1, ready = 0;
+	enum log_level lvl;
+	sigset_t sigs;
+	const char *backend;
+
+	memset(&cli, 0, sizeof cli);
+	rc = config_load(&cfg, &cli, argc, argv, envp, err, sizeof err);
+	if (cli.help) {
+		config_print_help(stdout, "cosyvoiced");
+		return 0;
+	}
+	if (cli.version) {
+		printf("cosyvoiced %s (git %s)\n", CV_VERSION, CV_GIT);
+		return 0;
+	}
+	if (rc != CV_OK) {
+		fprintf(stderr, "cosyvoiced: configuration error: %s\n", err);
+		return 2;
+	}
+	if (cli.print_config) {
+		config_print_json(stdout, &cfg);
+		return 0;
+	}
+	if (cli.check_config) {
+		/* The masked log form: never print API keys. */
+		config_log_effective(&cfg);
+		fprintf(stderr, "cosyvoiced: configuration OK\n");
+		return 0;
+	}
+	if (log_parse_level(cfg.log_level, &lvl) == CV_OK)
+		log_set_level(lvl);
+	if (config_read_api_keys(&cfg, &keys, &n_keys, err, sizeof err) != CV_OK) {
+		fprintf(stderr, "cosyvoiced: configuration error: %s\n", err);
+		return 2;
+	}
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	log_info("main", "cosyvoiced %s (git %s) starting", CV_VERSION, CV_GIT);
+	config_log_effective(&cfg);
+	metrics = metrics_new(CV_VERSION);
+
+	backend = main_pick_backend(&cfg);
+	memset(&sc, 0, sizeof sc);
+	sc.queue_capacity = (size_t)cfg.queue_capacity;
+	sc.warmup = cfg.warmup;
+	sc.engine.backend = backend;
+	sc.engine.model_dir = cfg.model_dir[0] ? cfg.model_dir : NULL;
+	sc.engine.device = cfg.device;
+	sc.engine.data_dir = cfg.espeak_data[0] ? cfg.espeak_data : NULL;
+	sc.engine.default_speaker = cfg.default_speaker[0] ? cfg.default_speaker : NULL;
+	sc.engine.threads = cfg.engine_threads;
+	if (strcmp(backend, "espeak") == 0)
+		log_warn("main",
+			 "no CosyVoice2 model configured (model_dir empty): serving the embedded espeak-ng "
+			 "default engine");
+	sd_notifyf(0, "STATUS=loading the %s engine", backend);
+	if (sched_start(&sc, &sched, err, sizeof err) != CV_OK) {
+		log_err("main", "cannot start the scheduler: %s", err);
+		goto out;
+	}
+
+	memset(&hc, 0, sizeof hc);
+	hc.listen = cfg.listen;
+	hc.port = cfg.port;
+	hc.threads = cfg.http_threads;
+	hc.connection_limit = (unsigned)cfg.connection_limit;
+	hc.per_ip_connection_limit = (unsigned)cfg.per_ip_connection_limit;
+	hc.connection_timeout_s = (unsigned)cfg.connection_timeout_s;
+	hc.max_body_bytes = (size_t)cfg.max_body_bytes;
+	hc.max_text_chars = (size_t)cfg.max_text_chars;
+	hc.deadline_ms = cfg.deadline_ms;
+	hc.max_audio_seconds = cfg.max_audio_seconds;
+	audio_format_parse(cfg.default_format, &hc.default_format);
+	hc.default_sample_rate = cfg.default_sample_rate;
+	hc.enc.opus_bitrate = cfg.opus_bitrate;
+	hc.enc.mp3_bitrate_kbps = cfg.mp3_bitrate_kbps;
+	hc.enc.flac_level = cfg.flac_level;
+	hc.api_keys = (const char *const *)keys;
+	hc.n_api_keys = n_keys;
+	hc.cors_origins = cfg.cors_origins;
+	hc.access_log = cfg.access_log;
+	hc.embedded_default = strcmp(backend, "espeak") == 0;
+	if (http_server_start(&hc, sched, metrics, &http, err, sizeof err) != CV_OK) {
+		log_err("main", "%s", err);
+		goto out;
+	}
+	log_info("main", "listening on http://%s:%d (auth %s, queue capacity %d)", cfg.listen,
+		 http_server_port(http), n_keys ? "on" : "off", cfg.queue_capacity);
+
+	wd_enabled = sd_watchdog_enabled(0, &wd_usec) > 0;
+
+	/* Wait for the engine, answering signals and keeping systemd informed. */
+	for (;;) {
+		int sig;
+		rc = sched_wait_ready(sched, MAIN_LOOP_TICK_MS, err, sizeof err);
+		if (rc == CV_OK)
+			break;
+		if (rc != CV_ETIMEDOUT) {
+			log_err("main", "engine failed to load: %s", err);
+			sd_notifyf(0, "STATUS=engine failed: %s\nERRNO=%d", err, EIO);
+			goto out;
+		}
+		sd_notify(0, "EXTEND_TIMEOUT_USEC=5000000");
+		if (wd_enabled)
+			sd_notify(0, "WATCHDOG=1");
+		sig = main_wait_signal(&sigs, 1);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("main", "signal %d during start-up: stopping", sig);
+			exit_code = 0;
+			goto out;
+		}
+	}
+	{
+		double load_ms = 0, warm_ms = 0;
+		const struct engine *e = sched_engine(sched);
+		sched_startup_ms(sched, &load_ms, &warm_ms);
+		log_info("main", "engine %s ready (%s, %d Hz, %zu speakers): load %.0f ms, warm-up %.0f ms",
+			 engine_name(e), engine_describe(e), engine_sample_rate(e), engine_speaker_count(e),
+			 load_ms, warm_ms);
+		sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s:%d", engine_name(e), cfg.listen,
+			   http_server_port(http));
+	}
+	ready = 1;
+
+	for (;;) {
+		int tick = MAIN_LOOP_TICK_MS;
+		int sig;
+		if (wd_enabled && wd_usec / 2000 < (uint64_t)tick)
+			tick = (int)(wd_usec / 2000) > 0 ? (int)(wd_usec / 2000) : 1;
+		sig = main_wait_signal(&sigs, tick);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("main", "signal %d: draining (up to %d ms for the running job)", sig,
+				 cfg.drain_timeout_ms);
+			break;
+		}
+		if (sig == SIGHUP)
+			log_info("main", "SIGHUP ignored: restart the service to change its configuration");
+		if (wd_enabled) {
+			int64_t age_us = (clock_now_ns() - sched_heartbeat_ns(sched)) / 1000;
+			if (age_us >= 0 && (uint64_t)age_us < wd_usec / 2)
+				sd_notify(0, "WATCHDOG=1");
+			else
+				log_err_limited("main", "watchdog_stale",
+						"worker heartbeat is %lld ms old: withholding watchdog pings",
+						(long long)(age_us / 1000));
+		}
+	}
+	exit_code = 0;
+out:
+	sd_notify(0, "STOPPING=1");
+	if (http)
+		http_server_quiesce(http);
+	if (sched)
+		sched_shutdown(sched, ready ? cfg.drain_timeout_ms : 0);
+	if (http)
+		http_server_stop(http, MAIN_FLUSH_WAIT_MS);
+	http_server_free(http);
+	sched_free(sched);
+	metrics_free(metrics);
+	config_free_api_keys(keys, n_keys);
+	log_info("main", "stopped (exit %d)", exit_code);
+	return exit_code;
+}
