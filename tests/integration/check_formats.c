@@ -16,10 +16,10 @@
 static const char *const formats[] = {"wav", "opus", "pcm", "flac", "mp3"};
 static const int rates[] = {24000, 16000, 48000};
 #define N_FORMATS 5
-#define N_RATES 3
-#define N_LANGS 2
-#define N_MODES 2
-#define N_COMBOS (N_FORMATS * N_RATES * N_LANGS * N_MODES)
+#define N_RATES	  3
+#define N_LANGS	  2
+#define N_MODES	  2
+#define N_COMBOS  (N_FORMATS * N_RATES * N_LANGS * N_MODES)
 
 static const char *const en_text = "The quick brown fox jumps over the lazy dog. It is a sunny morning.";
 static const char *const zh_text = "今天天气很好，我们去公园散步吧。";
@@ -56,7 +56,8 @@ static double tolerance(const char *fmt, int rate)
 static void check_timing_value(const char *st, const char *metric)
 {
 	double ms = -1;
-	HCHECK(server_timing_dur(st, metric, &ms), "Server-Timing %s lacks %s;dur=", st ? st : "(none)", metric);
+	HCHECK(server_timing_dur(st, metric, &ms), "Server-Timing %s lacks %s;dur=", st ? st : "(none)",
+	       metric);
 	HCHECK(ms >= 0, "Server-Timing %s: %s;dur=%g is negative", st, metric, ms);
 }
 
@@ -72,7 +73,8 @@ START_TEST(tts_format_rate_lang_mode)
 	int stream = i % N_MODES;
 
 	char body[1024];
-	snprintf(body, sizeof body, "{\"text\": \"%s\", \"speaker\": \"%s\", \"format\": \"%s\", \"sample_rate\": %d, "
+	snprintf(body, sizeof body,
+		 "{\"text\": \"%s\", \"speaker\": \"%s\", \"format\": \"%s\", \"sample_rate\": %d, "
 		 "\"stream\": %s}",
 		 zh ? zh_text : en_text, zh ? "cmn" : "en", fmt, rate, stream ? "true" : "false");
 	struct http_resp r;
@@ -92,11 +94,13 @@ START_TEST(tts_format_rate_lang_mode)
 	const char *dur_s, *rtf_s;
 
 	if (stream) {
-		HCHECK(te && http_list_has(te, "chunked"), "%s: Transfer-Encoding %s", body, te ? te : "(none)");
+		HCHECK(te && http_list_has(te, "chunked"), "%s: Transfer-Encoding %s", body,
+		       te ? te : "(none)");
 		check_timing_value(st, "queue");
 		check_timing_value(st, "ttfa");
 		const char *decl = http_header(&r, "Trailer");
-		HCHECK(decl && http_list_has(decl, "Server-Timing") && http_list_has(decl, "X-Audio-Duration") &&
+		HCHECK(decl && http_list_has(decl, "Server-Timing") &&
+			   http_list_has(decl, "X-Audio-Duration") &&
 			   http_list_has(decl, "X-Real-Time-Factor"),
 		       "%s: Trailer header %s", body, decl ? decl : "(none)");
 		const char *tst = http_trailer(&r, "Server-Timing");
@@ -109,15 +113,15 @@ START_TEST(tts_format_rate_lang_mode)
 		HCHECK(!te || !http_list_has(te, "chunked"), "%s: buffered reply is chunked", body);
 		const char *cl = http_header(&r, "Content-Length");
 		double clv = -1;
-		HCHECK(parse_double(cl, &clv) && (size_t)clv == buf_len(&r.body), "Content-Length %s, body %zu",
-		       cl ? cl : "(none)", buf_len(&r.body));
+		HCHECK(parse_double(cl, &clv) && (size_t)clv == buf_len(&r.body),
+		       "Content-Length %s, body %zu", cl ? cl : "(none)", buf_len(&r.body));
 		check_timing_value(st, "queue");
 		check_timing_value(st, "synth");
 		check_timing_value(st, "encode");
 		check_timing_value(st, "total");
 		double sr = 0;
-		HCHECK(parse_double(http_header(&r, "X-Sample-Rate"), &sr) && (int)sr == rate, "X-Sample-Rate %s",
-		       http_header(&r, "X-Sample-Rate"));
+		HCHECK(parse_double(http_header(&r, "X-Sample-Rate"), &sr) && (int)sr == rate,
+		       "X-Sample-Rate %s", http_header(&r, "X-Sample-Rate"));
 		const char *eng = http_header(&r, "X-Engine");
 		HCHECK(eng && *eng, "no X-Engine");
 		dur_s = http_header(&r, "X-Audio-Duration");
@@ -125,16 +129,18 @@ START_TEST(tts_format_rate_lang_mode)
 	}
 	HCHECK(parse_double(dur_s, &announced) && announced > 0.3, "%s: X-Audio-Duration %s", body,
 	       dur_s ? dur_s : "(none)");
-	HCHECK(parse_double(rtf_s, &rtf) && rtf >= 0, "%s: X-Real-Time-Factor %s", body, rtf_s ? rtf_s : "(none)");
+	HCHECK(parse_double(rtf_s, &rtf) && rtf >= 0, "%s: X-Real-Time-Factor %s", body,
+	       rtf_s ? rtf_s : "(none)");
 
 	struct audio_info ai;
 	char err[1024];
-	HCHECK(audio_probe(fmt, buf_data(&r.body), buf_len(&r.body), rate, &ai, err, sizeof err) == 0, "%s: %s",
-	       body, err);
+	HCHECK(audio_probe(fmt, buf_data(&r.body), buf_len(&r.body), rate, &ai, err, sizeof err) == 0,
+	       "%s: %s", body, err);
 	HCHECK(ai.rate == rate, "%s: decoded rate %d", body, ai.rate);
 	double tol = tolerance(fmt, rate);
-	HCHECK(fabs(ai.duration - announced) <= tol, "%s: decoded %.4f s, X-Audio-Duration %.4f s (tolerance %.3f)",
-	       body, ai.duration, announced, tol);
+	HCHECK(fabs(ai.duration - announced) <= tol,
+	       "%s: decoded %.4f s, X-Audio-Duration %.4f s (tolerance %.3f)", body, ai.duration, announced,
+	       tol);
 	http_resp_free(&r);
 }
 END_TEST
@@ -161,12 +167,13 @@ START_TEST(speech_default_mp3)
 	HCHECK(ct && strcasecmp(ct, "audio/mpeg") == 0, "Content-Type %s", ct ? ct : "(none)");
 	struct audio_info ai;
 	char err[1024];
-	HCHECK(audio_probe("mp3", buf_data(&r.body), buf_len(&r.body), 0, &ai, err, sizeof err) == 0, "mp3: %s",
-	       err);
+	HCHECK(audio_probe("mp3", buf_data(&r.body), buf_len(&r.body), 0, &ai, err, sizeof err) == 0,
+	       "mp3: %s", err);
 	HCHECK(ai.duration > 0.5, "duration %.3f", ai.duration);
 	double d;
 	HCHECK(announced_duration(&r, &d), "no X-Audio-Duration header or trailer");
-	HCHECK(fabs(ai.duration - d) <= tolerance("mp3", ai.rate), "decoded %.3f, announced %.3f", ai.duration, d);
+	HCHECK(fabs(ai.duration - d) <= tolerance("mp3", ai.rate), "decoded %.3f, announced %.3f",
+	       ai.duration, d);
 	http_resp_free(&r);
 }
 END_TEST
@@ -174,18 +181,19 @@ END_TEST
 START_TEST(speech_pcm_24k)
 {
 	struct http_resp r;
-	int rc = http_post_json("/v1/audio/speech",
-				"{\"model\": \"tts-1\", \"input\": \"Raw samples at twenty four kilohertz.\", "
-				"\"voice\": \"nova\", \"response_format\": \"pcm\"}",
-				&r);
+	int rc =
+	    http_post_json("/v1/audio/speech",
+			   "{\"model\": \"tts-1\", \"input\": \"Raw samples at twenty four kilohertz.\", "
+			   "\"voice\": \"nova\", \"response_format\": \"pcm\"}",
+			   &r);
 	HCHECK(rc == 0 && r.status == 200, "curl %d status %ld %.300s", rc, r.status, buf_data(&r.body));
 	const char *ct = http_header(&r, "Content-Type");
 	HCHECK(ct && strncasecmp(ct, "audio/L16", 9) == 0 && strstr(ct, "rate=24000"), "Content-Type %s",
 	       ct ? ct : "(none)");
 	struct audio_info ai;
 	char err[1024];
-	HCHECK(audio_probe("pcm", buf_data(&r.body), buf_len(&r.body), 24000, &ai, err, sizeof err) == 0, "pcm: %s",
-	       err);
+	HCHECK(audio_probe("pcm", buf_data(&r.body), buf_len(&r.body), 24000, &ai, err, sizeof err) == 0,
+	       "pcm: %s", err);
 	double d;
 	HCHECK(announced_duration(&r, &d), "no X-Audio-Duration header or trailer");
 	HCHECK(ai.duration > 0.5 && fabs(ai.duration - d) <= tolerance("pcm", 24000),
@@ -203,16 +211,18 @@ static double speech_wav_duration(const char *speed)
 		 speed);
 	struct http_resp r;
 	int rc = http_post_json("/v1/audio/speech", body, &r);
-	HCHECK(rc == 0 && r.status == 200, "%s: curl %d status %ld %.300s", body, rc, r.status, buf_data(&r.body));
+	HCHECK(rc == 0 && r.status == 200, "%s: curl %d status %ld %.300s", body, rc, r.status,
+	       buf_data(&r.body));
 	const char *ct = http_header(&r, "Content-Type");
 	HCHECK(ct && strcasecmp(ct, "audio/wav") == 0, "Content-Type %s", ct ? ct : "(none)");
 	struct audio_info ai;
 	char err[1024];
-	HCHECK(audio_probe("wav", buf_data(&r.body), buf_len(&r.body), 0, &ai, err, sizeof err) == 0, "wav: %s",
-	       err);
+	HCHECK(audio_probe("wav", buf_data(&r.body), buf_len(&r.body), 0, &ai, err, sizeof err) == 0,
+	       "wav: %s", err);
 	double d;
 	HCHECK(announced_duration(&r, &d), "no X-Audio-Duration header or trailer");
-	HCHECK(fabs(ai.duration - d) <= tolerance("wav", ai.rate), "decoded %.4f, announced %.4f", ai.duration, d);
+	HCHECK(fabs(ai.duration - d) <= tolerance("wav", ai.rate), "decoded %.4f, announced %.4f",
+	       ai.duration, d);
 	http_resp_free(&r);
 	return ai.duration;
 }
@@ -228,8 +238,10 @@ START_TEST(speech_wav_speed_clamped)
 	double twice = speech_wav_duration("2.0");
 	HCHECK(slow > normal * 1.3, "speed 0.25 gave %.3f s, 1.0 gave %.3f s", slow, normal);
 	HCHECK(fast < normal / 1.3, "speed 4.0 gave %.3f s, 1.0 gave %.3f s", fast, normal);
-	HCHECK(fabs(slow - half) < 0.05 * half, "speed 0.25 (%.3f s) is not clamped to 0.5 (%.3f s)", slow, half);
-	HCHECK(fabs(fast - twice) < 0.05 * twice, "speed 4.0 (%.3f s) is not clamped to 2.0 (%.3f s)", fast, twice);
+	HCHECK(fabs(slow - half) < 0.05 * half, "speed 0.25 (%.3f s) is not clamped to 0.5 (%.3f s)", slow,
+	       half);
+	HCHECK(fabs(fast - twice) < 0.05 * twice, "speed 4.0 (%.3f s) is not clamped to 2.0 (%.3f s)", fast,
+	       twice);
 }
 END_TEST
 

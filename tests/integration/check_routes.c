@@ -68,7 +68,8 @@ START_TEST(metrics_pass_promtool)
 	ck_assert_int_eq(http_get("/metrics", &r), 0);
 	HCHECK(r.status == 200, "status %ld", r.status);
 	const char *ct = http_header(&r, "Content-Type");
-	HCHECK(ct && strncmp(ct, "text/plain; version=0.0.4", 25) == 0, "Content-Type %s", ct ? ct : "(none)");
+	HCHECK(ct && strncmp(ct, "text/plain; version=0.0.4", 25) == 0, "Content-Type %s",
+	       ct ? ct : "(none)");
 	HCHECK(buf_len(&r.body) > 0 && buf_data(&r.body)[buf_len(&r.body) - 1] == '\n',
 	       "metrics body does not end with a newline");
 	int found = 0;
@@ -120,7 +121,8 @@ START_TEST(speakers_list)
 	json_t *s;
 	json_array_foreach(arr, i, s)
 	{
-		HCHECK(json_is_string(json_object_get(s, "id")) && json_is_string(json_object_get(s, "language")) &&
+		HCHECK(json_is_string(json_object_get(s, "id")) &&
+			   json_is_string(json_object_get(s, "language")) &&
 			   json_is_string(json_object_get(s, "name")),
 		       "speaker #%zu lacks id/language/name strings", i);
 	}
@@ -154,7 +156,7 @@ struct method_case {
 	const char *method;
 	const char *path;
 	const char *allowed; /* a token Allow must list */
-	int house;           /* house envelope expected */
+	int house;	     /* house envelope expected */
 };
 
 static const struct method_case method_cases[] = {
@@ -244,8 +246,8 @@ START_TEST(tts_default_wav)
 	       http_header(&r, "X-Audio-Duration"));
 	struct audio_info ai;
 	char err[1024];
-	HCHECK(audio_probe("wav", buf_data(&r.body), buf_len(&r.body), 0, &ai, err, sizeof err) == 0, "wav: %s",
-	       err);
+	HCHECK(audio_probe("wav", buf_data(&r.body), buf_len(&r.body), 0, &ai, err, sizeof err) == 0,
+	       "wav: %s", err);
 	HCHECK(ai.rate == (int)rate, "decoded rate %d, X-Sample-Rate %g", ai.rate, rate);
 	HCHECK(ai.duration > 0.5 && ai.duration < 10, "duration %.3f", ai.duration);
 	HCHECK(ai.duration > dur - 0.02 && ai.duration < dur + 0.02, "decoded %.3f s, X-Audio-Duration %.3f",

@@ -197,7 +197,8 @@ char *harness_log_tail(size_t max)
 void harness_dump_log(const char *file, int line, const char *what)
 {
 	char *tail = harness_log_tail(4000);
-	fprintf(stderr, "\n--- %s:%d: check failed: %s\n--- daemon log (%s), last 4000 bytes:\n%s\n--- end of log\n",
+	fprintf(stderr,
+		"\n--- %s:%d: check failed: %s\n--- daemon log (%s), last 4000 bytes:\n%s\n--- end of log\n",
 		file, line, what, harness_log_path(), tail);
 	free(tail);
 }
@@ -215,7 +216,8 @@ static int free_port(void)
 	a.sin_port = 0;
 	socklen_t al = sizeof a;
 	int port = -1;
-	if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
 		port = ntohs(a.sin_port);
 	close(fd);
 	return port;
@@ -332,7 +334,8 @@ void harness_start(const char *const *args)
 	double ready_timeout = S->valgrind ? 300 : 60;
 
 	for (int attempt = 0; attempt < 3; attempt++) {
-		snprintf(S->log_path, sizeof S->log_path, "%s/daemon-%d-%d.log", S->dir, (int)getpid(), ++serial);
+		snprintf(S->log_path, sizeof S->log_path, "%s/daemon-%d-%d.log", S->dir, (int)getpid(),
+			 ++serial);
 		int logfd = open(S->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		ck_assert_msg(logfd >= 0, "open %s: %s", S->log_path, strerror(errno));
 		int port = free_port();
@@ -373,18 +376,19 @@ void harness_start(const char *const *args)
 				continue;
 			}
 			char *tail = harness_log_tail(2500);
-			fprintf(stderr, "harness: daemon exited during start-up (wait status 0x%x); log:\n%s\n",
+			fprintf(stderr,
+				"harness: daemon exited during start-up (wait status 0x%x); log:\n%s\n",
 				(unsigned)S->wstatus, tail);
 			S->pid = 0;
-			ck_abort_msg("daemon exited during start-up (status 0x%x); log tail:\n%s", (unsigned)S->wstatus,
-				     tail);
+			ck_abort_msg("daemon exited during start-up (status 0x%x); log tail:\n%s",
+				     (unsigned)S->wstatus, tail);
 		}
 		char *tail = harness_log_tail(2500);
 		fprintf(stderr, "harness: /readyz not 200 after %.0f s (last %ld); log:\n%s\n", ready_timeout,
 			last_status, tail);
 		harness_stop();
-		ck_abort_msg("daemon not ready after %.0f s (last /readyz status %ld); log tail:\n%s", ready_timeout,
-			     last_status, tail);
+		ck_abort_msg("daemon not ready after %.0f s (last /readyz status %ld); log tail:\n%s",
+			     ready_timeout, last_status, tail);
 	}
 	ck_abort_msg("daemon could not bind a free port in 3 attempts");
 }
@@ -410,8 +414,10 @@ void harness_stop(void)
 	const char *keep = getenv("COSYVOICED_KEEP_LOGS");
 	if (!clean) {
 		char *tail = harness_log_tail(2000);
-		fprintf(stderr, "harness: daemon pid %d did not exit cleanly (wait status 0x%x), log kept at %s:\n%s\n",
-			(int)S->pid, (unsigned)st, S->log_path, tail);
+		fprintf(
+		    stderr,
+		    "harness: daemon pid %d did not exit cleanly (wait status 0x%x), log kept at %s:\n%s\n",
+		    (int)S->pid, (unsigned)st, S->log_path, tail);
 		free(tail);
 	} else if (!(keep && strcmp(keep, "1") == 0)) {
 		unlink(S->log_path);
@@ -545,7 +551,8 @@ int http_do(const struct http_req *rq, struct http_resp *out)
 	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(harness_scale(rq->timeout_s > 0 ? rq->timeout_s : 120) * 1000));
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+			 (long)(harness_scale(rq->timeout_s > 0 ? rq->timeout_s : 120) * 1000));
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
@@ -755,6 +762,17 @@ int raw_read_until(int fd, struct buf *out, const char *needle, double timeout_s
 	}
 }
 
+int raw_read_at_least(int fd, struct buf *out, size_t min_len, double timeout_s)
+{
+	double end = now_s() + timeout_s;
+	while (buf_len(out) < min_len) {
+		int r = raw_read_some(fd, out, end);
+		if (r != 2)
+			return 0;
+	}
+	return 1;
+}
+
 int raw_status(const struct buf *resp)
 {
 	const char *d = buf_data(resp);
@@ -807,7 +825,8 @@ double scrape_metric(const char *name)
 {
 	struct http_resp r;
 	int rc = http_get("/metrics", &r);
-	HCHECK(rc == 0 && r.status == 200, "GET /metrics: curl %d (%s), status %ld", rc, r.curl_err, r.status);
+	HCHECK(rc == 0 && r.status == 200, "GET /metrics: curl %d (%s), status %ld", rc, r.curl_err,
+	       r.status);
 	int found = 0;
 	double v = metrics_sum(buf_data(&r.body), name, &found);
 	HCHECK(found > 0, "metric %s not in /metrics", name);
@@ -1015,7 +1034,8 @@ static int opus_probe(const char *path, const char *dir, struct audio_info *out,
 }
 
 /* Decode with a tool to out.wav, then soxi. */
-static int decode_probe(const char *const *argv, const char *wav, struct audio_info *out, char *err, size_t errlen)
+static int decode_probe(const char *const *argv, const char *wav, struct audio_info *out, char *err,
+			size_t errlen)
 {
 	struct buf o;
 	buf_init(&o, 1 << 16);
@@ -1068,7 +1088,8 @@ int audio_probe(const char *format, const void *data, size_t len, int pcm_rate, 
 	if (strcmp(format, "wav") == 0) {
 		/* Decode the samples (robust to a streamed header), and take the
 		 * rate from the header. */
-		const char *a[] = {"sox", "-V1", in, "-t", "wav", "-e", "signed-integer", "-b", "16", wav, NULL};
+		const char *a[] = {"sox", "-V1", in,  "-t", "wav", "-e", "signed-integer",
+				   "-b",  "16",	 wav, NULL};
 		rc = decode_probe(a, wav, out, err, errlen);
 	} else if (strcmp(format, "flac") == 0) {
 		const char *a[] = {"flac", "-s", "-d", "-f", "-o", wav, in, NULL};
@@ -1117,15 +1138,17 @@ static json_t *load_json_body(const struct http_resp *r)
 
 void check_house_error(const struct http_resp *r, long status, const char *type, const char *field)
 {
-	HCHECK(r->status == status, "status %ld, want %ld; body %.400s", r->status, status, buf_data(&r->body));
+	HCHECK(r->status == status, "status %ld, want %ld; body %.400s", r->status, status,
+	       buf_data(&r->body));
 	const char *ct = http_header(r, "Content-Type");
-	HCHECK(ct && strncasecmp(ct, "application/json", 16) == 0, "error Content-Type %s", ct ? ct : "(none)");
+	HCHECK(ct && strncasecmp(ct, "application/json", 16) == 0, "error Content-Type %s",
+	       ct ? ct : "(none)");
 	json_t *j = load_json_body(r);
 	json_t *e = json_object_get(j, "error");
 	HCHECK(json_is_object(e), "no error object: %.300s", buf_data(&r->body));
 	json_t *code = json_object_get(e, "code");
-	HCHECK(json_is_integer(code) && json_integer_value(code) == status, "error.code is not %ld: %.300s", status,
-	       buf_data(&r->body));
+	HCHECK(json_is_integer(code) && json_integer_value(code) == status, "error.code is not %ld: %.300s",
+	       status, buf_data(&r->body));
 	const char *t = json_string_value(json_object_get(e, "type"));
 	HCHECK(t && strcmp(t, type) == 0, "error.type %s, want %s: %.300s", t ? t : "(none)", type,
 	       buf_data(&r->body));
@@ -1145,7 +1168,8 @@ void check_house_error(const struct http_resp *r, long status, const char *type,
 
 void check_openai_error(const struct http_resp *r, long status, const char *type, const char *param)
 {
-	HCHECK(r->status == status, "status %ld, want %ld; body %.400s", r->status, status, buf_data(&r->body));
+	HCHECK(r->status == status, "status %ld, want %ld; body %.400s", r->status, status,
+	       buf_data(&r->body));
 	json_t *j = load_json_body(r);
 	json_t *e = json_object_get(j, "error");
 	HCHECK(json_is_object(e), "no error object: %.300s", buf_data(&r->body));
@@ -1168,8 +1192,8 @@ void check_serves_normal(void)
 {
 	struct http_resp r;
 	int rc = http_post_json("/tts", "{\"text\": \"The daemon is still serving.\"}", &r);
-	HCHECK(rc == 0 && r.status == 200, "normal request: curl %d (%s), status %ld, body %.300s", rc, r.curl_err,
-	       r.status, buf_data(&r.body));
+	HCHECK(rc == 0 && r.status == 200, "normal request: curl %d (%s), status %ld, body %.300s", rc,
+	       r.curl_err, r.status, buf_data(&r.body));
 	struct audio_info ai;
 	char err[1024];
 	HCHECK(audio_probe("wav", buf_data(&r.body), buf_len(&r.body), 0, &ai, err, sizeof err) == 0,
@@ -1180,9 +1204,9 @@ void check_serves_normal(void)
 
 char *make_text(size_t nchars, unsigned variant)
 {
-	static const char *const words[] = {"morning", "mirror", "weather", "today", "bright", "calendar",
-					    "reminder", "kitchen", "coffee", "garden", "window", "quiet",
-					    "seven", "meeting", "river", "yellow", "simple", "number"};
+	static const char *const words[] = {"morning",	"mirror",  "weather", "today",	"bright", "calendar",
+					    "reminder", "kitchen", "coffee",  "garden", "window", "quiet",
+					    "seven",	"meeting", "river",   "yellow", "simple", "number"};
 	const size_t nw = sizeof words / sizeof words[0];
 	char *s = xmalloc(nchars + 1);
 	size_t len = 0;

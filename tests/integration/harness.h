@@ -57,12 +57,12 @@ void harness_add_exit_test(TCase *tc);
 void harness_tcase_timeout(TCase *tc, double seconds);
 
 /* ck_assert_msg that also prints the daemon log tail to stderr on failure. */
-#define HCHECK(cond, ...)                                                                                  \
-	do {                                                                                               \
-		if (!(cond)) {                                                                             \
-			harness_dump_log(__FILE__, __LINE__, #cond);                                       \
-			ck_abort_msg(__VA_ARGS__);                                                         \
-		}                                                                                          \
+#define HCHECK(cond, ...)                                            \
+	do {                                                         \
+		if (!(cond)) {                                       \
+			harness_dump_log(__FILE__, __LINE__, #cond); \
+			ck_abort_msg(__VA_ARGS__);                   \
+		}                                                    \
 	} while (0)
 void harness_dump_log(const char *file, int line, const char *what);
 
@@ -75,25 +75,25 @@ struct http_header {
 
 struct http_resp {
 	long status;
-	struct buf body;           /* capped at http_req.max_body (default 256 MiB) */
-	struct http_header *hdrs;  /* headers of the final response, in order */
+	struct buf body;	  /* capped at http_req.max_body (default 256 MiB) */
+	struct http_header *hdrs; /* headers of the final response, in order */
 	size_t n_hdrs;
-	struct http_header *trls;  /* trailers (chunked responses) */
+	struct http_header *trls; /* trailers (chunked responses) */
 	size_t n_trls;
-	int curl_code;             /* CURLcode of the transfer */
+	int curl_code; /* CURLcode of the transfer */
 	char curl_err[256];
-	int body_started;          /* internal */
+	int body_started; /* internal */
 };
 
 struct http_req {
-	const char *method;         /* default GET, or POST when body != NULL */
-	const char *path;           /* "/tts" */
-	const char *body;           /* NULL = none */
-	size_t body_len;            /* (size_t)-1 = strlen(body) */
+	const char *method;	    /* default GET, or POST when body != NULL */
+	const char *path;	    /* "/tts" */
+	const char *body;	    /* NULL = none */
+	size_t body_len;	    /* (size_t)-1 = strlen(body) */
 	const char *content_type;   /* default "application/json" when body; "" = no header */
 	const char *const *headers; /* extra "Name: value" lines, NULL-terminated */
-	double timeout_s;           /* default 120 (scaled for valgrind) */
-	size_t max_body;            /* default 256 MiB */
+	double timeout_s;	    /* default 120 (scaled for valgrind) */
+	size_t max_body;	    /* default 256 MiB */
 };
 
 /* Perform the request against the running daemon. Returns the CURLcode (0 =
@@ -128,6 +128,8 @@ int raw_send(int fd, const void *data, size_t len);
 int raw_read_until_close(int fd, struct buf *out, double timeout_s);
 /* Read until `needle` appears in out (or close/timeout). 1 = found. */
 int raw_read_until(int fd, struct buf *out, const char *needle, double timeout_s);
+/* Read until out holds at least min_len bytes (or close/timeout). 1 = got them. */
+int raw_read_at_least(int fd, struct buf *out, size_t min_len, double timeout_s);
 /* Status code of a raw "HTTP/1.x NNN ..." response, or -1. */
 int raw_status(const struct buf *resp);
 
