@@ -281,7 +281,7 @@ static int espeak_open(const struct engine_config *cfg, void **impl, char *err, 
 	}
 	im->cjk_speaker = espeak_reads_han(im->default_speaker) ? NULL : espeak_find(im, ESPEAK_CJK_SPEAKER);
 	snprintf(im->describe, sizeof im->describe, "espeak-ng %s", espeak_Info(NULL));
-	log_info("engine", "espeak-ng ready: %s, %d Hz, %zu voices, default speaker %s", im->describe,
+	log_debug("engine", "espeak-ng ready: %s, %d Hz, %zu voices, default speaker %s", im->describe,
 		 im->sample_rate, im->n_speakers, im->default_speaker->id);
 	*impl = im;
 	return CV_OK;

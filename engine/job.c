@@ -9,7 +9,8 @@
  * The notify callback runs without any job lock held (it may call
  * job_take_pcm/job_get_status). To make job_set_notify(j, NULL, NULL) a hard
  * barrier we mark "callback running" under the mutex and have setters wait on
- * a condvar until it is clear; notifications are serialized the same way.
+ * a condvar until it is clear; notifications are serialized the same way,
+ * and a waiting setter goes before the next notification (no starvation).
  * A callback that calls job_set_notify() on its own job does not wait for
  * itself. Callers must not hold a lock in job_set_notify() that the callback
  * itself takes.
@@ -61,6 +62,7 @@ struct job {
 	void *notify_ctx;
 	int cb_running;
 	pthread_t cb_thread;
+	int setters_waiting; /* job_set_notify callers get priority over new callbacks */
 };
 
 struct job *job_new(const struct job_spec *spec)
@@ -119,9 +121,12 @@ void job_set_notify(struct job *j, void (*fn)(void *ctx), void *ctx)
 	if (!j)
 		return;
 	pthread_mutex_lock(&j->mu);
+	j->setters_waiting++;
 	job_wait_callback_locked(j);
 	j->notify_fn = fn;
 	j->notify_ctx = ctx;
+	j->setters_waiting--;
+	pthread_cond_broadcast(&j->cb_cv);
 	pthread_mutex_unlock(&j->mu);
 }
 
@@ -132,6 +137,10 @@ static void job_notify(struct job *j)
 	void *ctx;
 
 	pthread_mutex_lock(&j->mu);
+	/* Let a waiting job_set_notify() in first: a worker that notifies in a
+	 * tight loop must not starve it. */
+	while (j->setters_waiting && !(j->cb_running && pthread_equal(j->cb_thread, pthread_self())))
+		pthread_cond_wait(&j->cb_cv, &j->mu);
 	job_wait_callback_locked(j);
 	fn = j->notify_fn;
 	ctx = j->notify_ctx;
