@@ -25,7 +25,7 @@ struct engine {
 };
 
 static const struct engine_backend *const engine_backends[] = {
-	&engine_backend_espeak,
+    &engine_backend_espeak,
 };
 
 /* Backends a build knows by name but does not (yet) contain. */
@@ -58,7 +58,8 @@ int engine_open(const struct engine_config *cfg, struct engine **out, char *err,
 		}
 	}
 	if (!be) {
-		for (size_t i = 0; i < sizeof engine_backends_unbuilt / sizeof engine_backends_unbuilt[0]; i++) {
+		for (size_t i = 0; i < sizeof engine_backends_unbuilt / sizeof engine_backends_unbuilt[0];
+		     i++) {
 			if (strcmp(engine_backends_unbuilt[i], name) == 0) {
 				if (err && errlen)
 					snprintf(err, errlen, "%s engine not built yet", name);
@@ -66,7 +67,8 @@ int engine_open(const struct engine_config *cfg, struct engine **out, char *err,
 			}
 		}
 		if (err && errlen)
-			snprintf(err, errlen, "unknown engine backend '%s' (known: espeak, cosyvoice2)", name);
+			snprintf(err, errlen, "unknown engine backend '%s' (known: espeak, cosyvoice2)",
+				 name);
 		return CV_EINVAL;
 	}
 	if (err && errlen)

@@ -42,11 +42,11 @@
 #include "common/mem.h"
 #include "engine/backend.h"
 
-#define ESPEAK_BUFLENGTH_MS 100
+#define ESPEAK_BUFLENGTH_MS    100
 #define ESPEAK_DEFAULT_SPEAKER "en"
-#define ESPEAK_CJK_SPEAKER "cmn"
-#define ESPEAK_CONVERT_BLOCK 1024
-#define ESPEAK_WARMUP_TEXT "Warming up the speech engine."
+#define ESPEAK_CJK_SPEAKER     "cmn"
+#define ESPEAK_CONVERT_BLOCK   1024
+#define ESPEAK_WARMUP_TEXT     "Warming up the speech engine."
 
 struct espeak_impl {
 	int sample_rate;
@@ -55,7 +55,7 @@ struct espeak_impl {
 	size_t n_speakers;
 	const struct engine_speaker *default_speaker;
 	const struct engine_speaker *cjk_speaker; /* NULL: no auto-switch */
-	const struct engine_speaker *cur_voice;   /* voice espeak has loaded */
+	const struct engine_speaker *cur_voice;	  /* voice espeak has loaded */
 	int cur_rate;
 };
 
@@ -72,7 +72,7 @@ static pthread_mutex_t espeak_lock = PTHREAD_MUTEX_INITIALIZER;
 static int espeak_initialized;
 static int espeak_in_use;
 static int espeak_rate;
-static char espeak_data_dir[1024]; /* as given at first init ("" = default) */
+static char espeak_data_dir[1024];	  /* as given at first init ("" = default) */
 static struct espeak_run *espeak_cur_run; /* set only around espeak_Synth() */
 
 static int espeak_synth_cb(short *wav, int numsamples, espeak_EVENT *events)
@@ -89,7 +89,8 @@ static int espeak_synth_cb(short *wav, int numsamples, espeak_EVENT *events)
 		if (!r->t_first_audio)
 			r->t_first_audio = clock_now_ns();
 		for (int off = 0; off < numsamples; off += ESPEAK_CONVERT_BLOCK) {
-			int n = numsamples - off < ESPEAK_CONVERT_BLOCK ? numsamples - off : ESPEAK_CONVERT_BLOCK;
+			int n =
+			    numsamples - off < ESPEAK_CONVERT_BLOCK ? numsamples - off : ESPEAK_CONVERT_BLOCK;
 			for (int i = 0; i < n; i++)
 				block[i] = (float)wav[off + i] / 32768.0f;
 			if (r->sink->write(r->sink->user, block, (size_t)n) != 0) {
@@ -132,7 +133,8 @@ static int espeak_check_data_dir(const char *dir, char *err, size_t errlen)
 	snprintf(p, sizeof p, "%s/espeak-ng-data/phontab", dir);
 	if (espeak_is_file(p))
 		return CV_OK;
-	snprintf(err, errlen, "espeak-ng data dir '%s' has no phontab (give the espeak-ng-data directory)", dir);
+	snprintf(err, errlen, "espeak-ng data dir '%s' has no phontab (give the espeak-ng-data directory)",
+		 dir);
 	return CV_EINVAL;
 }
 
@@ -152,8 +154,10 @@ static int espeak_acquire(const char *data_dir, char *err, size_t errlen)
 	if (espeak_initialized) {
 		if (strcmp(espeak_data_dir, want) != 0) {
 			snprintf(err, errlen,
-				 "espeak-ng was initialized with data dir '%s' in this process; cannot switch to '%s'",
-				 espeak_data_dir[0] ? espeak_data_dir : "(default)", want[0] ? want : "(default)");
+				 "espeak-ng was initialized with data dir '%s' in this process; cannot "
+				 "switch to '%s'",
+				 espeak_data_dir[0] ? espeak_data_dir : "(default)",
+				 want[0] ? want : "(default)");
 			rc = CV_EINVAL;
 			goto out;
 		}
@@ -165,8 +169,8 @@ static int espeak_acquire(const char *data_dir, char *err, size_t errlen)
 		}
 		if (want[0] && (rc = espeak_check_data_dir(want, err, errlen)) != CV_OK)
 			goto out;
-		int sr = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, ESPEAK_BUFLENGTH_MS, want[0] ? want : NULL,
-					   espeakINITIALIZE_DONT_EXIT);
+		int sr = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, ESPEAK_BUFLENGTH_MS,
+					   want[0] ? want : NULL, espeakINITIALIZE_DONT_EXIT);
 		if (sr <= 0) {
 			snprintf(err, errlen, "espeak-ng initialization failed (data dir '%s')",
 				 want[0] ? want : "(default)");
@@ -252,7 +256,8 @@ static int espeak_reads_han(const struct engine_speaker *s)
 	static const char *const prefixes[] = {"cmn", "yue", "hak", "ja"};
 	for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
 		size_t l = strlen(prefixes[i]);
-		if (strncasecmp(s->language, prefixes[i], l) == 0 && (s->language[l] == '\0' || s->language[l] == '-'))
+		if (strncasecmp(s->language, prefixes[i], l) == 0 &&
+		    (s->language[l] == '\0' || s->language[l] == '-'))
 			return 1;
 	}
 	return 0;
@@ -271,10 +276,12 @@ static int espeak_open(const struct engine_config *cfg, void **impl, char *err, 
 	im = xcalloc(1, sizeof *im);
 	im->sample_rate = espeak_rate;
 	espeak_load_speakers(im);
-	want = cfg->default_speaker && cfg->default_speaker[0] ? cfg->default_speaker : ESPEAK_DEFAULT_SPEAKER;
+	want =
+	    cfg->default_speaker && cfg->default_speaker[0] ? cfg->default_speaker : ESPEAK_DEFAULT_SPEAKER;
 	im->default_speaker = espeak_find(im, want);
 	if (!im->default_speaker) {
-		snprintf(err, errlen, "default speaker '%s' is not an espeak-ng voice (%zu voices, e.g. en, en-us, cmn)",
+		snprintf(err, errlen,
+			 "default speaker '%s' is not an espeak-ng voice (%zu voices, e.g. en, en-us, cmn)",
 			 want, im->n_speakers);
 		rc = CV_EINVAL;
 		goto fail;
@@ -282,7 +289,7 @@ static int espeak_open(const struct engine_config *cfg, void **impl, char *err, 
 	im->cjk_speaker = espeak_reads_han(im->default_speaker) ? NULL : espeak_find(im, ESPEAK_CJK_SPEAKER);
 	snprintf(im->describe, sizeof im->describe, "espeak-ng %s", espeak_Info(NULL));
 	log_debug("engine", "espeak-ng ready: %s, %d Hz, %zu voices, default speaker %s", im->describe,
-		 im->sample_rate, im->n_speakers, im->default_speaker->id);
+		  im->sample_rate, im->n_speakers, im->default_speaker->id);
 	*impl = im;
 	return CV_OK;
 fail:
@@ -401,7 +408,8 @@ static int espeak_synthesize(void *impl, const struct engine_params *p, const st
 		er = espeak_SetVoiceByName(sp->id);
 		if (er != EE_OK) {
 			im->cur_voice = NULL;
-			snprintf(err, errlen, "espeak-ng could not load voice '%s' (error %d)", sp->id, (int)er);
+			snprintf(err, errlen, "espeak-ng could not load voice '%s' (error %d)", sp->id,
+				 (int)er);
 			return CV_EENGINE;
 		}
 		im->cur_voice = sp;
@@ -409,7 +417,9 @@ static int espeak_synthesize(void *impl, const struct engine_params *p, const st
 	/* espeak's rate is words per minute; 175 is its normal speed. */
 	double speed = p->speed > 0.0f && isfinite(p->speed) ? (double)p->speed : 1.0;
 	double r = round(espeakRATE_NORMAL * speed);
-	rate = r < espeakRATE_MINIMUM ? espeakRATE_MINIMUM : r > espeakRATE_MAXIMUM ? espeakRATE_MAXIMUM : (int)r;
+	rate = r < espeakRATE_MINIMUM	? espeakRATE_MINIMUM
+	       : r > espeakRATE_MAXIMUM ? espeakRATE_MAXIMUM
+					: (int)r;
 	if (rate != im->cur_rate) {
 		er = espeak_SetParameter(espeakRATE, rate, 0);
 		if (er != EE_OK) {
@@ -463,16 +473,16 @@ static int espeak_warmup(void *impl, char *err, size_t errlen)
 }
 
 const struct engine_backend engine_backend_espeak = {
-	.name = "espeak",
-	.open = espeak_open,
-	.close = espeak_close,
-	.display_name = espeak_display_name,
-	.describe = espeak_describe,
-	.sample_rate = espeak_sample_rate,
-	.speaker_count = espeak_speaker_count,
-	.speaker_at = espeak_speaker_at,
-	.default_speaker = espeak_default_speaker,
-	.warmup = espeak_warmup,
-	.synthesize = espeak_synthesize,
-	.read_gauges = NULL,
+    .name = "espeak",
+    .open = espeak_open,
+    .close = espeak_close,
+    .display_name = espeak_display_name,
+    .describe = espeak_describe,
+    .sample_rate = espeak_sample_rate,
+    .speaker_count = espeak_speaker_count,
+    .speaker_at = espeak_speaker_at,
+    .default_speaker = espeak_default_speaker,
+    .warmup = espeak_warmup,
+    .synthesize = espeak_synthesize,
+    .read_gauges = NULL,
 };

@@ -221,8 +221,8 @@ int job_append_pcm(struct job *j, const float *pcm, size_t n)
 		rc = CV_ECANCELED;
 		goto out;
 	}
-	if (j->spec.max_samples && (j->samples_total > j->spec.max_samples ||
-				    n > j->spec.max_samples - j->samples_total)) {
+	if (j->spec.max_samples &&
+	    (j->samples_total > j->spec.max_samples || n > j->spec.max_samples - j->samples_total)) {
 		rc = CV_E2BIG;
 		goto out;
 	}

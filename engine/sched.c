@@ -13,8 +13,8 @@
  * from the ring to `running` and is dropped after job_finish(). Idle, the
  * worker wakes every SCHED_HEARTBEAT_MS to stamp the heartbeat and expire
  * queued jobs whose deadline passed; busy, the sink stamps it on every engine
- * callback. Retry-After is (queued + running) × an exponential moving
- * average of measured seconds per successful job (2 s until measured).
+ * callback and sweeps the queue at most every SCHED_HEARTBEAT_MS. Retry-After is (queued + running) × an
+ * exponential moving average of measured seconds per successful job (2 s until measured).
  */
 #include "engine/sched.h"
 
@@ -32,12 +32,12 @@
 #include "common/mem.h"
 
 #define SCHED_DEFAULT_JOB_S 2.0
-#define SCHED_EMA_ALPHA 0.3
-#define SCHED_RETRY_MAX_S 3600
+#define SCHED_EMA_ALPHA	    0.3
+#define SCHED_RETRY_MAX_S   3600
 
 struct sched {
 	pthread_mutex_t mu;
-	pthread_cond_t work_cv;  /* worker: new job, stop */
+	pthread_cond_t work_cv;	 /* worker: new job, stop */
 	pthread_cond_t state_cv; /* waiters: state change, running job done */
 
 	/* Owned copy of the configuration (the worker opens the engine later). */
@@ -52,11 +52,12 @@ struct sched {
 	struct job **ring;
 	size_t cap, head, count;
 	struct job *running;
-	struct job **dead; /* worker scratch: expired jobs to finish, cap entries */
+	struct job **dead;     /* worker scratch: expired jobs to finish, cap entries */
+	int64_t last_sweep_ns; /* worker only */
 
 	pthread_t thread;
 	int thread_started;
-	int stop;          /* worker: exit once the queue is empty */
+	int stop;	   /* worker: exit once the queue is empty */
 	int shutting_down; /* sched_shutdown entered */
 
 	_Atomic int64_t heartbeat_ns;
@@ -122,6 +123,28 @@ static void sched_finish_unrun(struct job *j, int reason, const char *where)
 	snprintf(msg, sizeof msg, "%s %s", sched_reason_text(reason), where);
 	job_finish(j, reason, msg, NULL);
 	job_unref(j);
+}
+
+/* Unlink queued jobs that are cancelled or past their deadline into
+ * s->dead (worker thread only); mutex held. Returns how many. */
+static size_t sched_sweep_locked(struct sched *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->count;) {
+		if (job_cancelled(sched_ring_at(s, i)))
+			s->dead[n++] = sched_ring_remove(s, i);
+		else
+			i++;
+	}
+	s->last_sweep_ns = clock_now_ns();
+	return n;
+}
+
+/* Finish what sched_sweep_locked() unlinked; no lock held. */
+static void sched_finish_dead(struct sched *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sched_finish_unrun(s->dead[i], job_cancelled(s->dead[i]), "while queued");
 }
 
 static void sched_set_state_locked(struct sched *s, enum sched_state st)
@@ -210,7 +233,18 @@ static int sched_sink_write(void *user, const float *pcm, size_t n)
 static int sched_sink_cancelled(void *user)
 {
 	struct sched_run *r = user;
-	sched_stamp(r->s);
+	struct sched *s = r->s;
+	int64_t now = clock_now_ns();
+
+	sched_stamp(s);
+	/* Expire queued jobs while a long job runs, so their clients hear back
+	 * at their deadline rather than when the worker is free. */
+	if (now - s->last_sweep_ns >= (int64_t)SCHED_HEARTBEAT_MS * 1000000LL) {
+		pthread_mutex_lock(&s->mu);
+		size_t n = sched_sweep_locked(s);
+		pthread_mutex_unlock(&s->mu);
+		sched_finish_dead(s, n);
+	}
 	return job_cancelled(r->j) != 0;
 }
 
@@ -221,7 +255,8 @@ static void sched_run_job(struct sched *s, struct job *j)
 	struct engine_timings t;
 	struct engine_gauges g;
 	struct sched_run run = {.s = s, .j = j};
-	struct engine_sink sink = {.write = sched_sink_write, .cancelled = sched_sink_cancelled, .user = &run};
+	struct engine_sink sink = {
+	    .write = sched_sink_write, .cancelled = sched_sink_cancelled, .user = &run};
 	char err[256] = "";
 	int reason, rc;
 	int64_t t0, t1;
@@ -236,13 +271,13 @@ static void sched_run_job(struct sched *s, struct job *j)
 		return;
 	}
 	struct engine_params p = {
-		.text = spec->text,
-		.speaker = spec->speaker,
-		.speed = spec->speed,
-		.seed = spec->seed,
-		.has_seed = spec->has_seed,
-		.normalize = spec->normalize,
-		.stream = spec->stream,
+	    .text = spec->text,
+	    .speaker = spec->speaker,
+	    .speed = spec->speed,
+	    .seed = spec->seed,
+	    .has_seed = spec->has_seed,
+	    .normalize = spec->normalize,
+	    .stream = spec->stream,
 	};
 	memset(&t, 0, sizeof t);
 	job_mark_started(j);
@@ -262,19 +297,20 @@ static void sched_run_job(struct sched *s, struct job *j)
 		rc = reason ? reason : CV_ECANCELED;
 		cv_strlcpy(err, sched_reason_text(rc), sizeof err);
 	}
-	job_finish(j, rc, rc == CV_OK ? NULL : err, &t);
-
+	/* Bookkeeping first, so whoever sees the job DONE also sees the worker idle. */
 	engine_read_gauges(s->engine, &g);
 	pthread_mutex_lock(&s->mu);
 	s->running = NULL;
 	s->gauges = g;
 	if (rc == CV_OK) {
 		double dt = (double)(t1 - t0) / 1e9;
-		s->avg_job_s = s->have_avg ? (1.0 - SCHED_EMA_ALPHA) * s->avg_job_s + SCHED_EMA_ALPHA * dt : dt;
+		s->avg_job_s =
+		    s->have_avg ? (1.0 - SCHED_EMA_ALPHA) * s->avg_job_s + SCHED_EMA_ALPHA * dt : dt;
 		s->have_avg = 1;
 	}
 	pthread_cond_broadcast(&s->state_cv);
 	pthread_mutex_unlock(&s->mu);
+	job_finish(j, rc, rc == CV_OK ? NULL : err, &t);
 	job_unref(j);
 }
 
@@ -291,13 +327,7 @@ static void *sched_worker(void *arg)
 
 		pthread_mutex_lock(&s->mu);
 		sched_stamp(s);
-		/* Expire or drop queued jobs that can no longer run. */
-		for (size_t i = 0; i < s->count;) {
-			if (job_cancelled(sched_ring_at(s, i)))
-				s->dead[n_dead++] = sched_ring_remove(s, i);
-			else
-				i++;
-		}
+		n_dead = sched_sweep_locked(s); /* expired or cancelled while queued */
 		if (n_dead == 0) {
 			if (s->count > 0) {
 				j = sched_ring_pop(s);
@@ -307,13 +337,13 @@ static void *sched_worker(void *arg)
 				break;
 			} else {
 				struct timespec ts;
-				sched_deadline_ts(&ts, clock_now_ns() + (int64_t)SCHED_HEARTBEAT_MS * 1000000LL);
+				sched_deadline_ts(&ts,
+						  clock_now_ns() + (int64_t)SCHED_HEARTBEAT_MS * 1000000LL);
 				pthread_cond_timedwait(&s->work_cv, &s->mu, &ts);
 			}
 		}
 		pthread_mutex_unlock(&s->mu);
-		for (size_t i = 0; i < n_dead; i++)
-			sched_finish_unrun(s->dead[i], job_cancelled(s->dead[i]), "while queued");
+		sched_finish_dead(s, n_dead);
 		if (j)
 			sched_run_job(s, j);
 	}

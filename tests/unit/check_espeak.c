@@ -14,7 +14,7 @@ struct collect {
 	float *pcm;
 	size_t n, alloc;
 	int writes;
-	int abort_after;  /* <0: never */
+	int abort_after; /* <0: never */
 	int polls;
 	int cancel_after; /* <0: never */
 	int out_of_range;

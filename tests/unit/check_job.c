@@ -12,7 +12,8 @@
 
 static struct job *mkjob(size_t max_samples, int64_t deadline_ns)
 {
-	struct job_spec spec = {.text = "hello", .speed = 1.0f, .max_samples = max_samples, .deadline_ns = deadline_ns};
+	struct job_spec spec = {
+	    .text = "hello", .speed = 1.0f, .max_samples = max_samples, .deadline_ns = deadline_ns};
 	return job_new(&spec);
 }
 
@@ -21,8 +22,14 @@ START_TEST(spec_is_copied)
 	char text[] = "some text";
 	char spk[] = "en";
 	char rid[] = "req-1";
-	struct job_spec spec = {.text = text, .speaker = spk, .request_id = rid, .speed = 1.5f, .seed = 7,
-				.has_seed = 1, .stream = 1, .max_samples = 99};
+	struct job_spec spec = {.text = text,
+				.speaker = spk,
+				.request_id = rid,
+				.speed = 1.5f,
+				.seed = 7,
+				.has_seed = 1,
+				.stream = 1,
+				.max_samples = 99};
 	struct job *j = job_new(&spec);
 	memset(text, 'x', sizeof text - 1);
 	memset(spk, 'x', sizeof spk - 1);
@@ -384,7 +391,8 @@ START_TEST(notify_never_after_clear)
 		atomic_store(&p.stop, 1);
 		pthread_join(th, NULL);
 		int violations = atomic_load(&c->violations);
-		ck_assert_msg(violations == 0, "round %d: callback ran after job_set_notify(NULL) returned", round);
+		ck_assert_msg(violations == 0, "round %d: callback ran after job_set_notify(NULL) returned",
+			      round);
 		total_calls += atomic_load(&c->calls);
 		free(c);
 		job_unref(j);
