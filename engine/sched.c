@@ -46,7 +46,7 @@ struct sched {
 	int warmup;
 
 	enum sched_state state;
-	char fail_err[256];
+	char fail_err[512];
 	struct engine *engine;
 
 	struct job **ring;
