@@ -78,6 +78,7 @@ static int espeak_rate;
 static char espeak_data_dir[1024]; /* as given at first init ("" = default) */
 static pid_t espeak_init_pid;	   /* atexit handlers survive fork(); the library's thread does not */
 static int espeak_atexit_registered;
+static int espeak_terminated;
 static struct espeak_run *espeak_cur_run; /* set only around espeak_Synth() */
 
 static int espeak_synth_cb(short *wav, int numsamples, espeak_EVENT *events)
@@ -151,7 +152,7 @@ static void espeak_atexit(void)
 	pthread_mutex_lock(&espeak_lock);
 	if (espeak_initialized && !espeak_in_use && espeak_init_pid == getpid()) {
 		espeak_Terminate();
-		espeak_initialized = 0;
+		espeak_terminated = 1; /* never Initialize again (see DESIGN) */
 	}
 	pthread_mutex_unlock(&espeak_lock);
 }
@@ -163,6 +164,11 @@ static int espeak_acquire(const char *data_dir, char *err, size_t errlen)
 	const char *want = data_dir ? data_dir : "";
 
 	pthread_mutex_lock(&espeak_lock);
+	if (espeak_terminated) {
+		snprintf(err, errlen, "espeak-ng was already shut down in this process");
+		rc = CV_EENGINE;
+		goto out;
+	}
 	if (espeak_in_use) {
 		snprintf(err, errlen,
 			 "an espeak-ng engine is already open in this process (espeak-ng has global state)");
