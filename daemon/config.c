@@ -148,6 +148,8 @@ static const struct config_entry config_table[] = {
     CFG_INT(default_sample_rate, DEFAULT_SAMPLE_RATE, 0, 48000, config_sample_rates, 0, "HZ",
 	    "Output sample rate in Hz when a request names none; 0 = the engine's native rate"),
     CFG_INT(opus_bitrate, OPUS_BITRATE, 6000, 510000, NULL, 32000, "BPS", "Opus bitrate in bits per second"),
+    CFG_INT(opus_complexity, OPUS_COMPLEXITY, 0, 10, NULL, 5, "N",
+	    "Opus encoder complexity (0 fastest .. 10 best); encoding runs on the HTTP thread"),
     CFG_INT(mp3_bitrate_kbps, MP3_BITRATE_KBPS, 8, 320, config_mp3_rates, 64, "KBPS",
 	    "MP3 constant bitrate in kbit/s (one of LAME's CBR rates)"),
     CFG_INT(flac_level, FLAC_LEVEL, 0, 8, NULL, 5, "N", "FLAC compression level"),

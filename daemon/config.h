@@ -42,6 +42,7 @@ struct config {
 	/* audio */
 	char default_format[CONFIG_STR_MAX]; /* "wav" */
 	int default_sample_rate;	     /* 0 = engine's native rate */
+	int opus_complexity;		     /* 5 */
 	int opus_bitrate;		     /* 32000 */
 	int mp3_bitrate_kbps;		     /* 64 */
 	int flac_level;			     /* 5 */

@@ -145,6 +145,7 @@ int main(int argc, char **argv, char **envp)
 	audio_format_parse(cfg.default_format, &hc.default_format);
 	hc.default_sample_rate = cfg.default_sample_rate;
 	hc.enc.opus_bitrate = cfg.opus_bitrate;
+	hc.enc.opus_complexity = cfg.opus_complexity;
 	hc.enc.mp3_bitrate_kbps = cfg.mp3_bitrate_kbps;
 	hc.enc.flac_level = cfg.flac_level;
 	hc.api_keys = (const char *const *)keys;

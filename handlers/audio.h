@@ -35,6 +35,7 @@ enum audio_format {
 struct audio_enc_opts {
 	int stream;	      /* 1: emit bytes as early as possible */
 	int opus_bitrate;     /* bits/s, e.g. 32000 */
+	int opus_complexity;  /* 0..10 (libopus default 10) */
 	int mp3_bitrate_kbps; /* e.g. 64 */
 	int flac_level;	      /* 0..8 */
 };

@@ -128,6 +128,9 @@ static int opus_open(int rate, const struct audio_enc_opts *o, void **state, cha
 	what = "OPUS_SET_BITRATE";
 	if ((oerr = ope_encoder_ctl(s->enc, OPUS_SET_BITRATE(o->opus_bitrate))) != OPE_OK)
 		goto fail;
+	what = "OPUS_SET_COMPLEXITY";
+	if ((oerr = ope_encoder_ctl(s->enc, OPUS_SET_COMPLEXITY(o->opus_complexity))) != OPE_OK)
+		goto fail;
 	what = "OPUS_SET_SIGNAL";
 	if ((oerr = ope_encoder_ctl(s->enc, OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE))) != OPE_OK)
 		goto fail;

@@ -556,10 +556,13 @@ static void http_timing_full(struct conn *c, const struct job_status *st, struct
 	double queue_ms = st->t_start_ns ? clock_ms_between(st->t_submit_ns, st->t_start_ns) : 0;
 	double synth_ms = st->t_start_ns && st->t_end_ns ? clock_ms_between(st->t_start_ns, st->t_end_ns) : 0;
 	http_timing_append(b, "queue", queue_ms);
+	/* "ttfa" is the client's view (request arrival → first audio), not the
+	 * engine's own figure from the start of its call. */
 	for (size_t i = 0; i < st->timings.n; i++)
-		http_timing_append(b, st->timings.stage[i].name, st->timings.stage[i].ms);
+		if (strcmp(st->timings.stage[i].name, "ttfa") != 0)
+			http_timing_append(b, st->timings.stage[i].name, st->timings.stage[i].ms);
 	if (st->t_first_audio_ns)
-		http_timing_append(b, "ttfa_total", clock_ms_between(c->t_arrival_ns, st->t_first_audio_ns));
+		http_timing_append(b, "ttfa", clock_ms_between(c->t_arrival_ns, st->t_first_audio_ns));
 	http_timing_append(b, "synth", synth_ms);
 	http_timing_append(b, "encode", c->encode_ms);
 	http_timing_append(b, "total", total_ms);
@@ -1124,7 +1127,9 @@ static void http_access_log(struct conn *c, enum MHD_RequestTerminationCode toe,
 			buf_printf(&line, " ttfa_ms=%.1f",
 				   clock_ms_between(c->t_arrival_ns, st->t_first_audio_ns));
 		for (size_t i = 0; i < st->timings.n; i++)
-			buf_printf(&line, " %s_ms=%.1f", st->timings.stage[i].name, st->timings.stage[i].ms);
+			if (strcmp(st->timings.stage[i].name, "ttfa") != 0)
+				buf_printf(&line, " %s_ms=%.1f", st->timings.stage[i].name,
+					   st->timings.stage[i].ms);
 		if (st->result != CV_OK)
 			buf_printf(&line, " result=\"%s\"", cv_strerror(st->result));
 	}

@@ -290,9 +290,9 @@ static void encode_chunks(struct audio_enc *e, const float *x, size_t n, struct 
 }
 
 static const struct audio_enc_opts opts_buffered = {
-    .stream = 0, .opus_bitrate = 32000, .mp3_bitrate_kbps = 64, .flac_level = 5};
+    .stream = 0, .opus_bitrate = 32000, .opus_complexity = 5, .mp3_bitrate_kbps = 64, .flac_level = 5};
 static const struct audio_enc_opts opts_stream = {
-    .stream = 1, .opus_bitrate = 32000, .mp3_bitrate_kbps = 64, .flac_level = 5};
+    .stream = 1, .opus_bitrate = 32000, .opus_complexity = 5, .mp3_bitrate_kbps = 64, .flac_level = 5};
 
 /* ---- format table ---- */
 

@@ -56,6 +56,7 @@ static const struct tkey tkeys[] = {
     TK(default_format, 's', "opus", "\"opus\"", "mp3", "\"mp3\""),
     TK(default_sample_rate, 'i', "24000", "24000", "48000", "48000"),
     TK(opus_bitrate, 'i', "64000", "64000", "6000", "6000"),
+    TK(opus_complexity, 'i', "10", "10", "0", "0"),
     TK(mp3_bitrate_kbps, 'i', "128", "128", "320", "320"),
     TK(flac_level, 'i', "8", "8", "0", "0"),
     TK(api_keys, 's', "key-aaaa-1111,key-bbbb-2222", "\"key-aaaa-1111,key-bbbb-2222\"", "key-cccc-3333",
@@ -209,6 +210,7 @@ START_TEST(defaults_match_spec)
 	ck_assert_str_eq(c.default_format, "wav");
 	ck_assert_int_eq(c.default_sample_rate, 0);
 	ck_assert_int_eq(c.opus_bitrate, 32000);
+	ck_assert_int_eq(c.opus_complexity, 5);
 	ck_assert_int_eq(c.mp3_bitrate_kbps, 64);
 	ck_assert_int_eq(c.flac_level, 5);
 	ck_assert_str_eq(c.api_keys, "");

@@ -1,0 +1,195 @@
+/* engine/engine.c — the public engine API, dispatching through backend vtables.
+ *
+ * DESIGN: struct engine is just {backend vtable, backend state}; every public
+ * function is a NULL-safe one-line dispatch so backends stay small and the
+ * daemon never needs to know which backend it runs. Backends are picked from
+ * a static table by their config name (Redis's ConnectionType idea): adding
+ * one is a .c file plus one line here. Speaker lookup lives here, on top of
+ * speaker_count/speaker_at, so every backend resolves ids the same way
+ * (exact match first, then ASCII case-insensitive).
+ */
+#include "engine/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/err.h"
+#include "common/mem.h"
+#include "engine/backend.h"
+
+struct engine {
+	const struct engine_backend *be;
+	void *impl;
+};
+
+static const struct engine_backend *const engine_backends[] = {
+    &engine_backend_espeak,
+};
+
+/* Backends a build knows by name but does not (yet) contain. */
+static const char *const engine_backends_unbuilt[] = {"cosyvoice2"};
+
+static void engine_set_err(char *err, size_t errlen, const char *msg)
+{
+	if (err && errlen)
+		cv_strlcpy(err, msg, errlen);
+}
+
+int engine_open(const struct engine_config *cfg, struct engine **out, char *err, size_t errlen)
+{
+	const struct engine_backend *be = NULL;
+	const char *name;
+	void *impl = NULL;
+	int rc;
+
+	if (out)
+		*out = NULL;
+	if (!cfg || !out) {
+		engine_set_err(err, errlen, "engine_open: missing config");
+		return CV_EINVAL;
+	}
+	name = cfg->backend && cfg->backend[0] ? cfg->backend : "espeak";
+	for (size_t i = 0; i < sizeof engine_backends / sizeof engine_backends[0]; i++) {
+		if (strcmp(engine_backends[i]->name, name) == 0) {
+			be = engine_backends[i];
+			break;
+		}
+	}
+	if (!be) {
+		for (size_t i = 0; i < sizeof engine_backends_unbuilt / sizeof engine_backends_unbuilt[0];
+		     i++) {
+			if (strcmp(engine_backends_unbuilt[i], name) == 0) {
+				if (err && errlen)
+					snprintf(err, errlen, "%s engine not built yet", name);
+				return CV_EUNSUPPORTED;
+			}
+		}
+		if (err && errlen)
+			snprintf(err, errlen, "unknown engine backend '%s' (known: espeak, cosyvoice2)",
+				 name);
+		return CV_EINVAL;
+	}
+	if (err && errlen)
+		err[0] = '\0';
+	rc = be->open(cfg, &impl, err, errlen);
+	if (rc != CV_OK)
+		return rc;
+	struct engine *e = xcalloc(1, sizeof *e);
+	e->be = be;
+	e->impl = impl;
+	*out = e;
+	return CV_OK;
+}
+
+void engine_close(struct engine *e)
+{
+	if (!e)
+		return;
+	e->be->close(e->impl);
+	free(e);
+}
+
+const char *engine_name(const struct engine *e)
+{
+	return e ? e->be->display_name(e->impl) : NULL;
+}
+
+const char *engine_describe(const struct engine *e)
+{
+	return e ? e->be->describe(e->impl) : NULL;
+}
+
+int engine_sample_rate(const struct engine *e)
+{
+	return e ? e->be->sample_rate(e->impl) : 0;
+}
+
+size_t engine_speaker_count(const struct engine *e)
+{
+	return e ? e->be->speaker_count(e->impl) : 0;
+}
+
+const struct engine_speaker *engine_speaker_at(const struct engine *e, size_t i)
+{
+	if (!e || i >= e->be->speaker_count(e->impl))
+		return NULL;
+	return e->be->speaker_at(e->impl, i);
+}
+
+const struct engine_speaker *engine_speaker_find(const struct engine *e, const char *id)
+{
+	size_t n;
+
+	if (!e)
+		return NULL;
+	if (!id)
+		id = e->be->default_speaker(e->impl);
+	if (!id)
+		return NULL;
+	n = e->be->speaker_count(e->impl);
+	for (size_t i = 0; i < n; i++) {
+		const struct engine_speaker *s = e->be->speaker_at(e->impl, i);
+		if (s && s->id && strcmp(s->id, id) == 0)
+			return s;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct engine_speaker *s = e->be->speaker_at(e->impl, i);
+		if (s && s->id && strcasecmp(s->id, id) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+int engine_warmup(struct engine *e, char *err, size_t errlen)
+{
+	if (!e) {
+		engine_set_err(err, errlen, "engine_warmup: no engine");
+		return CV_EINVAL;
+	}
+	return e->be->warmup(e->impl, err, errlen);
+}
+
+int engine_synthesize(struct engine *e, const struct engine_params *p, const struct engine_sink *sink,
+		      struct engine_timings *t, char *err, size_t errlen)
+{
+	if (!e || !p || !p->text || !sink || !sink->write) {
+		engine_set_err(err, errlen, "engine_synthesize: missing engine, text or sink");
+		return CV_EINVAL;
+	}
+	return e->be->synthesize(e->impl, p, sink, t, err, errlen);
+}
+
+void engine_read_gauges(struct engine *e, struct engine_gauges *g)
+{
+	if (!g)
+		return;
+	g->n = 0;
+	if (e && e->be->read_gauges)
+		e->be->read_gauges(e->impl, g);
+}
+
+void engine_timings_set(struct engine_timings *t, const char *name, double ms)
+{
+	char key[sizeof t->stage[0].name];
+
+	if (!t || !name || !name[0])
+		return;
+	/* Compare on the stored (possibly truncated) form so a long name
+	 * overwrites itself instead of piling up. */
+	cv_strlcpy(key, name, sizeof key);
+	if (t->n > ENGINE_TIMINGS_MAX)
+		t->n = ENGINE_TIMINGS_MAX;
+	for (size_t i = 0; i < t->n; i++) {
+		if (strcmp(t->stage[i].name, key) == 0) {
+			t->stage[i].ms = ms;
+			return;
+		}
+	}
+	if (t->n == ENGINE_TIMINGS_MAX)
+		return;
+	memcpy(t->stage[t->n].name, key, sizeof key);
+	t->stage[t->n].ms = ms;
+	t->n++;
+}
