@@ -421,7 +421,8 @@ void harness_stop(void)
 		free(tail);
 	} else if (!(keep && strcmp(keep, "1") == 0)) {
 		unlink(S->log_path);
-		rmdir(S->dir); /* only succeeds once every log is gone */
+		if (rmdir(S->dir) == 0) /* only succeeds once every log is gone */
+			S->dir[0] = '\0';
 	}
 	S->pid = 0;
 	S->port = 0;
