@@ -12,17 +12,21 @@
 
 #include "tests/integration/harness.h"
 
+/* The drain timeout, scaled for valgrind (where synthesis is far slower). */
+static char drain_ms[32];
+
 static void shutdown_setup(void)
 {
-	static const char *const args[] = {"--queue-capacity",
-					   "4",
-					   "--drain-timeout-ms",
-					   "20000",
-					   "--max-text-chars",
-					   "10000",
-					   "--max-audio-seconds",
-					   "3600",
-					   NULL};
+	snprintf(drain_ms, sizeof drain_ms, "%.0f", harness_scale(20) * 1000);
+	const char *const args[] = {"--queue-capacity",
+				    "4",
+				    "--drain-timeout-ms",
+				    drain_ms,
+				    "--max-text-chars",
+				    "10000",
+				    "--max-audio-seconds",
+				    "3600",
+				    NULL};
 	harness_start(args);
 }
 
@@ -86,9 +90,11 @@ START_TEST(sigterm_drains_running_refuses_queued)
 	HCHECK(still_busy >= 1, "the long job ended before SIGTERM: make its text longer");
 
 	ck_assert_int_eq(harness_signal(SIGTERM), 0);
+	double t_term = now_s();
 	pthread_join(tb, NULL);
 	pthread_join(tc, NULL);
 	pthread_join(ta, NULL);
+	double drained_for = now_s() - t_term;
 
 	struct job_client *queued[] = {&b, &c};
 	for (int i = 0; i < 2; i++) {
@@ -101,20 +107,31 @@ START_TEST(sigterm_drains_running_refuses_queued)
 	}
 
 	HCHECK(a.rc == 0, "running job: curl %d %s", a.rc, a.resp.curl_err);
-	HCHECK(a.resp.status == 200, "running job was not drained: status %ld %.300s", a.resp.status,
-	       buf_data(&a.resp.body));
-	double announced = 0;
-	HCHECK(parse_double(http_header(&a.resp, "X-Audio-Duration"), &announced), "X-Audio-Duration %s",
-	       http_header(&a.resp, "X-Audio-Duration"));
-	struct audio_info ai;
-	char err[1024];
-	HCHECK(audio_probe("wav", buf_data(&a.resp.body), buf_len(&a.resp.body), 0, &ai, err, sizeof err) ==
-		   0,
-	       "running job audio: %s", err);
-	HCHECK(ai.duration > 60 && ai.duration > announced - 0.02 && ai.duration < announced + 0.02,
-	       "running job: decoded %.3f s, announced %.3f s (6000 characters at speed 0.5)", ai.duration,
-	       announced);
-
+	if (a.resp.status != 200) {
+		/* Allowed only once the drain timeout has run out (slow machine,
+		 * valgrind), and then with a clear error. */
+		double limit = strtod(drain_ms, NULL) / 1000;
+		HCHECK(drained_for >= limit * 0.95,
+		       "running job cut after %.1f s, before the drain timeout of %.0f s: status %ld %.300s",
+		       drained_for, limit, a.resp.status, buf_data(&a.resp.body));
+		check_house_error(&a.resp, a.resp.status, house_type(a.resp.status), NULL);
+		HCHECK(a.resp.status == 503 || a.resp.status == 504, "running job cut with status %ld",
+		       a.resp.status);
+		fprintf(stderr, "shutdown: the running job outlived the drain timeout (%.0f s) and was cut\n",
+			limit);
+	} else {
+		double announced = 0;
+		HCHECK(parse_double(http_header(&a.resp, "X-Audio-Duration"), &announced),
+		       "X-Audio-Duration %s", http_header(&a.resp, "X-Audio-Duration"));
+		struct audio_info ai;
+		char err[1024];
+		HCHECK(audio_probe("wav", buf_data(&a.resp.body), buf_len(&a.resp.body), 0, &ai, err,
+				   sizeof err) == 0,
+		       "running job audio: %s", err);
+		HCHECK(ai.duration > 60 && ai.duration > announced - 0.02 && ai.duration < announced + 0.02,
+		       "running job: decoded %.3f s, announced %.3f s (6000 characters at speed 0.5)",
+		       ai.duration, announced);
+	}
 	int st = 0;
 	int exited = harness_wait_exit(harness_scale(30), &st);
 	HCHECK(exited, "daemon still running 30 s after the drained job finished");
