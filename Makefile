@@ -29,7 +29,7 @@ ifeq ($(SAN),1)
 endif
 
 DEPS_STAMP := build/.deps-ok
-PKGS       := libmicrohttpd jansson libopusenc opus flac soxr libsystemd espeak-ng
+PKGS       := libmicrohttpd jansson libopusenc opus flac soxr libsystemd espeak-ng libutf8proc
 TEST_PKGS  := check libcurl
 
 # pkg-config is evaluated lazily (recipes run after $(DEPS_STAMP) exists).
