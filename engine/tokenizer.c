@@ -267,49 +267,179 @@ struct pending_key {
 	int32_t id;
 };
 
+/* vocab.json parser. The file is one flat JSON object {"token": id, ...} of
+ * 151,643 entries; jansson needs 90-200 ms (and 30 ms to free) for it, which
+ * alone would break the 150 ms load budget, so this strict reader of exactly
+ * that shape (any JSON whitespace, all string escapes, integer values) decodes
+ * the keys into one arena instead. Anything else is refused with a position. */
+struct vreader {
+	const char *p, *end, *start;
+	char *arena; /* decoded keys, NUL-separated */
+	size_t used;
+};
+
+static void vr_ws(struct vreader *r)
+{
+	while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+		r->p++;
+}
+
+static int vr_hex4(struct vreader *r, uint32_t *v)
+{
+	if (r->end - r->p < 4)
+		return -1;
+	*v = 0;
+	for (int i = 0; i < 4; i++) {
+		char c = *r->p++;
+		int d = (c >= '0' && c <= '9')	 ? c - '0'
+			: (c >= 'a' && c <= 'f') ? c - 'a' + 10
+			: (c >= 'A' && c <= 'F') ? c - 'A' + 10
+						 : -1;
+		if (d < 0)
+			return -1;
+		*v = (*v << 4) | (uint32_t)d;
+	}
+	return 0;
+}
+
+/* A JSON string at r->p ('"' expected), decoded into the arena. */
+static int vr_string(struct vreader *r, const char **key, size_t *len)
+{
+	if (r->p >= r->end || *r->p != '"')
+		return -1;
+	r->p++;
+	char *out = r->arena + r->used, *o = out;
+	for (;;) {
+		if (r->p >= r->end)
+			return -1;
+		unsigned char c = (unsigned char)*r->p++;
+		if (c == '"')
+			break;
+		if (c < 0x20)
+			return -1;
+		if (c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		if (r->p >= r->end)
+			return -1;
+		char e = *r->p++;
+		uint32_t cp;
+		switch (e) {
+		case '"': *o++ = '"'; continue;
+		case '\\': *o++ = '\\'; continue;
+		case '/': *o++ = '/'; continue;
+		case 'b': *o++ = '\b'; continue;
+		case 'f': *o++ = '\f'; continue;
+		case 'n': *o++ = '\n'; continue;
+		case 'r': *o++ = '\r'; continue;
+		case 't': *o++ = '\t'; continue;
+		case 'u':
+			if (vr_hex4(r, &cp) < 0)
+				return -1;
+			if (cp >= 0xD800 && cp <= 0xDBFF) {
+				uint32_t lo;
+				if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u')
+					return -1;
+				r->p += 2;
+				if (vr_hex4(r, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
+					return -1;
+				cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+			} else if ((cp >= 0xDC00 && cp <= 0xDFFF) || cp == 0) {
+				return -1;
+			}
+			/* \uXXXX never takes more bytes decoded than escaped. */
+			if (cp < 0x80) {
+				*o++ = (char)cp;
+			} else if (cp < 0x800) {
+				*o++ = (char)(0xC0 | (cp >> 6));
+				*o++ = (char)(0x80 | (cp & 0x3F));
+			} else if (cp < 0x10000) {
+				*o++ = (char)(0xE0 | (cp >> 12));
+				*o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+				*o++ = (char)(0x80 | (cp & 0x3F));
+			} else {
+				*o++ = (char)(0xF0 | (cp >> 18));
+				*o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+				*o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+				*o++ = (char)(0x80 | (cp & 0x3F));
+			}
+			continue;
+		default: return -1;
+		}
+	}
+	*len = (size_t)(o - out);
+	*o++ = '\0';
+	*key = out;
+	r->used += (size_t)(o - out);
+	return tokenizer_utf8_check(out, *len, NULL) == CV_OK ? 0 : -1;
+}
+
 static int load_vocab(struct tokenizer *t, const char *dir, char *err, size_t errlen)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/vocab.json", dir);
-	json_error_t je;
-	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-	if (!root) {
-		set_err(err, errlen, "%s:%d: %s", path, je.line, je.text);
-		return (je.line <= 0 && je.position == 0) ? CV_EIO : CV_EINVAL;
-	}
-	int rc = CV_OK;
+	char *data = NULL;
+	size_t dlen = 0;
+	int rc = read_file(path, &data, &dlen, err, errlen);
+	if (rc != CV_OK)
+		return rc;
 	struct pending_key *pk = NULL;
+	size_t n = 0, pk_cap = 0, i, keys_total = 0;
+	int64_t max_id = -1;
 	uint32_t byte2cp[256];
 	int16_t cp2byte[324];
 	byte_level_map(byte2cp, cp2byte);
+	struct vreader vr = {.p = data, .end = data + dlen, .start = data, .arena = xmalloc(dlen + 1)};
 
-	if (!json_is_object(root) || json_object_size(root) == 0) {
-		set_err(err, errlen, "%s: not a non-empty JSON object", path);
-		rc = CV_EINVAL;
-		goto fail;
-	}
-	size_t n = json_object_size(root), i = 0, keys_total = 0;
-	int64_t max_id = -1;
-	pk = xcalloc(n, sizeof *pk);
-	const char *key;
-	json_t *val;
-	json_object_foreach(root, key, val)
-	{
-		json_int_t id = json_is_integer(val) ? json_integer_value(val) : -1;
-		size_t kl = strlen(key);
-		if (id < 0 || id >= (1 << 24) || kl == 0 || kl > MAX_TOKEN_BYTES) {
-			set_err(err, errlen, "%s: bad entry \"%.64s\"", path, key);
-			rc = CV_EINVAL;
-			goto fail;
+	vr_ws(&vr);
+	if (vr.p >= vr.end || *vr.p++ != '{')
+		goto bad;
+	vr_ws(&vr);
+	if (vr.p < vr.end && *vr.p == '}')
+		goto bad; /* empty */
+	for (;;) {
+		const char *key;
+		size_t kl;
+		vr_ws(&vr);
+		if (vr_string(&vr, &key, &kl) < 0 || kl == 0 || kl > MAX_TOKEN_BYTES)
+			goto bad;
+		vr_ws(&vr);
+		if (vr.p >= vr.end || *vr.p++ != ':')
+			goto bad;
+		vr_ws(&vr);
+		int64_t id = 0;
+		const char *d0 = vr.p;
+		while (vr.p < vr.end && *vr.p >= '0' && *vr.p <= '9' && id < (1 << 24))
+			id = id * 10 + (*vr.p++ - '0');
+		if (vr.p == d0 || id >= (1 << 24) ||
+		    (vr.p < vr.end && (*vr.p == '.' || *vr.p == 'e' || *vr.p == 'E')))
+			goto bad;
+		if (n == pk_cap) {
+			pk_cap = pk_cap ? pk_cap * 2 : 1 << 17;
+			pk = xrealloc(pk, pk_cap * sizeof *pk);
 		}
-		pk[i].key = key;
-		pk[i].len = kl;
-		pk[i].id = (int32_t)id;
+		pk[n].key = key;
+		pk[n].len = kl;
+		pk[n].id = (int32_t)id;
+		n++;
 		keys_total += kl;
 		if (id > max_id)
 			max_id = id;
-		i++;
+		vr_ws(&vr);
+		if (vr.p >= vr.end)
+			goto bad;
+		if (*vr.p == ',') {
+			vr.p++;
+			continue;
+		}
+		if (*vr.p++ != '}')
+			goto bad;
+		break;
 	}
+	vr_ws(&vr);
+	if (vr.p != vr.end)
+		goto bad;
 	t->n_vocab = n;
 	t->n_ids = (size_t)max_id + 1;
 	t->key_off = xcalloc(t->n_ids + 1, sizeof *t->key_off);
@@ -354,8 +484,14 @@ static int load_vocab(struct tokenizer *t, const char *dir, char *err, size_t er
 	t->key_hash = xmalloc(hs * sizeof *t->key_hash);
 	memset(t->key_hash, 0xFF, hs * sizeof *t->key_hash);
 	t->key_hash_mask = hs - 1;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		if (key_lookup(t, pk[i].key, pk[i].len) >= 0) {
+			set_err(err, errlen, "%s: key \"%.64s\" appears twice", path, pk[i].key);
+			rc = CV_EINVAL;
+			goto fail;
+		}
 		key_insert(t, pk[i].id);
+	}
 	for (int b = 0; b < 256; b++) {
 		char u[4];
 		uint32_t cp = byte2cp[b];
@@ -376,9 +512,16 @@ static int load_vocab(struct tokenizer *t, const char *dir, char *err, size_t er
 		}
 		t->byte_id[b] = id;
 	}
+	goto done;
+bad:
+	set_err(err, errlen, "%s: not a flat JSON object of token ids (byte %zu)", path,
+		(size_t)(vr.p - vr.start));
+	rc = CV_EINVAL;
 fail:
+done:
 	free(pk);
-	json_decref(root);
+	free(vr.arena);
+	free(data);
 	return rc;
 }
 

@@ -220,8 +220,6 @@ START_TEST(one_megabyte_of_a)
 	ck_assert_int_eq(tokenizer_decode(tok, ids, n, 0, &out, err, sizeof err), CV_OK);
 	ck_assert_uint_eq(buf_len(&out), len);
 	ck_assert(memcmp(buf_data(&out), s, len) == 0);
-	/* The same text split in two at a piece boundary gives the same ids: a
-	 * space starts a new piece, so "a..a a..a" = ids(a..a) ids(" a..a"). */
 	buf_free(&out);
 	free(ids);
 	free(s);
@@ -484,6 +482,103 @@ START_TEST(strip_flags_from_config)
 }
 END_TEST
 
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void remove_files(const char *dir)
+{
+	static const char *names[] = {"vocab.json", "merges.txt", "special_tokens.json",
+				      "tokenizer_config.json"};
+	char path[512];
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+/* A tiny tokenizer folder: the 256 byte tokens (keys written with every
+ * JSON escape form), "ab" from one merge, one added token. */
+START_TEST(tiny_vocab_parser)
+{
+	char dir[] = "/tmp/cv-tok-tiny-XXXXXX", err[256] = "";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	struct buf v;
+	buf_init(&v, 1 << 16);
+	buf_append_str(&v, "\n{ ");
+	int n = 0;
+	for (int b = 0; b < 256; b++) {
+		int direct = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+		unsigned cp = direct ? (unsigned)b : (unsigned)(256 + n++);
+		if (cp == '"')
+			buf_printf(&v, "\"\\\"\" : %d,\r\n", b);
+		else if (cp == '\\')
+			buf_printf(&v, "\"\\\\\":%d,", b);
+		else if (cp == '/')
+			buf_printf(&v, "\"\\/\"\t:\t%d ,", b);
+		else if (cp == 'a' || cp == 'b')
+			buf_printf(&v, "\"%c\": %d,", (char)cp, b);
+		else
+			buf_printf(&v, "\"\\u%04X\": %d,", cp, b);
+	}
+	buf_append_str(&v, "\"a\\u0062\": 256 }\n");
+	write_file(dir, "vocab.json", buf_data(&v));
+	buf_free(&v);
+	write_file(dir, "merges.txt", "#version: 0.2\r\na b\r\n\n");
+	write_file(dir, "special_tokens.json", "{\"<|x|>\": 300}");
+	struct tokenizer *t2 = NULL;
+	ck_assert_msg(tokenizer_open(dir, &t2, err, sizeof err) == CV_OK, "%s", err);
+	ck_assert_uint_eq(tokenizer_vocab_size(t2), 258);
+	int32_t ids[16];
+	size_t cnt = 0;
+	ck_assert_int_eq(tokenizer_encode(t2, "ab", 2, ids, 16, &cnt, err, sizeof err), CV_OK);
+	ck_assert_uint_eq(cnt, 1);
+	ck_assert_int_eq(ids[0], 256);
+	ck_assert_int_eq(tokenizer_encode(t2, "ba\"/\\", 5, ids, 16, &cnt, err, sizeof err), CV_OK);
+	ck_assert_uint_eq(cnt, 5); /* "ba" (no merge), then the run "\"/\\" as bytes */
+	ck_assert_int_eq(ids[0], 'b');
+	ck_assert_int_eq(ids[1], 'a');
+	ck_assert_int_eq(ids[2], '"');
+	ck_assert_int_eq(ids[3], '/');
+	ck_assert_int_eq(ids[4], '\\');
+	ck_assert_int_eq(tokenizer_encode(t2, " ab<|x|>", 8, ids, 16, &cnt, err, sizeof err), CV_OK);
+	ck_assert_uint_eq(cnt, 3); /* piece " ab": the space has no merge, "ab" does */
+	ck_assert_int_eq(ids[0], ' ');
+	ck_assert_int_eq(ids[1], 256);
+	ck_assert_int_eq(ids[2], 300);
+	ck_assert_int_eq(tokenizer_token_id(t2, "\xC4\xA0"), ' '); /* "Ġ" */
+	tokenizer_free(t2);
+
+	/* Malformed vocab files are refused with the byte position. */
+	static const char *bad[] = {"",
+				    "[]",
+				    "{}",
+				    "{\"a\": 1.5}",
+				    "{\"a\": -1}",
+				    "{\"a\": 1,}",
+				    "{\"a\" 1}",
+				    "{\"a\": 1, \"a\": 2}",
+				    "{\"\\ud800\": 1}",
+				    "{\"a\": 1} x",
+				    "{\"a\": 99999999}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		write_file(dir, "vocab.json", bad[i]);
+		t2 = NULL;
+		ck_assert_msg(tokenizer_open(dir, &t2, err, sizeof err) == CV_EINVAL, "case %zu", i);
+		ck_assert_ptr_null(t2);
+		ck_assert_ptr_nonnull(strstr(err, "vocab.json"));
+	}
+	remove_files(dir);
+}
+END_TEST
+
 struct thr {
 	const char *text;
 	const int32_t *want;
@@ -546,6 +641,7 @@ Suite *suite_tokenizer(void)
 	tcase_add_test(tc, nfc_inert_table);
 	tcase_add_test(tc, nfc_composes);
 	tcase_add_test(tc, strip_flags_from_config);
+	tcase_add_test(tc, tiny_vocab_parser);
 	tcase_add_test(tc, concurrent_encode);
 	suite_add_tcase(s, tc);
 
