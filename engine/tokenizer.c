@@ -689,17 +689,21 @@ static int load_added(struct tokenizer *t, const char *dir, char *err, size_t er
 				rc = CV_EINVAL;
 				break;
 			}
-			if (json_is_true(json_object_get(v, "normalized")) ||
-			    json_is_true(json_object_get(v, "single_word"))) {
+			/* transformers' AddedToken defaults: special=False,
+			 * normalized = not special. */
+			int special = json_is_true(json_object_get(v, "special"));
+			json_t *jn = json_object_get(v, "normalized");
+			int normalized = jn ? json_is_true(jn) : !special;
+			if (normalized || json_is_true(json_object_get(v, "single_word"))) {
 				set_err(err, errlen,
 					"%s: added token \"%.64s\": normalized/single_word not supported",
 					path, content);
 				rc = CV_EUNSUPPORTED;
 				break;
 			}
-			rc = add_token(t, content, id, json_is_true(json_object_get(v, "lstrip")),
-				       json_is_true(json_object_get(v, "rstrip")),
-				       !json_is_false(json_object_get(v, "special")), path, err, errlen);
+			rc =
+			    add_token(t, content, id, json_is_true(json_object_get(v, "lstrip")),
+				      json_is_true(json_object_get(v, "rstrip")), special, path, err, errlen);
 			if (rc != CV_OK)
 				break;
 		}
