@@ -180,9 +180,6 @@ END_TEST
 
 START_TEST(parity_sweep)
 {
-	const char *on = getenv("TOK_SWEEP");
-	if (!on || strcmp(on, "1") != 0)
-		return; /* opt-in: every code point, ~20 MB of text */
 	size_t n = parity_run("--sweep", NULL);
 	ck_assert_uint_ge(n, 17000);
 }
@@ -579,6 +576,97 @@ START_TEST(tiny_vocab_parser)
 }
 END_TEST
 
+/* Random texts from a palette of tricky pieces (no added tokens): encoding
+ * never fails on valid UTF-8, fails with EINVAL on broken bytes, and
+ * decode(encode(x)) == NFC(x) byte for byte. Fixed seed. */
+START_TEST(random_roundtrip)
+{
+	static const char *pal[] = {"a",
+				    "Z",
+				    "1",
+				    "9",
+				    " ",
+				    "  ",
+				    "\t",
+				    "\n",
+				    "\r",
+				    "'",
+				    "'s",
+				    "'LL",
+				    "\xC5\xBF",
+				    "!",
+				    "...",
+				    "\xEF\xBC\x8C",
+				    "\xE3\x80\x82",
+				    "\xE4\xB8\xAD",
+				    "\xE6\x96\x87",
+				    "\xF0\x9F\x98\x80",
+				    "\xE2\x80\x8D",
+				    "\xF0\x9F\x8F\xBD",
+				    "\xCC\x81",
+				    "\xCC\xA3",
+				    "e",
+				    "\xE3\x82\x99",
+				    "\xE3\x81\x8B",
+				    "\xE3\x80\x80",
+				    "\xC2\xA0",
+				    "\xC2\x85",
+				    "\xDF\xBD",
+				    "\xE1\xB7\xB6",
+				    "\xF0\xA0\xAE\xB7",
+				    "\xEF\xA4\x80",
+				    "\xE2\x84\xAB",
+				    "\x00",
+				    "\x1C",
+				    "\xD9\xA3",
+				    "\xE1\x84\x80",
+				    "\xE1\x85\xA1",
+				    "\xE1\x86\xA8"};
+	static const char *broken[] = {"\x80", "\xC3", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\xFF"};
+	uint64_t rng = 0x9E3779B97F4A7C15ULL;
+	char text[512];
+	int32_t ids[1024];
+	struct buf out;
+	buf_init(&out, 4096);
+	for (int iter = 0; iter < 3000; iter++) {
+		size_t len = 0;
+		int parts = 1 + (int)(rng % 24), broke = 0;
+		for (int k = 0; k < parts; k++) {
+			rng ^= rng << 13;
+			rng ^= rng >> 7;
+			rng ^= rng << 17;
+			const char *piece = pal[rng % (sizeof pal / sizeof pal[0])];
+			size_t pl = piece[0] ? strlen(piece) : 1; /* "\x00" is one NUL byte */
+			if (iter % 10 == 9 && k == parts / 2) {
+				piece = broken[(rng >> 20) % 5];
+				pl = strlen(piece);
+				broke = 1;
+			}
+			memcpy(text + len, piece, pl);
+			len += pl;
+		}
+		size_t n = 0;
+		char err[128] = "";
+		int rc = tokenizer_encode(tok, text, len, ids, 1024, &n, err, sizeof err);
+		if (broke) {
+			ck_assert_int_eq(rc, CV_EINVAL);
+			continue;
+		}
+		ck_assert_msg(rc == CV_OK, "iter %d: %s", iter, err);
+		uint8_t *norm;
+		size_t nlen;
+		ck_assert_int_eq(tokenizer_nfc((const uint8_t *)text, len, &norm, &nlen), CV_OK);
+		buf_reset(&out);
+		ck_assert_int_eq(tokenizer_decode(tok, ids, n, 0, &out, err, sizeof err), CV_OK);
+		ck_assert_uint_eq(buf_len(&out), nlen);
+		ck_assert_msg(memcmp(buf_data(&out), norm ? norm : (uint8_t *)text, nlen) == 0, "iter %d",
+			      iter);
+		free(norm);
+	}
+	buf_free(&out);
+}
+END_TEST
+
 struct thr {
 	const char *text;
 	const int32_t *want;
@@ -642,6 +730,7 @@ Suite *suite_tokenizer(void)
 	tcase_add_test(tc, nfc_composes);
 	tcase_add_test(tc, strip_flags_from_config);
 	tcase_add_test(tc, tiny_vocab_parser);
+	tcase_add_test(tc, random_roundtrip);
 	tcase_add_test(tc, concurrent_encode);
 	suite_add_tcase(s, tc);
 
@@ -650,7 +739,10 @@ Suite *suite_tokenizer(void)
 	tcase_add_unchecked_fixture(tp, tok_setup, tok_teardown);
 	tcase_set_timeout(tp, 600);
 	tcase_add_test(tp, parity_corpus);
-	tcase_add_test(tp, parity_sweep);
+	/* Opt-in (slow: every code point in probes, ~20 MB of text). */
+	const char *sweep = getenv("TOK_SWEEP");
+	if (sweep && strcmp(sweep, "1") == 0)
+		tcase_add_test(tp, parity_sweep);
 	suite_add_tcase(s, tp);
 	return s;
 }
