@@ -44,9 +44,10 @@ struct tokenizer;
 /* Loads <dir>/vocab.json, <dir>/merges.txt and the added tokens of
  * <dir>/special_tokens.json (object: content -> id) and, when present,
  * <dir>/tokenizer_config.json ("added_tokens_decoder"). At least one of the
- * two added-token files must exist. Added tokens whose config says
- * normalized=true or single_word=true are refused (CV_EUNSUPPORTED) rather
- * than silently tokenized differently. Errors: CV_EIO (missing/unreadable
+ * two added-token files must exist. Added tokens that HF would normalize
+ * (normalized=true, or no "normalized" on a non-special token) or match as
+ * single words are refused (CV_EUNSUPPORTED) rather than silently tokenized
+ * differently; BlankEN's are all special, non-normalized. Errors: CV_EIO (missing/unreadable
  * file), CV_EINVAL (malformed content, id clash, merge of unknown tokens). */
 int tokenizer_open(const char *dir, struct tokenizer **out, char *err, size_t errlen);
 void tokenizer_free(struct tokenizer *t);
