@@ -29,7 +29,7 @@ ifeq ($(SAN),1)
 endif
 
 DEPS_STAMP := build/.deps-ok
-PKGS       := libmicrohttpd jansson libopusenc opus flac soxr libsystemd espeak-ng
+PKGS       := libmicrohttpd jansson libopusenc opus flac soxr libsystemd espeak-ng libutf8proc
 TEST_PKGS  := check libcurl
 
 # pkg-config is evaluated lazily (recipes run after $(DEPS_STAMP) exists).
@@ -59,7 +59,7 @@ UNIT_BIN  := $(BUILD)/check_unit
 INTEG_BIN := $(BUILD)/check_integration
 PROMTOOL   = $(shell bash tools/deps.sh --print-promtool)
 
-.PHONY: all deps run test check integration asan valgrind lint format clean
+.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer
 .DEFAULT_GOAL := all
 
 all: $(DAEMON)
@@ -110,6 +110,12 @@ $(UNIT_BIN): $(UNIT_OBJS) $(LIBA)
 
 $(INTEG_BIN): $(INTEG_OBJS) $(LIBA)
 	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(TEST_LIBS)
+
+# Tokenizer benchmark (tools/bench_tokenizer.c): load time, MB/s, bounds.
+bench-tokenizer: $(BUILD)/bench_tokenizer
+	$(BUILD)/bench_tokenizer ../shared/models/CosyVoice-BlankEN
+$(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench_tokenizer.o $(LIBA)
+	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS)
 
 check: $(UNIT_BIN)
 	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(UNIT_BIN)

@@ -121,10 +121,27 @@ struct conn {
 	int probe_listed;
 	int sock_fd;
 	struct MHD_Response *stream_resp; /* valid while MHD holds the response */
+	char engine_name[ENGINE_NAME_MAX];
+};
+
+/* What the HTTP side needs to know about the engine, copied once when the
+ * scheduler first reports READY. The worker closes the engine at shutdown
+ * while HTTP is still answering, so the HTTP side never holds engine
+ * pointers: it reads this immutable snapshot instead. */
+struct http_facts {
+	char name[ENGINE_NAME_MAX];
+	int sample_rate;
+	size_t n_speakers;
+	size_t default_index;
+	struct http_facts_speaker {
+		char *id, *language, *name;
+	} * speakers;
 };
 
 struct http_server {
 	struct http_config cfg;
+	pthread_mutex_t facts_mu;
+	struct http_facts *_Atomic facts;
 	struct MHD_Daemon *mhd;
 	struct sched *sched;
 	struct metrics *metrics;
@@ -452,6 +469,63 @@ static void *probe_main(void *arg)
 	return NULL;
 }
 
+/* ------------------------------------------------------------ engine facts */
+
+static struct http_facts *http_facts_get(struct http_server *h)
+{
+	struct http_facts *f = atomic_load(&h->facts);
+	const struct engine *e;
+
+	if (f)
+		return f;
+	pthread_mutex_lock(&h->facts_mu);
+	f = atomic_load(&h->facts);
+	if (!f && sched_get_state(h->sched) == SCHED_READY && (e = sched_engine(h->sched)) != NULL) {
+		const struct engine_speaker *def = engine_speaker_find(e, NULL);
+		f = xcalloc(1, sizeof *f);
+		cv_strlcpy(f->name, engine_name(e), sizeof f->name);
+		f->sample_rate = engine_sample_rate(e);
+		f->n_speakers = engine_speaker_count(e);
+		f->speakers = xcalloc(f->n_speakers ? f->n_speakers : 1, sizeof *f->speakers);
+		for (size_t i = 0; i < f->n_speakers; i++) {
+			const struct engine_speaker *sp = engine_speaker_at(e, i);
+			f->speakers[i].id = xstrdup(sp->id);
+			f->speakers[i].language = xstrdup(sp->language ? sp->language : "");
+			f->speakers[i].name = xstrdup(sp->name ? sp->name : sp->id);
+			if (def && strcmp(def->id, sp->id) == 0)
+				f->default_index = i;
+		}
+		atomic_store(&h->facts, f);
+	}
+	pthread_mutex_unlock(&h->facts_mu);
+	return f;
+}
+
+static void http_facts_free(struct http_facts *f)
+{
+	if (!f)
+		return;
+	for (size_t i = 0; i < f->n_speakers; i++) {
+		free(f->speakers[i].id);
+		free(f->speakers[i].language);
+		free(f->speakers[i].name);
+	}
+	free(f->speakers);
+	free(f);
+}
+
+/* Exact id first, then case-insensitive (as the engine does); NULL if none. */
+static const char *http_facts_speaker(const struct http_facts *f, const char *id)
+{
+	for (size_t i = 0; i < f->n_speakers; i++)
+		if (strcmp(f->speakers[i].id, id) == 0)
+			return f->speakers[i].id;
+	for (size_t i = 0; i < f->n_speakers; i++)
+		if (strcasecmp(f->speakers[i].id, id) == 0)
+			return f->speakers[i].id;
+	return NULL;
+}
+
 /* ------------------------------------------------------------ GET routes */
 
 static enum MHD_Result http_answer_healthz(struct conn *c)
@@ -463,7 +537,7 @@ static enum MHD_Result http_answer_readyz(struct conn *c)
 {
 	struct http_server *h = c->srv;
 	enum sched_state st = sched_get_state(h->sched);
-	const struct engine *e = sched_engine(h->sched);
+	const struct http_facts *f = http_facts_get(h);
 	const char *reason = NULL;
 	json_t *j;
 
@@ -480,11 +554,11 @@ static enum MHD_Result http_answer_readyz(struct conn *c)
 		reason = "draining";
 	}
 	j = json_pack("{s:s, s:s, s:b, s:i, s:i}", "status", reason ? "not_ready" : "ready", "engine",
-		      e ? engine_name(e) : "none", "embedded_default", h->cfg.embedded_default, "queue_depth",
+		      f ? f->name : "none", "embedded_default", h->cfg.embedded_default, "queue_depth",
 		      (int)sched_depth(h->sched), "queue_capacity", (int)sched_capacity(h->sched));
 	if (reason)
 		json_object_set_new(j, "reason", json_string(reason));
-	if (e && h->cfg.embedded_default)
+	if (h->cfg.embedded_default)
 		json_object_set_new(
 		    j, "note",
 		    json_string("embedded default engine (espeak-ng): no CosyVoice2 model configured"));
@@ -493,22 +567,18 @@ static enum MHD_Result http_answer_readyz(struct conn *c)
 
 static enum MHD_Result http_answer_speakers(struct conn *c)
 {
-	const struct engine *e = sched_engine(c->srv->sched);
+	const struct http_facts *f = http_facts_get(c->srv);
 	json_t *arr, *j;
-	const struct engine_speaker *def;
 
-	if (!e)
+	if (!f)
 		return http_send_unavailable(c, "engine not loaded yet", 5);
 	arr = json_array();
-	for (size_t i = 0; i < engine_speaker_count(e); i++) {
-		const struct engine_speaker *sp = engine_speaker_at(e, i);
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "id", sp->id, "language",
-						     sp->language ? sp->language : "", "name",
-						     sp->name ? sp->name : sp->id));
-	}
-	def = engine_speaker_find(e, NULL);
-	j = json_pack("{s:s, s:s, s:i, s:o}", "engine", engine_name(e), "default", def ? def->id : "",
-		      "sample_rate", engine_sample_rate(e), "speakers", arr);
+	for (size_t i = 0; i < f->n_speakers; i++)
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "id", f->speakers[i].id, "language",
+						     f->speakers[i].language, "name", f->speakers[i].name));
+	j = json_pack("{s:s, s:s, s:i, s:o}", "engine", f->name, "default",
+		      f->n_speakers ? f->speakers[f->default_index].id : "", "sample_rate", f->sample_rate,
+		      "speakers", arr);
 	return http_send_json(c, 200, j);
 }
 
@@ -517,7 +587,7 @@ static enum MHD_Result http_answer_metrics(struct conn *c)
 	struct http_server *h = c->srv;
 	struct metrics_gauges g;
 	struct engine_gauges eg;
-	const struct engine *e = sched_engine(h->sched);
+	const struct http_facts *f = http_facts_get(h);
 	double load_ms = 0, warm_ms = 0;
 	struct buf b;
 
@@ -529,7 +599,7 @@ static enum MHD_Result http_answer_metrics(struct conn *c)
 	g.queue_capacity = sched_capacity(h->sched);
 	g.engine_ready = sched_get_state(h->sched) == SCHED_READY;
 	g.worker_busy = sched_busy(h->sched);
-	g.engine_name = e ? engine_name(e) : "none";
+	g.engine_name = f ? f->name : "none";
 	g.engine_load_seconds = load_ms / 1e3;
 	g.engine_warmup_seconds = warm_ms / 1e3;
 	g.engine = &eg;
@@ -681,7 +751,7 @@ static enum MHD_Result http_send_audio_buffered(struct conn *c, const struct job
 	MHD_add_response_header(r, "X-Real-Time-Factor", hdr);
 	snprintf(hdr, sizeof hdr, "%d", c->out_rate);
 	MHD_add_response_header(r, "X-Sample-Rate", hdr);
-	MHD_add_response_header(r, "X-Engine", engine_name(sched_engine(c->srv->sched)));
+	MHD_add_response_header(r, "X-Engine", c->engine_name);
 	return http_queue(c, 200, r);
 }
 
@@ -782,7 +852,7 @@ static enum MHD_Result http_start_stream(struct conn *c, const struct job_status
 	buf_free(&timing);
 	snprintf(hdr, sizeof hdr, "%d", c->out_rate);
 	MHD_add_response_header(r, "X-Sample-Rate", hdr);
-	MHD_add_response_header(r, "X-Engine", engine_name(sched_engine(c->srv->sched)));
+	MHD_add_response_header(r, "X-Engine", c->engine_name);
 	{
 		enum MHD_Result ret;
 		http_add_common_headers(c, r);
@@ -847,8 +917,8 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 	struct http_server *h = c->srv;
 	struct request_limits lim = {h->cfg.max_text_chars, h->cfg.deadline_ms, h->cfg.default_format};
 	struct request_error re;
-	const struct engine *e = sched_engine(h->sched);
-	const struct engine_speaker *sp = NULL;
+	const struct http_facts *f = http_facts_get(h);
+	const char *sp = NULL;
 	struct audio_enc_opts eo;
 	struct job_spec spec;
 	char err[256];
@@ -866,7 +936,7 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 	}
 	c->have_req = 1;
 	metrics_add_input_chars(h->metrics, c->req.text_chars);
-	if (!e || sched_get_state(h->sched) != SCHED_READY) {
+	if (!f || sched_get_state(h->sched) != SCHED_READY) {
 		enum sched_state st = sched_get_state(h->sched);
 		int draining = st == SCHED_DRAINING || st == SCHED_STOPPED;
 		metrics_inc_rejection(h->metrics,
@@ -875,7 +945,7 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 		    c, draining ? "server is shutting down" : "engine is not ready yet", 5);
 	}
 	if (c->req.speaker[0]) {
-		sp = engine_speaker_find(e, c->req.speaker);
+		sp = http_facts_speaker(f, c->req.speaker);
 		if (!sp && c->req.openai_voice) {
 			c->req.speaker[0] = '\0'; /* OpenAI voice names map to the default speaker */
 		} else if (!sp) {
@@ -887,7 +957,10 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 					       msg, NULL, NULL);
 		}
 	}
-	c->in_rate = engine_sample_rate(e);
+	if (sp)
+		cv_strlcpy(c->req.speaker, sp, sizeof c->req.speaker); /* canonical id */
+	cv_strlcpy(c->engine_name, f->name, sizeof c->engine_name);
+	c->in_rate = f->sample_rate;
 	c->out_rate = c->req.sample_rate
 			  ? c->req.sample_rate
 			  : (h->cfg.default_sample_rate ? h->cfg.default_sample_rate : c->in_rate);
@@ -1227,6 +1300,7 @@ int http_server_start(const struct http_config *cfg, struct sched *s, struct met
 	h->metrics = m;
 	atomic_init(&h->open_conns, 0);
 	pthread_mutex_init(&h->probe_mu, NULL);
+	pthread_mutex_init(&h->facts_mu, NULL);
 	pthread_cond_init(&h->probe_cv, NULL);
 	http_parse_cors(h);
 
@@ -1321,6 +1395,8 @@ void http_server_free(struct http_server *h)
 		return;
 	http_server_stop(h, 0);
 	pthread_mutex_destroy(&h->probe_mu);
+	pthread_mutex_destroy(&h->facts_mu);
+	http_facts_free(atomic_load(&h->facts));
 	pthread_cond_destroy(&h->probe_cv);
 	free(h->cors_store);
 	free(h);

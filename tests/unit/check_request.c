@@ -111,7 +111,7 @@ START_TEST(tts_text_limit_and_utf8)
 	struct tts_request r;
 	struct request_error e;
 	char body[512];
-	char text[300];
+	char text[304];
 	/* 100 CJK characters (300 bytes) are within a 100-character limit... */
 	text[0] = '\0';
 	for (int i = 0; i < 100; i++)
