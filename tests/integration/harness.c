@@ -565,7 +565,8 @@ int http_do(const struct http_req *rq, struct http_resp *out)
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
 	out->curl_code = (int)rc;
 	if (rc != CURLE_OK)
-		snprintf(out->curl_err, sizeof out->curl_err, "%s: %s", curl_easy_strerror(rc), errbuf);
+		snprintf(out->curl_err, sizeof out->curl_err, "%.80s: %.160s", curl_easy_strerror(rc),
+			 errbuf);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
 	return (int)rc;
