@@ -39,14 +39,15 @@ LABEL org.opencontainers.image.title="cosyvoiced" \
 ENV DEBIAN_FRONTEND=noninteractive \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
-# Runtime libraries only: the shared objects the binary links (pkg-config
-# set of the Makefile: libmicrohttpd jansson libopusenc opus flac soxr
-# libsystemd espeak-ng, plus -lmp3lame), espeak-ng's voice data, and curl
-# for the HEALTHCHECK.
+# Runtime libraries only: the shared objects the binary links (the Makefile's
+# pkg-config set: libmicrohttpd jansson libopusenc opus flac soxr libsystemd
+# espeak-ng libutf8proc, plus -lmp3lame), espeak-ng's voice data, and curl
+# for the HEALTHCHECK. Keep this list in step with PKGS in the Makefile; the
+# ldd check below fails the build when it is not.
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
       libmicrohttpd12 libjansson4 libopusenc0 libopus0 libflac12 libmp3lame0 \
-      libsoxr0 libsystemd0 libespeak-ng1 espeak-ng-data curl ca-certificates \
+      libsoxr0 libsystemd0 libespeak-ng1 espeak-ng-data libutf8proc2 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 cosyvoiced \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \

@@ -194,13 +194,53 @@ char *harness_log_tail(size_t max)
 	return out;
 }
 
+/* 1 for access-log lines of the probes the harness itself sends (GET
+ * /metrics, /readyz), which would flood a log excerpt. */
+static int log_line_is_noise(const char *line, size_t len)
+{
+	static const char *const noise[] = {"method=GET path=\"/metrics\" status=200",
+					    "method=GET path=\"/readyz\" status=200"};
+	for (size_t i = 0; i < sizeof noise / sizeof noise[0]; i++)
+		if (memmem(line, len, noise[i], strlen(noise[i])))
+			return 1;
+	return 0;
+}
+
 void harness_dump_log(const char *file, int line, const char *what)
 {
-	char *tail = harness_log_tail(4000);
-	fprintf(stderr,
-		"\n--- %s:%d: check failed: %s\n--- daemon log (%s), last 4000 bytes:\n%s\n--- end of log\n",
-		file, line, what, harness_log_path(), tail);
+	char *tail = harness_log_tail(64 * 1024);
+	/* Keep the last 40 lines that are not probe noise. */
+	const char *starts[40];
+	size_t n = 0;
+	for (char *p = tail; *p;) {
+		char *eol = strchr(p, '\n');
+		size_t len = eol ? (size_t)(eol - p) : strlen(p);
+		if (!log_line_is_noise(p, len)) {
+			if (n == 40) {
+				memmove(starts, starts + 1, sizeof starts[0] * 39);
+				n--;
+			}
+			starts[n++] = p;
+		}
+		if (!eol)
+			break;
+		*eol = '\0';
+		p = eol + 1;
+	}
+	fprintf(stderr, "\n--- %s:%d: check failed: %s\n--- daemon log %s (last lines, probes omitted):\n",
+		file, line, what, harness_log_path());
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, "%s\n", starts[i]);
+	fprintf(stderr, "--- end of log\n");
 	free(tail);
+	/* Tell harness_stop (in the runner) to keep this log. */
+	if (S && S->log_path[0]) {
+		char mark[600];
+		snprintf(mark, sizeof mark, "%s.keep", S->log_path);
+		int fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
 }
 
 /* ------------------------------------------------------------ starting the daemon */
@@ -412,6 +452,12 @@ void harness_stop(void)
 	}
 	int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 	const char *keep = getenv("COSYVOICED_KEEP_LOGS");
+	char mark[600];
+	snprintf(mark, sizeof mark, "%s.keep", S->log_path);
+	int failed_check = access(mark, F_OK) == 0;
+	unlink(mark);
+	if (failed_check)
+		fprintf(stderr, "harness: a check failed; daemon log kept at %s\n", S->log_path);
 	if (!clean) {
 		char *tail = harness_log_tail(2000);
 		fprintf(
@@ -419,7 +465,7 @@ void harness_stop(void)
 		    "harness: daemon pid %d did not exit cleanly (wait status 0x%x), log kept at %s:\n%s\n",
 		    (int)S->pid, (unsigned)st, S->log_path, tail);
 		free(tail);
-	} else if (!(keep && strcmp(keep, "1") == 0)) {
+	} else if (!failed_check && !(keep && strcmp(keep, "1") == 0)) {
 		unlink(S->log_path);
 		if (rmdir(S->dir) == 0) /* only succeeds once every log is gone */
 			S->dir[0] = '\0';
