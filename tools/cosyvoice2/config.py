@@ -302,6 +302,11 @@ def from_yaml_data(y: dict, qwen: QwenConfig) -> ModelConfig:
     )
     if fcfg.enc_input_size != fcfg.input_size:
         raise ConfigError(f"{fw}: encoder input_size {fcfg.enc_input_size} != flow input_size {fcfg.input_size}")
+    if fcfg.enc_input_size != fcfg.enc_output_size:
+        raise ConfigError(
+            f"{fw}.encoder: input_size {fcfg.enc_input_size} != output_size {fcfg.enc_output_size} "
+            "(the up-embedding layer is built with input_size and reads the encoder output)"
+        )
     if fcfg.enc_output_size % fcfg.enc_heads:
         raise ConfigError(f"{fw}.encoder: output_size {fcfg.enc_output_size} not divisible by attention_heads")
     if fcfg.est_in_channels != 4 * fcfg.output_size:

@@ -119,7 +119,7 @@ def flow_keys(cfg: FlowConfig) -> "OrderedDict[str, Shape]":
     for i in range(cfg.enc_num_blocks):
         _conformer_layer(k, f"{e}encoders.{i}.", d, cfg.enc_heads, cfg.enc_linear_units)
     _conv(k, e + "up_layer.conv", d, d, 2 * cfg.token_mel_ratio + 1)
-    _linear(k, e + "up_embed.out.0", d, d)
+    _linear(k, e + "up_embed.out.0", d, cfg.enc_input_size)  # the reference builds it from input_size
     _norm(k, e + "up_embed.out.1", d)
     for i in range(cfg.enc_up_blocks):
         _conformer_layer(k, f"{e}up_encoders.{i}.", d, cfg.enc_heads, cfg.enc_linear_units)
