@@ -619,18 +619,18 @@ class CausalConditionalDecoder(nn.Module):
         """Matcha SinusoidalPosEmb(in_channels), scale 1000: [sin((1000 t) f_k)..., cos(...)...] (§4.4)."""
         if t.dim() < 1:
             t = t.unsqueeze(0)
-        freqs = torch.exp(torch.arange(self.half_dim, device=t.device).float() * -self.time_log_step)
+        freqs = torch.exp(torch.arange(self.half_dim, device=t.device).to(torch.float32) * -self.time_log_step)
         emb = 1000.0 * t.unsqueeze(1) * freqs.unsqueeze(0)
         return torch.cat((emb.sin(), emb.cos()), dim=-1)
 
     def _attn_bias(self, mask: torch.Tensor, size: int, streaming: bool, dtype: torch.dtype) -> torch.Tensor:
-        m = mask.bool()  # (B, 1, T)
+        m = mask.to(torch.bool)  # (B, 1, T)
         if streaming and self.static_chunk_size > 0:
             m = m & subsequent_chunk_mask(size, self.static_chunk_size, m.device).unsqueeze(0)
         else:
             m = m.repeat(1, size, 1)
         # computed in float32 then cast, as the reference's (1 - m) * -1e10 (-> -inf in fp16)
-        return ((1.0 - m.float()) * -1.0e10).to(dtype)
+        return ((1.0 - m.to(torch.float32)) * -1.0e10).to(dtype)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, mu: torch.Tensor, t: torch.Tensor,
                 spks: torch.Tensor, cond: torch.Tensor, streaming: bool = False) -> torch.Tensor:
@@ -742,7 +742,7 @@ class CausalConditionalCFM(nn.Module):
                 t = t + dt
                 if step < steps - 1:
                     dt = t_span[step + 1] - t
-        return x.float()
+        return x.to(torch.float32)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -813,7 +813,7 @@ class CausalMaskedDiffWithXvec(nn.Module):
         cond = cond.transpose(1, 2)
         mask = torch.ones([mu.size(0), 1, size], device=mu.device, dtype=mu.dtype)
         feat = self.decoder(mu, mask, spks, cond, streaming)
-        return feat[:, :, mel_len1:].float()
+        return feat[:, :, mel_len1:].to(torch.float32)
 
     @torch.jit.export
     def inference(self, token: torch.Tensor, prompt_token: torch.Tensor, prompt_feat: torch.Tensor,

@@ -423,8 +423,11 @@ class SourceModuleHnNSF(nn.Module):
             sine_wavs, uv = self.l_sin_gen1(x, noise, phase)
         sine_merge = torch.tanh(self.l_linear(sine_wavs))
         if noise is None:
-            # the reference's noise branch: drawn (advancing the RNG like the reference) and unused
-            _ = torch.randn_like(uv)
+            # The reference's noise branch: drawn (advancing the RNG like the reference) and unused. The
+            # where() keeps sine_merge bit for bit (randn is never NaN) but stops TorchScript from
+            # dead-code-eliminating the draw, so eager and scripted modules consume the RNG alike.
+            nb = torch.randn_like(uv) * self.sine_amp / 3
+            sine_merge = torch.where(torch.isnan(nb), nb, sine_merge)
         return sine_merge
 
 
