@@ -639,11 +639,13 @@ class CausalConditionalDecoder(nn.Module):
         temb = self.time_mlp(temb)
         x = torch.cat([x, mu, spks.unsqueeze(-1).expand(-1, -1, x.size(-1)), cond], dim=1)
 
+        # One level (no down/up-sampling), so every stage shares the same mask: build the bias once
+        # (the reference rebuilds the identical tensor per stage).
+        bias = self._attn_bias(mask, x.size(2), streaming, x.dtype)
         hiddens: List[torch.Tensor] = []
         for blk in self.down_blocks:
             x = blk[0](x, mask, temb)
             x = x.transpose(1, 2).contiguous()
-            bias = self._attn_bias(mask, x.size(1), streaming, x.dtype)
             for tb in blk[1]:
                 x = tb(x, bias)
             x = x.transpose(1, 2).contiguous()
@@ -652,7 +654,6 @@ class CausalConditionalDecoder(nn.Module):
         for blk in self.mid_blocks:
             x = blk[0](x, mask, temb)
             x = x.transpose(1, 2).contiguous()
-            bias = self._attn_bias(mask, x.size(1), streaming, x.dtype)
             for tb in blk[1]:
                 x = tb(x, bias)
             x = x.transpose(1, 2).contiguous()
@@ -661,7 +662,6 @@ class CausalConditionalDecoder(nn.Module):
             x = torch.cat([x[:, :, : skip.size(-1)], skip], dim=1)
             x = blk[0](x, mask, temb)
             x = x.transpose(1, 2).contiguous()
-            bias = self._attn_bias(mask, x.size(1), streaming, x.dtype)
             for tb in blk[1]:
                 x = tb(x, bias)
             x = x.transpose(1, 2).contiguous()
