@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -254,8 +255,6 @@ def script_bundle(llm: nn.Module, flow: nn.Module, hift: nn.Module, dtype: torch
     b = CosyVoice2Bundle(llm, flow, hift).eval()
     for p in b.parameters():
         p.requires_grad_(False)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is "deprecated" but maintained
         return torch.jit.script(b)
@@ -368,8 +367,16 @@ def export(
     log(f"      wrote {MODEL_FILE}: {os.path.getsize(model_path) / 1e6:.1f} MB")
 
     step(6, "reloading the TorchScript file and running it once")
-    reloaded = torch.jit.load(model_path, map_location="cpu")
-    smoke = smoke_run(reloaded, cfg) if verify else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        reloaded = torch.jit.load(model_path, map_location="cpu")
+    # a one-off run: skip the profiling executor's per-shape optimization (seconds on a small CPU)
+    opt = torch._C._get_graph_executor_optimize()
+    torch._C._set_graph_executor_optimize(False)
+    try:
+        smoke = smoke_run(reloaded, cfg) if verify else {}
+    finally:
+        torch._C._set_graph_executor_optimize(opt)
     del reloaded
 
     step(7, "copying tokenizer files and text-normalization grammars")

@@ -401,6 +401,9 @@ def load_model_dir(model_dir: str) -> ModelConfig:
     if not os.path.isfile(ypath):
         raise ConfigError(f"missing file: {ypath}")
     qdir = os.path.join(model_dir, QWEN_DIR)
-    y = hyperyaml.load(ypath, overrides={"qwen_pretrain_path": qdir})
+    try:
+        y = hyperyaml.load(ypath, overrides={"qwen_pretrain_path": qdir})
+    except hyperyaml.HyperYamlError as e:
+        raise ConfigError(f"{ypath}: {e}") from None
     qwen = QwenConfig.from_json(os.path.join(qdir, "config.json"))
     return from_yaml_data(y, qwen)
