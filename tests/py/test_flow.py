@@ -20,6 +20,16 @@ from cosyvoice2 import config, flow, hyperyaml, keys, presets  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated:FutureWarning")
 
 
+def freeze(module, attrs):
+    """torch.jit.freeze inlines only with the optimizing graph executor on (conftest may turn it off)."""
+    opt = torch._C._get_graph_executor_optimize()
+    torch._C._set_graph_executor_optimize(True)
+    try:
+        return torch.jit.freeze(module.eval(), preserved_attrs=attrs)
+    finally:
+        torch._C._set_graph_executor_optimize(opt)
+
+
 def model_config(preset, tmp_path_factory):
     d = tmp_path_factory.mktemp(f"qwen_{preset}")
     p = os.path.join(str(d), "config.json")
@@ -411,7 +421,7 @@ def test_scripted_encoder_signature_and_save_load(tiny, tiny_scripted, tmp_path)
 
 
 def test_frozen_module_equals_eager(tiny, tiny_scripted):
-    frozen = torch.jit.freeze(tiny_scripted.eval(), preserved_attrs=["inference", "encode", "decode"])
+    frozen = freeze(tiny_scripted, ["inference", "encode", "decode"])
     tok, ptok, pfeat, emb = inputs(20, 10, seed=11)
     with torch.inference_mode():
         a = tiny.inference(tok, ptok, pfeat, emb, True, False)

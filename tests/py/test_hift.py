@@ -18,6 +18,16 @@ from cosyvoice2 import config, hift, hyperyaml, keys, presets  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated:FutureWarning")
 
 
+def freeze(module, attrs):
+    """torch.jit.freeze inlines only with the optimizing graph executor on (conftest may turn it off)."""
+    opt = torch._C._get_graph_executor_optimize()
+    torch._C._set_graph_executor_optimize(True)
+    try:
+        return torch.jit.freeze(module.eval(), preserved_attrs=attrs)
+    finally:
+        torch._C._set_graph_executor_optimize(opt)
+
+
 def model_config(preset, tmp_path_factory):
     d = tmp_path_factory.mktemp(f"qwen_{preset}")
     p = os.path.join(str(d), "config.json")
@@ -367,7 +377,7 @@ def test_save_load_and_freeze(tiny, tiny_scripted, tmp_path):
     p = str(tmp_path / "hift.pt")
     torch.jit.save(tiny_scripted, p)
     loaded = torch.jit.load(p)
-    frozen = torch.jit.freeze(loaded.eval(), preserved_attrs=["inference", "fade_in_out"])
+    frozen = freeze(loaded, ["inference", "fade_in_out"])
     m, n = mel(8, seed=14), std_noise(8, seed=15)
     with torch.inference_mode():
         want, _ = tiny.inference(m, noise=n)

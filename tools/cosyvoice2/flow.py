@@ -278,7 +278,7 @@ class RelPositionMultiHeadedAttention(nn.Module):
         self.pos_bias_v = nn.Parameter(torch.empty(self.h, self.d_k))
         nn.init.xavier_uniform_(self.pos_bias_u)
         nn.init.xavier_uniform_(self.pos_bias_v)
-        self.scale = 1.0 / math.sqrt(self.d_k)
+        self.sqrt_dk = math.sqrt(self.d_k)
 
     @staticmethod
     def rel_shift(x: torch.Tensor) -> torch.Tensor:
@@ -301,7 +301,7 @@ class RelPositionMultiHeadedAttention(nn.Module):
         bd = torch.matmul(q_v, p.transpose(-2, -1))
         if bd.size(-1) != ac.size(-1):
             bd = self.rel_shift(bd)
-        scores = (ac + bd) * self.scale
+        scores = (ac + bd) / self.sqrt_dk
         if mask.size(2) > 0:
             m = mask.unsqueeze(1).eq(0)[:, :, :, : scores.size(-1)]
             scores = scores.masked_fill(m, -float("inf"))
