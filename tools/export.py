@@ -6,7 +6,9 @@
     python tools/export.py --verify <bundle dir>
 
 Options: --tn DIR copies text-normalization grammars (*.fst) into the bundle; --spk2info FILE imports
-speakers from an official spk2info.pt (default: <src>/spk2info.pt when present). Run it with the venv
+speakers from an official spk2info.pt (default: <src>/spk2info.pt when present); --flow-encoder-zip ZIP
+uses the official flow.encoder.fp32.zip / fp16.zip (matching --dtype) in place of the own encoder export,
+after checking that it computes the same as flow.pt. Run it with the venv
 python (tools/torch-venv.sh prints its path), or through `make bundle`.
 """
 
@@ -30,6 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32")
     ap.add_argument("--tn", metavar="DIR", help="text-normalization grammars (*.fst) to include")
     ap.add_argument("--spk2info", metavar="FILE", help="official spk2info.pt to import speakers from")
+    ap.add_argument("--flow-encoder-zip", metavar="ZIP",
+                    help="use the official flow.encoder.<dtype>.zip for the flow encoder (checked against flow.pt)")
     ap.add_argument("--keep-model", metavar="DIR", help="with --random: write the random model directory here and keep it")
     ap.add_argument("--seed", type=int, default=0, help="with --random: weight seed")
     ap.add_argument("--tokenizer-dir", help="with --random: BlankEN tokenizer files (default ../shared/models/CosyVoice-BlankEN)")
@@ -47,13 +51,15 @@ def main(argv=None) -> int:
         if a.random:
             if a.keep_model:
                 randmodel.make(a.keep_model, a.random, a.seed, a.tokenizer_dir)
-                bundle.export(a.keep_model, a.out, a.dtype, a.tn, a.spk2info, random_preset=a.random)
+                bundle.export(a.keep_model, a.out, a.dtype, a.tn, a.spk2info, random_preset=a.random,
+                              flow_encoder_zip=a.flow_encoder_zip)
             else:
                 with tempfile.TemporaryDirectory(prefix="cosyvoice2-random-", dir=os.path.dirname(os.path.abspath(a.out))) as d:
                     randmodel.make(d, a.random, a.seed, a.tokenizer_dir)
-                    bundle.export(d, a.out, a.dtype, a.tn, a.spk2info, random_preset=a.random)
+                    bundle.export(d, a.out, a.dtype, a.tn, a.spk2info, random_preset=a.random,
+                                  flow_encoder_zip=a.flow_encoder_zip)
         else:
-            bundle.export(a.src, a.out, a.dtype, a.tn, a.spk2info)
+            bundle.export(a.src, a.out, a.dtype, a.tn, a.spk2info, flow_encoder_zip=a.flow_encoder_zip)
     except (bundle.ExportError, OSError, ValueError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1

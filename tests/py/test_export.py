@@ -277,3 +277,60 @@ def test_documented_command_line(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), "--src", str(tmp_path / "none"),
                         "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "model directory not found" in r.stderr
+
+
+def _encoder_zip(flow, path, perturb=0.0, dtype=torch.float32):
+    """What the reference's export_jit.py does: script -> freeze -> optimize_for_inference, saved as a zip."""
+    import copy
+
+    enc = copy.deepcopy(flow.encoder).to(dtype)
+    if perturb:
+        with torch.no_grad():
+            for p in enc.parameters():
+                p.add_(perturb)
+    opt = torch._C._get_graph_executor_optimize()
+    torch._C._set_graph_executor_optimize(True)  # freezing inlines only with the optimizing executor on
+    try:
+        s = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(enc.eval())))
+        s.save(path)
+    finally:
+        torch._C._set_graph_executor_optimize(opt)
+    return path
+
+
+def test_official_encoder_zip_accepted_when_it_matches(loaded, tiny_model_dir, tmp_path):
+    m, _, _, flow, _ = loaded
+    z = _encoder_zip(flow, str(tmp_path / "flow.encoder.fp32.zip"))
+    out = str(tmp_path / "b")
+    man = bundle.export(tiny_model_dir, out, "fp32", flow_encoder_zip=z, log=lambda s: None)
+    fe = man["flow_encoder"]
+    assert fe["source"] == "flow.encoder.fp32.zip" and fe["sha256"] == bundle.sha256_file(z)
+    assert fe["max_rel_diff"] <= fe["tolerance"]
+    mz = torch.jit.load(os.path.join(out, "model.ts"))
+    assert not list(mz.flow.encoder.parameters())  # the frozen zip, not the own encoder
+    tok, ptok, pfeat, emb = _flow_inputs(8, n=12, p=4)
+    with torch.no_grad():
+        torch.testing.assert_close(mz.flow_inference(tok, ptok, pfeat, emb, True, False),
+                                   m.flow_inference(tok, ptok, pfeat, emb, True, False), rtol=1e-5, atol=1e-5)
+    assert bundle.verify_bundle(out) == []
+
+
+def test_encoder_zip_from_other_weights_is_rejected(loaded, tiny_model_dir, tmp_path):
+    flow = loaded[3]
+    z = _encoder_zip(flow, str(tmp_path / "other.zip"), perturb=0.01)
+    with pytest.raises(bundle.ExportError, match="does not match flow.pt"):
+        bundle.export(tiny_model_dir, str(tmp_path / "b"), "fp32", flow_encoder_zip=z, log=lambda s: None)
+
+
+def test_encoder_zip_with_old_signature_is_rejected(tiny_model_dir, tmp_path):
+    class Old(torch.nn.Module):  # Release-era forward: no context / streaming parameters
+        def forward(self, xs: torch.Tensor, xs_lens: torch.Tensor):
+            return xs, xs_lens
+
+    z = str(tmp_path / "old.zip")
+    torch.jit.script(Old()).save(z)
+    with pytest.raises(bundle.ExportError, match="cannot be used: calling it as the reference does"):
+        bundle.export(tiny_model_dir, str(tmp_path / "b"), "fp32", flow_encoder_zip=z, log=lambda s: None)
+    with pytest.raises(bundle.ExportError, match="missing file"):
+        bundle.export(tiny_model_dir, str(tmp_path / "b"), "fp32", flow_encoder_zip=str(tmp_path / "no.zip"),
+                      log=lambda s: None)

@@ -248,16 +248,68 @@ def build_modules(cfg: C.ModelConfig, states: Optional[Dict[str, Dict[str, Tenso
     return llm, flow, hift
 
 
-def script_bundle(llm: nn.Module, flow: nn.Module, hift: nn.Module, dtype: torch.dtype) -> torch.jit.ScriptModule:
+def accept_encoder_zip(flow: nn.Module, zip_path: str, dtype: torch.dtype, cfg: C.ModelConfig) -> dict:
+    """Check an official ``flow.encoder.{fp32,fp16}.zip`` (the reference's load_jit artefact) against this
+    flow's own encoder (already loaded from flow.pt and cast to ``dtype``) and, if it matches, put it in
+    place of the own encoder. Returns what the manifest records."""
+    if not os.path.isfile(zip_path):
+        raise ExportError(f"missing file: {zip_path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            enc = torch.jit.load(zip_path, map_location="cpu")
+    except Exception as e:
+        raise ExportError(f"{zip_path}: not a TorchScript archive ({e})") from None
+    g = torch.Generator().manual_seed(0)
+    d = cfg.flow.input_size
+    la = cfg.flow.pre_lookahead_len
+    worst = 0.0
+    cases = [(30, 0, False), (30, 0, True), (27, la, True), (27, la, False)]
+    with torch.no_grad():
+        for t, nctx, streaming in cases:
+            xs = torch.randn(1, t, d, generator=g).to(dtype)
+            ctx = torch.randn(1, nctx, d, generator=g).to(dtype) if nctx else torch.zeros(0, 0, 0, dtype=dtype)
+            lens = torch.tensor([t + nctx])
+            ours = flow.encoder(xs, lens, context=ctx, streaming=streaming)[0]
+            try:
+                theirs = enc(xs, lens, context=ctx, streaming=streaming)[0]
+            except Exception as e:
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ExportError(
+                    f"{zip_path} cannot be used: calling it as the reference does (xs, xs_lens, context=, "
+                    f"streaming=) with {dtype} inputs failed: {msg}\n(a zip from older code, or of the other "
+                    "dtype; export without --flow-encoder-zip to use the own encoder)"
+                ) from None
+            if theirs.shape != ours.shape or theirs.dtype != ours.dtype:
+                raise ExportError(f"{zip_path}: output {tuple(theirs.shape)} {theirs.dtype}, expected "
+                                  f"{tuple(ours.shape)} {ours.dtype}")
+            scale = max(1.0, float(ours.float().abs().max()))
+            worst = max(worst, float((theirs.float() - ours.float()).abs().max()) / scale)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    if not worst <= tol:
+        raise ExportError(f"{zip_path} does not match flow.pt: relative max difference {worst:.3g} > {tol} "
+                          "(the zip was exported from other weights)")
+    flow.encoder = enc
+    return {"source": os.path.basename(zip_path), "sha256": sha256_file(zip_path), "max_rel_diff": worst,
+            "tolerance": tol}
+
+
+def script_bundle(llm: nn.Module, flow: nn.Module, hift: nn.Module, dtype: torch.dtype,
+                  encoder_zip: Optional[str] = None, cfg: Optional[C.ModelConfig] = None):
+    """Cast, optionally swap in an official encoder zip, script; returns (scripted, encoder_info)."""
     cast_module(llm, dtype)
     cast_module(flow, dtype)
     cast_module(hift, torch.float32)
+    enc_info = {"source": "flow.pt"}
+    if encoder_zip:
+        assert cfg is not None
+        enc_info = accept_encoder_zip(flow, encoder_zip, dtype, cfg)
     b = CosyVoice2Bundle(llm, flow, hift).eval()
     for p in b.parameters():
         p.requires_grad_(False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is "deprecated" but maintained
-        return torch.jit.script(b)
+        return torch.jit.script(b), enc_info
 
 
 def smoke_run(m, cfg: C.ModelConfig, device: str = "cpu") -> Dict[str, List[int]]:
@@ -296,6 +348,7 @@ def export(
     random_speakers: int = 0,
     random_preset: Optional[str] = None,
     verify: bool = True,
+    flow_encoder_zip: Optional[str] = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
 ) -> dict:
     """Export ``model_dir`` to ``out_dir``; returns the manifest."""
@@ -355,7 +408,9 @@ def export(
     except L.CheckpointError as e:
         raise ExportError(str(e)) from None
     del states
-    scripted = script_bundle(llm, flow, hift, tdtype)
+    scripted, enc_info = script_bundle(llm, flow, hift, tdtype, flow_encoder_zip, cfg)
+    if flow_encoder_zip:
+        log(f"      flow encoder from {flow_encoder_zip} (matches flow.pt: relative max diff {enc_info['max_rel_diff']:.2g})")
 
     tmp = out_dir + ".partial"
     if os.path.exists(tmp):
@@ -439,6 +494,7 @@ def export(
             files[rel] = {"sha256": sha256_file(p), "bytes": os.path.getsize(p)}
     manifest = make_manifest(cfg, dtype, specials, files, sources, model_dir, spk_index, tn_info, tn_note,
                              random_preset, smoke)
+    manifest["flow_encoder"] = enc_info
     with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False, sort_keys=False)
         f.write("\n")
