@@ -77,7 +77,7 @@ HIFT_DEFAULTS: Dict[str, Any] = {
     "f0_in_channels": 80,
     "f0_cond_channels": 512,
     "sinegen_type": "auto",  # "auto": SineGen for 22050 Hz, SineGen2 otherwise (HEAD, §11)
-    "source_cache_len": 8 * 480,  # streaming: mel_cache_len 8 frames x 480 samples (§6.3)
+    "source_cache_len": None,  # streaming: mel_cache_len 8 frames x samples per frame (3840 at 24 kHz, §6.3)
 }
 
 
@@ -123,7 +123,7 @@ def hift_params(cfg: Any = None) -> Dict[str, Any]:
 
 def _finish(p: Dict[str, Any]) -> Dict[str, Any]:
     for k in ("in_channels", "base_channels", "nb_harmonics", "sampling_rate", "istft_n_fft", "istft_hop_len",
-              "f0_num_class", "f0_in_channels", "f0_cond_channels", "source_cache_len"):
+              "f0_num_class", "f0_in_channels", "f0_cond_channels"):
         p[k] = int(p[k])
     for k in ("nsf_alpha", "nsf_sigma", "nsf_voiced_threshold", "lrelu_slope", "audio_limit"):
         p[k] = float(p[k])
@@ -146,6 +146,7 @@ def _finish(p: Dict[str, Any]) -> Dict[str, Any]:
         raise ValueError("hift config: f0_predictor num_class must be 1 (f0 in Hz)")
     if p["sinegen_type"] not in ("auto", "1", "2"):
         raise ValueError(f"hift config: sinegen_type {p['sinegen_type']!r}")
+    p["source_cache_len"] = 8 * samples_per_frame(p) if p["source_cache_len"] is None else int(p["source_cache_len"])
     if p["sinegen_type"] == "auto":
         p["sinegen_type"] = "1" if p["sampling_rate"] == 22050 else "2"
     for d in p["resblock_dilation_sizes"] + p["source_resblock_dilation_sizes"]:
