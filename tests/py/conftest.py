@@ -20,11 +20,19 @@ from cosyvoice2 import bundle, config, hyperyaml, presets, randmodel  # noqa: E4
 def pytest_configure(config):
     # torch 2.x marks torch.jit.script/load as deprecated (still supported); keep the output readable
     config.addinivalue_line("filterwarnings", "ignore:.*is deprecated:FutureWarning")
-    # The profiling graph executor re-profiles and re-optimizes every new input shape, which costs seconds
-    # per call on this 2-core machine; the tests check numerics of the same graphs, so run them unoptimized.
+
+
+@pytest.fixture
+def unoptimized_jit():
+    """The profiling graph executor re-profiles and re-optimizes every new input shape, which costs seconds
+    per call on this 2-core machine; tests that only check numerics of the same graphs run unoptimized.
+    (Freezing needs the optimizing executor: turn it back on around torch.jit.freeze.)"""
     import torch
 
+    old = torch._C._get_graph_executor_optimize()
     torch._C._set_graph_executor_optimize(False)
+    yield
+    torch._C._set_graph_executor_optimize(old)
 
 
 def tokenizer_dir():

@@ -14,6 +14,8 @@ from cosyvoice2 import bundle, config, load, randmodel, speakers
 
 from conftest import REPO, tokenizer_dir
 
+pytestmark = pytest.mark.usefixtures("unoptimized_jit")
+
 
 def eager_modules(model_dir):
     cfg = config.load_model_dir(model_dir)

@@ -17,6 +17,8 @@ Q = config.QwenConfig(hidden_size=32, num_layers=3, num_heads=4, num_kv_heads=2,
 CFG = config.LLMConfig(qwen=Q, llm_input_size=32, llm_output_size=32, speech_token_size=6561, mix_ratio=(5, 15),
                        top_p=0.8, top_k=25, win_size=10, tau_r=0.1)
 
+pytestmark = pytest.mark.usefixtures("unoptimized_jit")
+
 
 @pytest.fixture(scope="module")
 def model():
