@@ -4,11 +4,9 @@ Run: $(tools/torch-venv.sh) -m pytest tests/py/test_flow.py
 """
 
 import io
-import json
 import math
 import os
 import sys
-import warnings
 
 import pytest
 import torch
