@@ -60,7 +60,7 @@ fi
   # into a wheelhouse under the cache (files already there are not fetched again), install from it alone.
   "$py" -m pip download -r "$req" -d "$cache/wheels"
   "$py" -m pip install --no-index --find-links "$cache/wheels" -r "$req"
-  "$py" -c 'import torch, numpy, yaml, safetensors, onnx, onnxruntime; print("torch-venv: torch", torch.__version__)'
+  "$py" -c 'import torch, numpy, yaml, safetensors, onnx, onnxruntime, tokenizers; print("torch-venv: torch", torch.__version__)'
 } >&2
 cp "$req" "$stamp"
 echo "torch-venv: ready" >&2

@@ -632,3 +632,43 @@ def verify_bundle(bundle_dir: str) -> List[str]:
             if rel != MANIFEST and rel not in listed:
                 problems.append(f"file not in manifest: {rel}")
     return problems
+
+
+def add_speakers(bundle_dir: str, new: List[S.Speaker], replace: bool = False) -> dict:
+    """Write speakers into an existing bundle and update its manifest (speakers and file hashes)."""
+    problems = verify_bundle(bundle_dir)
+    if problems:
+        raise ExportError(f"{bundle_dir}: not a valid bundle ({problems[0]})")
+    mpath = os.path.join(bundle_dir, MANIFEST)
+    with open(mpath, encoding="utf-8") as f:
+        m = json.load(f)
+    mel_bins = int(m["flow"]["mel_bins"])
+    spk_dim = int(m["flow"]["spk_embed_dim"])
+    spk = dict(m.get("speakers", {}))
+    taken = {os.path.splitext(os.path.basename(p))[0].lower() for p in spk.values()}
+    sdir = os.path.join(bundle_dir, "speakers")
+    os.makedirs(sdir, exist_ok=True)
+    for sp in new:
+        if sp.name in spk:
+            if not replace:
+                raise ExportError(f"speaker {sp.name!r} already in the bundle (use --replace)")
+            old = spk.pop(sp.name)
+            taken.discard(os.path.splitext(os.path.basename(old))[0].lower())
+            os.remove(os.path.join(bundle_dir, old))
+            m["files"].pop(old, None)
+        try:
+            sp = S.normalize(sp, mel_bins, spk_dim)
+        except S.SpeakerError as e:
+            raise ExportError(str(e)) from None
+        rel = "speakers/" + S.file_stem(sp.name, taken) + ".safetensors"
+        S.save(sp, os.path.join(bundle_dir, rel))
+        spk[sp.name] = rel
+        m["files"][rel] = {"sha256": sha256_file(os.path.join(bundle_dir, rel)),
+                           "bytes": os.path.getsize(os.path.join(bundle_dir, rel))}
+    m["speakers"] = spk
+    tmp = mpath + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(m, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, mpath)
+    return m
