@@ -79,5 +79,5 @@ def tiny_bundle(tiny_model_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_bundle_fp16(tiny_model_dir, tmp_path_factory):
     out = os.path.join(str(tmp_path_factory.mktemp("bundles16")), "tiny-fp16")
-    m = bundle.export(tiny_model_dir, out, "fp16", random_preset="tiny", verify=False, log=lambda s: None)
+    m = bundle.export(tiny_model_dir, out, "fp16", random_preset="tiny", log=lambda s: None)
     return out, m

@@ -228,6 +228,17 @@ def test_fp16_bundle(tiny_bundle_fp16, loaded):
         k2, v2 = m32.llm_new_cache(16)
         torch.testing.assert_close(m16.llm_prefill(text, prompt, k, v), m32.llm_prefill(text, prompt, k2, v2),
                                    rtol=0, atol=5e-2)
+    # flow in fp16: mel within 1% relative L2 and 0.05 absolute of fp32 (stated tolerance); HiFT is fp32 in both
+    tok, ptok, pfeat, emb = _flow_inputs(9, n=20, p=6)
+    with torch.no_grad():
+        a = m32.flow_inference(tok, ptok, pfeat, emb, False, True)
+        b = m16.flow_inference(tok, ptok, pfeat, emb, False, True)
+        assert b.dtype == torch.float32
+        assert float((a - b).norm() / a.norm()) < 1e-2 and float((a - b).abs().max()) < 5e-2
+        noise = torch.randn(1, a.shape[2] * 480, 9, generator=g)
+        w32, _ = m32.hift_inference_noise(a, torch.zeros(1, 1, 0), noise)
+        w16, _ = m16.hift_inference_noise(a, torch.zeros(1, 1, 0), noise)
+    assert torch.equal(w32, w16)
 
 
 def test_incomplete_model_dir_names_the_missing_file(tiny_model_dir, tmp_path):
