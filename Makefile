@@ -8,6 +8,9 @@
 #   make valgrind   one integration pass with the daemon under valgrind (leak-checked)
 #   make lint       clang-format check + banned-function check
 #   make format     clang-format -i on every C source
+#   make bundle SRC=<CosyVoice2-0.5B dir> OUT=<bundle dir> [DTYPE=fp16|fp32]   export a model bundle
+#   make bundle RANDOM=tiny|full OUT=<bundle dir> [DTYPE=...]                   random weights, official layout
+#   make test-export  exporter tests (pytest tests/py) in the pinned torch venv (tools/torch-venv.sh)
 #
 # Flags compose as Redis does: STD WARN OPT DEBUG then the user's CFLAGS.
 # A stamp of the effective flags rebuilds everything when they change.
@@ -59,7 +62,7 @@ UNIT_BIN  := $(BUILD)/check_unit
 INTEG_BIN := $(BUILD)/check_integration
 PROMTOOL   = $(shell bash tools/deps.sh --print-promtool)
 
-.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer
+.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bundle test-export lint-systemd
 .DEFAULT_GOAL := all
 
 all: $(DAEMON)
@@ -123,7 +126,7 @@ check: $(UNIT_BIN)
 integration: $(INTEG_BIN) $(DAEMON)
 	COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
-test: check integration lint-systemd fuzz
+test: check integration lint-systemd fuzz test-export
 
 # systemd unit must pass systemd-analyze verify (binary path mapped to ours).
 lint-systemd: $(DAEMON)
@@ -150,6 +153,18 @@ format:
 
 clean:
 	rm -rf build
+
+# Model bundle exporter (Python, torch from a pinned venv outside the clone; first use installs it).
+DTYPE ?= fp32
+bundle:
+	@test -n "$(OUT)" || { echo "make bundle: OUT=<bundle dir> is required" >&2; exit 2; }
+	@py=$$(bash tools/torch-venv.sh) || exit 1; \
+	if [ -n "$(RANDOM)" ]; then exec "$$py" tools/export.py --random "$(RANDOM)" --out "$(OUT)" --dtype "$(DTYPE)"; \
+	elif [ -n "$(SRC)" ]; then exec "$$py" tools/export.py --src "$(SRC)" --out "$(OUT)" --dtype "$(DTYPE)"; \
+	else echo "make bundle: give SRC=<model dir> or RANDOM=tiny|full" >&2; exit 2; fi
+
+test-export:
+	@py=$$(bash tools/torch-venv.sh) || exit 1; "$$py" -m pytest -q tests/py
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
