@@ -8,6 +8,9 @@
 #   make valgrind   one integration pass with the daemon under valgrind (leak-checked)
 #   make lint       clang-format check + banned-function check
 #   make format     clang-format -i on every C source
+#   make bundle SRC=<CosyVoice2-0.5B dir> OUT=<bundle dir> [DTYPE=fp16|fp32]   export a model bundle
+#   make bundle RANDOM=tiny|full OUT=<bundle dir> [DTYPE=...]                   random weights, official layout
+#   make test-export  exporter tests (pytest tests/py) in the pinned torch venv (tools/torch-venv.sh)
 #
 # Flags compose as Redis does: STD WARN OPT DEBUG then the user's CFLAGS.
 # A stamp of the effective flags rebuilds everything when they change.
@@ -41,10 +44,18 @@ TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS))
 ALL_CFLAGS  = $(STD) $(WARN) $(OPT) $(DEBUG) $(SANFLAGS) -I. -I$(BUILD)/gen -DCV_VERSION='"$(VERSION)"' \
               $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+# C++ (only the translation units that talk to C++ libraries: libtorch, OpenFst).
+# Each such file may add flags through CXXFLAGS_<basename> and libraries through EXTRA_LIBS.
+ALL_CXXFLAGS = -std=c++20 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter $(OPT) $(DEBUG) $(SANFLAGS) -I. \
+               -I$(BUILD)/gen $(CXXFLAGS)
+EXTRA_LIBS  ?=
 
 LIB_SRCS  := $(wildcard common/*.c) $(wildcard engine/*.c) $(wildcard handlers/*.c) \
              $(filter-out daemon/main.c,$(wildcard daemon/*.c))
-LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIB_CXX_SRCS := $(wildcard engine/*.cpp)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:%.cpp=$(BUILD)/obj/%.o)
+# Link with the C++ driver when any C++ is in the library (libstdc++ comes along).
+LINK      := $(if $(LIB_CXX_SRCS),$(CXX),$(CC))
 MAIN_OBJ  := $(BUILD)/obj/daemon/main.o
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -59,7 +70,7 @@ UNIT_BIN  := $(BUILD)/check_unit
 INTEG_BIN := $(BUILD)/check_integration
 PROMTOOL   = $(shell bash tools/deps.sh --print-promtool)
 
-.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer
+.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bundle test-export lint-systemd
 .DEFAULT_GOAL := all
 
 all: $(DAEMON)
@@ -83,12 +94,16 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
+$(BUILD)/obj/%.o: %.cpp $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+	@mkdir -p $(@D)
+	$(CXX) $(ALL_CXXFLAGS) $(CXXFLAGS_$(notdir $*)) -MMD -MP -c $< -o $@
+
 $(LIBA): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(DAEMON): $(MAIN_OBJ) $(LIBA)
-	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS)
+	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
 # Suite lists are generated from the file names: tests/unit/check_foo.c
 # defines `Suite *suite_foo(void)`.
@@ -106,16 +121,16 @@ $(BUILD)/obj/tests/unit/main.o: $(BUILD)/gen/unit_suites.inc
 $(BUILD)/obj/tests/integration/main.o: $(BUILD)/gen/integration_suites.inc
 
 $(UNIT_BIN): $(UNIT_OBJS) $(LIBA)
-	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(TEST_LIBS)
+	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(TEST_LIBS)
 
 $(INTEG_BIN): $(INTEG_OBJS) $(LIBA)
-	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(TEST_LIBS)
+	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(TEST_LIBS)
 
 # Tokenizer benchmark (tools/bench_tokenizer.c): load time, MB/s, bounds.
 bench-tokenizer: $(BUILD)/bench_tokenizer
 	$(BUILD)/bench_tokenizer ../shared/models/CosyVoice-BlankEN
 $(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench_tokenizer.o $(LIBA)
-	$(CC) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS)
+	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
 check: $(UNIT_BIN)
 	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(UNIT_BIN)
@@ -123,7 +138,7 @@ check: $(UNIT_BIN)
 integration: $(INTEG_BIN) $(DAEMON)
 	COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
-test: check integration lint-systemd fuzz
+test: check integration lint-systemd fuzz test-export
 
 # systemd unit must pass systemd-analyze verify (binary path mapped to ours).
 lint-systemd: $(DAEMON)
@@ -150,6 +165,18 @@ format:
 
 clean:
 	rm -rf build
+
+# Model bundle exporter (Python, torch from a pinned venv outside the clone; first use installs it).
+DTYPE ?= fp32
+bundle:
+	@test -n "$(OUT)" || { echo "make bundle: OUT=<bundle dir> is required" >&2; exit 2; }
+	@py=$$(bash tools/torch-venv.sh) || exit 1; \
+	if [ -n "$(RANDOM)" ]; then exec "$$py" tools/export.py --random "$(RANDOM)" --out "$(OUT)" --dtype "$(DTYPE)"; \
+	elif [ -n "$(SRC)" ]; then exec "$$py" tools/export.py --src "$(SRC)" --out "$(OUT)" --dtype "$(DTYPE)"; \
+	else echo "make bundle: give SRC=<model dir> or RANDOM=tiny|full" >&2; exit 2; fi
+
+test-export:
+	@py=$$(bash tools/torch-venv.sh) || exit 1; "$$py" -m pytest -q tests/py
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

@@ -1,0 +1,237 @@
+"""Qwen2LM (spec §3): a Qwen2 decoder with a static KV cache plus the three CosyVoice tables.
+
+DESIGN: Hugging Face's Qwen2 is not scriptable, so the backbone is rewritten in plain torch with the
+same parameter names (the module tree mirrors ``llm.model.model.*`` so a checkpoint loads without
+renaming) and the same arithmetic as HF's eager path: RMSNorm in float32 then cast back, RoPE
+("rotate_half", cos/sin from float32 ``positions x inv_freq``), GQA by grouping query heads over their
+KV head (no K/V copies), scores scaled after the matmul and softmaxed in float32.
+
+The KV cache is a pair of caller-owned tensors ``[layers, batch, kv_heads, max_len, head_dim]``
+allocated once by :meth:`Qwen2LM.new_cache` and written in place: a request owns its cache, the module
+holds no per-request state, so one loaded module serves concurrent requests. :meth:`prefill` runs the
+prompt, :meth:`decode_one` one new speech token; :meth:`step_embeds` is the general form (any
+embeddings at any start position: bistream text chunks). Sampling (RAS, min/max length, stop set) stays
+with the caller (spec §6.5). The tied ``lm_head`` is never used by CosyVoice, so it is not a parameter
+here (the loader checks and drops it).
+"""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import LLMConfig, QwenConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = x.dtype
+        h = x.to(torch.float32)
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(dtype)
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, q: QwenConfig):
+        super().__init__()
+        self.num_heads = q.num_heads
+        self.num_kv_heads = q.num_kv_heads
+        self.head_dim = q.head_dim
+        self.groups = q.num_heads // q.num_kv_heads
+        self.scaling = q.head_dim**-0.5
+        self.q_proj = nn.Linear(q.hidden_size, q.num_heads * q.head_dim, bias=True)
+        self.k_proj = nn.Linear(q.hidden_size, q.num_kv_heads * q.head_dim, bias=True)
+        self.v_proj = nn.Linear(q.hidden_size, q.num_kv_heads * q.head_dim, bias=True)
+        self.o_proj = nn.Linear(q.num_heads * q.head_dim, q.hidden_size, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        # x (B,L,H); cos/sin (L,hd) in x's dtype; caches (B,kv,max_len,hd), written at [start, start+L).
+        B, L = x.shape[0], x.shape[1]
+        q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        end = start + L
+        k_cache[:, :, start:end] = k
+        v_cache[:, :, start:end] = v
+        keys = k_cache[:, :, :end]
+        values = v_cache[:, :, :end]
+        # Query head h attends with KV head h // groups (HF repeat_kv order): group the query heads.
+        qg = q.reshape(B, self.num_kv_heads, self.groups * L, self.head_dim)
+        scores = torch.matmul(qg, keys.transpose(2, 3)) * self.scaling  # (B,kv,g*L,end)
+        scores = scores.to(torch.float32)
+        if L > 1:
+            qpos = torch.arange(start, end, device=x.device).repeat(self.groups)
+            kpos = torch.arange(0, end, device=x.device)
+            masked = kpos.unsqueeze(0) > qpos.unsqueeze(1)  # (g*L, end)
+            scores = scores.masked_fill(masked, float("-inf"))
+        probs = torch.softmax(scores, dim=-1).to(x.dtype)
+        out = torch.matmul(probs, values)  # (B,kv,g*L,hd)
+        out = out.reshape(B, self.num_heads, L, self.head_dim).transpose(1, 2).reshape(B, L, -1)
+        return self.o_proj(out)
+
+
+class MLP(nn.Module):
+    def __init__(self, q: QwenConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(q.hidden_size, q.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(q.hidden_size, q.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(q.intermediate_size, q.hidden_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, q: QwenConfig):
+        super().__init__()
+        self.self_attn = Attention(q)
+        self.mlp = MLP(q)
+        self.input_layernorm = RMSNorm(q.hidden_size, q.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(q.hidden_size, q.rms_norm_eps)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        h = x + self.self_attn(self.input_layernorm(x), cos, sin, start, k_cache, v_cache)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class Qwen2Model(nn.Module):
+    """HF ``Qwen2Model`` (keys ``embed_tokens``, ``layers.N.*``, ``norm``); returns post-final-norm states."""
+
+    def __init__(self, q: QwenConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(q.vocab_size, q.hidden_size)
+        self.layers = nn.ModuleList([DecoderLayer(q) for _ in range(q.num_layers)])
+        self.norm = RMSNorm(q.hidden_size, q.rms_norm_eps)
+        self.head_dim = q.head_dim
+        # HF: 1 / theta ** (arange(0, dim, 2).float() / dim), float32. Kept float32 in fp16 bundles.
+        inv = 1.0 / (q.rope_theta ** (torch.arange(0, q.head_dim, 2, dtype=torch.int64).float() / q.head_dim))
+        self.register_buffer("inv_freq_fp32", inv, persistent=False)
+
+    def forward(self, x: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        L = x.shape[1]
+        pos = torch.arange(start, start + L, device=x.device).to(torch.float32)
+        freqs = pos.unsqueeze(1) * self.inv_freq_fp32.to(torch.float32).unsqueeze(0)  # (L, hd/2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos().to(x.dtype)
+        sin = emb.sin().to(x.dtype)
+        i = 0
+        for layer in self.layers:
+            x = layer(x, cos, sin, start, k_cache[i], v_cache[i])
+            i += 1
+        return self.norm(x)
+
+
+class _CausalLMShell(nn.Module):
+    """HF ``Qwen2ForCausalLM`` minus the (tied, unused) lm_head: holds ``.model``."""
+
+    def __init__(self, q: QwenConfig):
+        super().__init__()
+        self.model = Qwen2Model(q)
+
+
+class Qwen2Encoder(nn.Module):
+    """CosyVoice's ``Qwen2Encoder`` wrapper: holds ``.model`` (so keys read ``llm.model.model.*``)."""
+
+    def __init__(self, q: QwenConfig):
+        super().__init__()
+        self.model = _CausalLMShell(q)
+
+
+class Qwen2LM(nn.Module):
+    """CosyVoice2's LLM. Entry points (all TorchScript-exported):
+
+    * ``new_cache(max_len, batch) -> (k_cache, v_cache)``: zero caches in the weights' dtype/device.
+    * ``prefill(text_ids (B,Lt) int64, prompt_speech (B,P) int64, k, v) -> logp (B, speech_vocab) fp32``:
+      runs ``[sos, embed_tokens(text_ids), task_id, speech_embedding(prompt_speech)]`` at positions
+      0..Lt+P+1 (text_ids = prompt text ids ++ sentence ids) and returns the log-probabilities of the first
+      speech token. The prefix length is ``Lt + P + 2``.
+    * ``decode_one(token (B,1) int64, pos, k, v) -> logp``: feed ``speech_embedding[token]`` at ``pos``.
+    * ``step_embeds(x (B,L,H), start, k, v) -> logp``: general form (bistream); logp of the last position.
+    * ``embed_text``, ``embed_speech``, ``sos_embedding``, ``task_embedding``: the input tables.
+    * ``forward(x (B,L,H)) -> hidden (B,L,H)``: whole sequence without a caller cache (reference path).
+    """
+
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        q = cfg.qwen
+        self.llm_embedding = nn.Embedding(2, cfg.llm_input_size)
+        self.llm = Qwen2Encoder(q)
+        self.llm_decoder = nn.Linear(cfg.llm_output_size, cfg.speech_vocab)
+        self.speech_embedding = nn.Embedding(cfg.speech_vocab, cfg.llm_input_size)
+        self.num_layers = q.num_layers
+        self.num_kv_heads = q.num_kv_heads
+        self.head_dim = q.head_dim
+        self.hidden_size = q.hidden_size
+        self.speech_token_size = cfg.speech_token_size
+
+    @torch.jit.export
+    def new_cache(self, max_len: int, batch: int = 1) -> Tuple[Tensor, Tensor]:
+        w = self.speech_embedding.weight
+        shape: List[int] = [self.num_layers, batch, self.num_kv_heads, max_len, self.head_dim]
+        return (
+            torch.zeros(shape, dtype=w.dtype, device=w.device),
+            torch.zeros(shape, dtype=w.dtype, device=w.device),
+        )
+
+    @torch.jit.export
+    def embed_text(self, ids: Tensor) -> Tensor:
+        return self.llm.model.model.embed_tokens(ids)
+
+    @torch.jit.export
+    def embed_speech(self, ids: Tensor) -> Tensor:
+        return self.speech_embedding(ids)
+
+    @torch.jit.export
+    def sos_embedding(self) -> Tensor:
+        return self.llm_embedding.weight[0].reshape(1, 1, -1)
+
+    @torch.jit.export
+    def task_embedding(self) -> Tensor:
+        return self.llm_embedding.weight[1].reshape(1, 1, -1)
+
+    @torch.jit.export
+    def logp(self, h_last: Tensor) -> Tensor:
+        """log_softmax(llm_decoder(h)) in float32, over speech_token_size + 3 classes."""
+        return torch.log_softmax(self.llm_decoder(h_last).to(torch.float32), dim=-1)
+
+    @torch.jit.export
+    def step_embeds(self, x: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        if x.dim() != 3 or x.shape[2] != self.hidden_size:
+            raise RuntimeError("step_embeds: x must be (batch, length, hidden)")
+        if k_cache.dim() != 5 or k_cache.shape[1] != x.shape[0]:
+            raise RuntimeError("step_embeds: cache batch differs from input batch")
+        if start < 0 or start + x.shape[1] > k_cache.shape[3]:
+            raise RuntimeError("step_embeds: sequence exceeds the KV cache (new_cache(max_len) too small)")
+        h = self.llm.model.model(x.to(self.speech_embedding.weight.dtype), start, k_cache, v_cache)
+        return self.logp(h[:, -1])
+
+    @torch.jit.export
+    def prefill(self, text_ids: Tensor, prompt_speech: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        B = text_ids.shape[0]
+        sos = self.sos_embedding().expand(B, 1, self.hidden_size)
+        task = self.task_embedding().expand(B, 1, self.hidden_size)
+        x = torch.cat([sos, self.embed_text(text_ids), task, self.embed_speech(prompt_speech)], dim=1)
+        return self.step_embeds(x, 0, k_cache, v_cache)
+
+    @torch.jit.export
+    def decode_one(self, token: Tensor, pos: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        return self.step_embeds(self.embed_speech(token), pos, k_cache, v_cache)
+
+    def forward(self, x: Tensor) -> Tensor:
+        k, v = self.new_cache(x.shape[1], x.shape[0])
+        return self.llm.model.model(x.to(self.speech_embedding.weight.dtype), 0, k, v)
