@@ -204,7 +204,8 @@ def free_port() -> int:
 
 # ------------------------------------------------------------------------------------------ daemon
 class Daemon:
-    def __init__(self, exe: str, bundle: Optional[str], device: str, log_path: str, extra: List[str]):
+    def __init__(self, exe: str, bundle: Optional[str], device: str, log_path: str, extra: List[str],
+                 env: Optional[Dict[str, str]] = None):
         self.port = free_port()
         self.log_path = log_path
         args = [exe, "--listen", "127.0.0.1", "--port", str(self.port), "--deadline-ms", "3600000",
@@ -215,7 +216,9 @@ class Daemon:
         self.args = args + extra
         self.log = open(log_path, "wb")
         self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.env = dict(env or {})
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env={**os.environ, **self.env})
         self.ready_s: Optional[float] = None
 
     def last_error(self) -> str:
@@ -477,6 +480,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ready-timeout", type=float, default=900.0)
     ap.add_argument("--daemon-arg", action="append", default=[], help="extra daemon argument (repeatable)")
     ap.add_argument("--speaker", help="speaker for both sides (default: the eager run's choice)")
+    ap.add_argument("--daemon-env", action="append", default=[], help="NAME=VALUE for the daemon (repeatable)")
+    ap.add_argument("--graph-env", help="env switch of the engine's CUDA graphs (e.g. COSYVOICED_CUDA_GRAPH): the "
+                    "main pass runs with NAME=1, a second short pass with NAME=0 gives the no-graph LLM figures")
     ap.add_argument("--engine-espeak", action="store_true",
                     help="harness self-test: run the daemon without the bundle (its espeak-ng engine)")
     a = ap.parse_args(argv)
@@ -549,7 +555,12 @@ def main(argv=None) -> int:
         eng["reason"] = f"{a.daemon} not built (make)"
     else:
         print("bench: starting the daemon ...", file=sys.stderr, flush=True)
-        d = Daemon(a.daemon, None if a.engine_espeak else bundle, a.device, os.path.join(log_dir, "daemon.log"), a.daemon_arg)
+        denv = dict(kv.split("=", 1) for kv in a.daemon_env if "=" in kv)
+        if a.graph_env:
+            denv[a.graph_env] = "1"
+        d = Daemon(a.daemon, None if a.engine_espeak else bundle, a.device, os.path.join(log_dir, "daemon.log"),
+                   a.daemon_arg, denv)
+        eng["env"] = denv
         eng["command"] = " ".join(d.args)
         try:
             why = d.wait_ready(a.ready_timeout)
@@ -597,6 +608,26 @@ def main(argv=None) -> int:
                 eng["rss_peak_bytes"] = vm_hwm(d.proc.pid)
         finally:
             eng["exit_status"] = d.stop()
+    if eng.get("available") and a.graph_env:
+        denv[a.graph_env] = "0"
+        print(f"bench: no-graph pass ({a.graph_env}=0) ...", file=sys.stderr, flush=True)
+        d2 = Daemon(a.daemon, bundle, a.device, os.path.join(log_dir, "daemon-nograph.log"), a.daemon_arg, denv)
+        ng: dict = {"env": dict(denv)}
+        try:
+            why = d2.wait_ready(a.ready_timeout)
+            if why:
+                ng["reason"] = why
+            else:
+                cc = next(c for c in cases if c["id"] == eng["concurrency_case"])
+                engine_request(d2.port, cc["text"][:40], eng.get("speaker"), a.seed, False)
+                ng["case"] = engine_case(d2.port, cc, eng.get("speaker"), a.seed, a.runs)
+        finally:
+            d2.stop()
+        eng["no_graph"] = ng
+        g = engine_cases.get(eng["concurrency_case"])
+        if g and ng.get("case"):
+            g["decode_ms_per_token_graph"] = g["decode_ms_per_token"]
+            g["decode_ms_per_token_eager"] = ng["case"]["decode_ms_per_token"]
     if not eng.get("available"):
         print(f"bench: engine unavailable: {eng.get('reason')}", file=sys.stderr)
 
