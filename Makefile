@@ -140,7 +140,7 @@ check: $(UNIT_BIN)
 integration: $(INTEG_BIN) $(DAEMON)
 	COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
-test: check integration lint-systemd fuzz test-export
+test: lint check integration lint-systemd fuzz test-export
 
 # systemd unit must pass systemd-analyze verify (binary path mapped to ours).
 lint-systemd: $(DAEMON)

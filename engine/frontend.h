@@ -31,13 +31,13 @@ extern "C" {
 struct frontend;
 
 struct frontend_limits {
-	size_t max_input_bytes;        /* refuse longer input (CV_E2BIG); 0 = 1 MiB */
+	size_t max_input_bytes;		/* refuse longer input (CV_E2BIG); 0 = 1 MiB */
 	size_t max_tokens_per_sentence; /* refuse a sentence with more ids (CV_E2BIG); 0 = 512 */
 };
 
 struct frontend_sentence {
-	char *text;     /* normalized sentence, UTF-8 */
-	int32_t *ids;   /* BlankEN token ids */
+	char *text;   /* normalized sentence, UTF-8 */
+	int32_t *ids; /* BlankEN token ids */
 	size_t n_ids;
 };
 

@@ -874,8 +874,10 @@ static enum MHD_Result http_continue_synthesis(struct conn *c)
 			probe_remove(c->srv, c);
 			return MHD_NO; /* closes the connection; nobody is listening */
 		}
-		rc = conn_encode_pending(c);
+		/* Status first: when it says DONE, every chunk was appended before
+		 * it, so the encode below takes all of them. */
 		job_get_status(c->job, &st);
+		rc = conn_encode_pending(c);
 		if (rc != CV_OK) {
 			sched_cancel(c->srv->sched, c->job, CV_ECANCELED);
 			probe_remove(c->srv, c);
@@ -1033,6 +1035,26 @@ static const struct http_route_def *http_route_find(const char *url)
 	return NULL;
 }
 
+struct http_cl_count {
+	unsigned n;
+	int conflict;
+	const char *first;
+};
+
+static enum MHD_Result http_count_content_length(void *cls, enum MHD_ValueKind kind, const char *key,
+						 const char *value)
+{
+	struct http_cl_count *cc = cls;
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		if (cc->n++ == 0)
+			cc->first = value;
+		else if (!value || !cc->first || strcmp(value, cc->first) != 0)
+			cc->conflict = 1;
+	}
+	return MHD_YES;
+}
+
 /* Checks that need only the headers; answers at once (MHD then discards any
  * body and closes). Returns 1 when a reply was queued. */
 static int http_early_checks(struct conn *c, const char *method, enum MHD_Result *ret)
@@ -1067,6 +1089,15 @@ static int http_early_checks(struct conn *c, const char *method, enum MHD_Result
 		    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 		const char *cl =
 		    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		struct http_cl_count cc = {0, 0, NULL};
+		MHD_get_connection_values(c->mhd, MHD_HEADER_KIND, http_count_content_length, &cc);
+		if (cc.conflict) {
+			/* RFC 9112 §6.3: conflicting lengths are unrecoverable (request smuggling). */
+			metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
+			*ret =
+			    http_send_error(c, 400, NULL, "conflicting Content-Length headers", NULL, NULL);
+			return 1;
+		}
 		if (!http_ct_is_json(ct)) {
 			metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
 			*ret = http_send_error(c, 415, NULL, "Content-Type must be application/json", NULL,
@@ -1319,15 +1350,18 @@ int http_server_start(const struct http_config *cfg, struct sched *s, struct met
 		snprintf(err, errlen, "listen: '%s' is not an IPv4 or IPv6 address", cfg->listen);
 		goto fail;
 	}
+	/* A pool only when asked: MHD warns about a pool size of 0 or 1. */
+	struct MHD_OptionItem pool[2] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
+	if (cfg->threads > 1)
+		pool[0] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
 	h->mhd = MHD_start_daemon(
 	    flags, (uint16_t)cfg->port, NULL, NULL, http_on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
 	    http_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->per_ip_connection_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_THREAD_POOL_SIZE,
-	    (unsigned int)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-	    MHD_OPTION_END);
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_ARRAY, pool,
+	    MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_END);
 	if (!h->mhd) {
 		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen, cfg->port, strerror(errno));
 		goto fail;
