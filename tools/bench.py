@@ -489,7 +489,7 @@ def main(argv=None) -> int:
 
     bundle = os.path.abspath(a.bundle)
     out_path = os.path.abspath(a.out)
-    log_dir = os.path.abspath(a.log_dir or os.path.join(os.path.dirname(out_path), "bench-logs"))
+    log_dir = os.path.abspath(a.log_dir or os.path.splitext(out_path)[0] + "-logs")
     os.makedirs(log_dir, exist_ok=True)
     with open(a.cases, encoding="utf-8") as f:
         all_cases = json.load(f)["cases"]
