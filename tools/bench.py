@@ -580,7 +580,7 @@ def main(argv=None) -> int:
                 if speaker and eng_speaker is None:
                     eng["speaker_note"] = f"speaker {speaker!r} not offered by the daemon; its default was used"
                 eng["speaker"] = eng_speaker
-                engine_request(d.port, cases[0]["text"][:40], eng_speaker, a.seed, False)  # warm-up
+                engine_request(d.port, cases[0]["text"][:12], eng_speaker, a.seed, False)  # warm-up (a few words)
                 for c in cases:
                     engine_cases[c["id"]] = engine_case(d.port, c, eng_speaker, a.seed, a.runs)
                 levels = [int(x) for x in a.concurrency.split(",") if x.strip()]
@@ -619,7 +619,7 @@ def main(argv=None) -> int:
                 ng["reason"] = why
             else:
                 cc = next(c for c in cases if c["id"] == eng["concurrency_case"])
-                engine_request(d2.port, cc["text"][:40], eng.get("speaker"), a.seed, False)
+                engine_request(d2.port, cc["text"][:12], eng.get("speaker"), a.seed, False)
                 ng["case"] = engine_case(d2.port, cc, eng.get("speaker"), a.seed, a.runs)
         finally:
             d2.stop()
