@@ -11,6 +11,8 @@
 #   make bundle SRC=<CosyVoice2-0.5B dir> OUT=<bundle dir> [DTYPE=fp16|fp32]   export a model bundle
 #   make bundle RANDOM=tiny|full OUT=<bundle dir> [DTYPE=...]                   random weights, official layout
 #   make test-export  exporter tests (pytest tests/py) in the pinned torch venv (tools/torch-venv.sh)
+#   make bench [BUNDLE=tiny|full|<dir>] [DEVICE=cpu|cuda] [RUNS=n] [CASES=a,b] [BENCH_OUT=build/bench.json]
+#                     engine vs eager PyTorch baseline (tools/bench.py; README "Benchmarks")
 #
 # Flags compose as Redis does: STD WARN OPT DEBUG then the user's CFLAGS.
 # A stamp of the effective flags rebuilds everything when they change.
@@ -70,7 +72,7 @@ UNIT_BIN  := $(BUILD)/check_unit
 INTEG_BIN := $(BUILD)/check_integration
 PROMTOOL   = $(shell bash tools/deps.sh --print-promtool)
 
-.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bundle test-export lint-systemd
+.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bundle test-export lint-systemd bench
 .DEFAULT_GOAL := all
 
 all: $(DAEMON)
@@ -177,6 +179,21 @@ bundle:
 
 test-export:
 	@py=$$(bash tools/torch-venv.sh) || exit 1; "$$py" -m pytest -q tests/py
+
+# Benchmark: the daemon's engine against the eager PyTorch pipeline on one bundle (tools/bench.py).
+# BUNDLE=tiny|full exports a random bundle into $(BUILD)/bundles/<name>-<DTYPE> once; full on CPU runs
+# two short cases unless CASES is given. TORCH_PY overrides the venv python (GPU machines).
+BUNDLE    ?= tiny
+DEVICE    ?= cpu
+BENCH_OUT ?= $(BUILD)/bench.json
+bench: $(DAEMON)
+	@py="$(TORCH_PY)"; [ -n "$$py" ] || py=$$(bash tools/torch-venv.sh) || exit 1; \
+	case "$(BUNDLE)" in tiny|full) dir=$(BUILD)/bundles/$(BUNDLE)-$(DTYPE); [ -f $$dir/manifest.json ] || \
+	  "$$py" tools/export.py --random $(BUNDLE) --out $$dir --dtype $(DTYPE) || exit 1;; *) dir="$(BUNDLE)";; esac; \
+	cases="$(CASES)"; runs="$(RUNS)"; \
+	if [ "$(BUNDLE)" = full ] && [ "$(DEVICE)" = cpu ]; then : $${cases:=zh_short,en_short} $${runs:=2}; fi; \
+	"$$py" tools/bench.py --bundle "$$dir" --device $(DEVICE) --out $(BENCH_OUT) --runs $${runs:-3} \
+	  $${cases:+--case-ids $$cases} $(BENCH_ARGS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
