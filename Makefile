@@ -49,6 +49,9 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 ALL_CXXFLAGS = -std=c++20 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter $(OPT) $(DEBUG) $(SANFLAGS) -I. \
                -I$(BUILD)/gen $(CXXFLAGS)
 EXTRA_LIBS  ?=
+# engine/tn_fst.cpp: wetext's TN grammars with Debian's OpenFst (libfst-dev).
+CXXFLAGS_tn_fst := -std=c++17  # OpenFst 1.7.9 headers need std::allocator members removed in C++20
+EXTRA_LIBS += -lfst
 
 LIB_SRCS  := $(wildcard common/*.c) $(wildcard engine/*.c) $(wildcard handlers/*.c) \
              $(filter-out daemon/main.c,$(wildcard daemon/*.c))
