@@ -73,7 +73,7 @@ UNIT_BIN  := $(BUILD)/check_unit
 INTEG_BIN := $(BUILD)/check_integration
 PROMTOOL   = $(shell bash tools/deps.sh --print-promtool)
 
-.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bundle test-export lint-systemd
+.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bench-frontend bundle test-export lint-systemd
 .DEFAULT_GOAL := all
 
 all: $(DAEMON)
@@ -133,6 +133,14 @@ $(INTEG_BIN): $(INTEG_OBJS) $(LIBA)
 bench-tokenizer: $(BUILD)/bench_tokenizer
 	$(BUILD)/bench_tokenizer ../shared/models/CosyVoice-BlankEN
 $(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench_tokenizer.o $(LIBA)
+	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
+
+# Text frontend: load time, corpus speed, pathological inputs (with the wetext
+# grammars copied by tools/fetch_tn.sh into $(BUILD)/tn).
+bench-frontend: $(BUILD)/bench_frontend
+	bash tools/fetch_tn.sh $(BUILD)/tn
+	$(BUILD)/bench_frontend ../shared/models/CosyVoice-BlankEN $(BUILD)/tn tests/data/frontend_corpus.txt
+$(BUILD)/bench_frontend: $(BUILD)/obj/tools/bench_frontend.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
 check: $(UNIT_BIN)

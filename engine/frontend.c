@@ -17,6 +17,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/mem.h"
@@ -28,6 +30,11 @@
 
 #define FRONTEND_DEFAULT_MAX_INPUT  ((size_t)1 << 20)
 #define FRONTEND_DEFAULT_MAX_TOKENS 512
+/* wetext's grammars cost time linear in the text (about 2 ms per byte for the
+ * en tagger, 0.15 ms for zh on this machine) and memory with it: text that
+ * needs TN (it has a digit) is refused above this size instead of running
+ * for minutes. Checked before any grammar runs. */
+#define FRONTEND_TN_MAX_BYTES ((size_t)16 << 10)
 
 struct frontend {
 	struct tokenizer *tok;
@@ -191,7 +198,7 @@ fail:
 }
 
 /* wetext 0.0.9 Normalizer(lang="auto", operator="tn").normalize(text). */
-static int wetext_normalize(const struct tn *tn, struct utext *t, char *err, size_t errlen)
+static int wetext_normalize(const struct tn *tn, struct utext *t, size_t bytes, char *err, size_t errlen)
 {
 	py_strip(t);
 	int digit = 0, all_digit = t->n > 0;
@@ -203,6 +210,14 @@ static int wetext_normalize(const struct tn *tn, struct utext *t, char *err, siz
 	}
 	if (!digit)
 		return CV_OK;
+	if (bytes > FRONTEND_TN_MAX_BYTES) {
+		snprintf(err, errlen,
+			 "text with numbers is %zu bytes, more than the %zu that text normalization takes at "
+			 "once; "
+			 "send shorter pieces (or normalize=false)",
+			 bytes, FRONTEND_TN_MAX_BYTES);
+		return CV_E2BIG;
+	}
 	enum tn_lang lang = (has_chinese(t) || all_digit) ? TN_LANG_ZH : TN_LANG_EN;
 	int rc = wetext_run(tn, lang, t, err, errlen);
 	if (!rc)
@@ -393,6 +408,11 @@ int frontend_run(const struct frontend *f, const char *text, size_t len, int nor
 	if (len == 0)
 		return CV_OK;
 	if (!normalize || has_markup(text, len)) {
+		/* lang: the language of the text (no path is taken) */
+		if ((rc = utext_append_utf8(&t, text, len, NULL)))
+			goto nomem;
+		out->lang_zh = has_chinese(&t);
+		utext_free(&t);
 		char *s = malloc(len + 1);
 		if (!s) {
 			snprintf(err, errlen, "out of memory");
@@ -409,8 +429,9 @@ int frontend_run(const struct frontend *f, const char *text, size_t len, int nor
 	py_strip(&t);
 	int zh = has_chinese(&t);
 	out->lang_zh = zh;
-	if (f->tn && (rc = wetext_normalize(f->tn, &t, err, errlen)))
+	if (f->tn && (rc = wetext_normalize(f->tn, &t, len, err, errlen)))
 		goto fail;
+
 	if (zh) {
 		if ((rc = zh_rules(&t)))
 			goto nomem;
@@ -444,4 +465,32 @@ fail:
 	utext_free(&t);
 	frontend_result_free(out);
 	return rc;
+}
+
+char *frontend_result_json(const struct frontend_result *r)
+{
+	json_t *root = json_object(), *arr = json_array();
+	char *out = NULL;
+	if (!root || !arr)
+		goto done;
+	for (size_t i = 0; r && i < r->n; i++) {
+		json_t *o = json_object(), *ids = json_array();
+		if (!o || !ids) {
+			json_decref(o);
+			json_decref(ids);
+			goto done;
+		}
+		for (size_t k = 0; k < r->s[i].n_ids; k++)
+			json_array_append_new(ids, json_integer(r->s[i].ids[k]));
+		json_object_set_new(o, "text", json_string(r->s[i].text));
+		json_object_set_new(o, "ids", ids);
+		json_array_append_new(arr, o);
+	}
+	json_object_set(root, "sentences", arr);
+	json_object_set_new(root, "lang", json_string(r && r->lang_zh ? "zh" : "en"));
+	out = json_dumps(root, JSON_COMPACT);
+done:
+	json_decref(arr);
+	json_decref(root);
+	return out;
 }
