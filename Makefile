@@ -200,12 +200,20 @@ FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
 FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
 
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+# The C++ units (engine/*.cpp, e.g. the OpenFst TN runtime) with clang++, instrumented, linked in.
+FUZZ_CXX_OBJS = $(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) -o $@ $(PKG_LIBS)
+	clang++ -std=c++20 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr,function \
+	  $(CXXFLAGS_$*) -c $< -o $@
+
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(FUZZ_CXX_OBJS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) $(FUZZ_CXX_OBJS) -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(if $(FUZZ_CXX_OBJS),-lstdc++)
 
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
+	@bash tools/fetch_tn.sh build/tn >/dev/null 2>&1 || echo "fuzz: no TN grammars (tools/fetch_tn.sh failed): frontend fuzzed without them"
 	@for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=0 \
