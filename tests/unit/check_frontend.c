@@ -45,6 +45,13 @@ static void fe_teardown(void)
 	fe = NULL;
 }
 
+/* Appends s to the NUL-terminated dst[cap]. */
+static void app(char *dst, size_t cap, const char *s)
+{
+	size_t l = strlen(dst);
+	snprintf(dst + l, cap - l, "%s", s);
+}
+
 static void u(struct utext *t, const char *s)
 {
 	utext_init(t);
@@ -101,18 +108,18 @@ START_TEST(split_packing_zh)
 	 * joins: 80; 9th: 90 > 80 and 80 > 60 -> flush). */
 	char in[1024] = "", want[1024] = "";
 	for (int i = 0; i < 10; i++) {
-		strcat(in, "一二三四五六七八九。");
+		app(in, sizeof in, "一二三四五六七八九。");
 		if (i == 8)
-			strcat(want, "|");
-		strcat(want, "一二三四五六七八九。");
+			app(want, sizeof want, "|");
+		app(want, sizeof want, "一二三四五六七八九。");
 	}
 	check_split(in, 1, want);
 	/* a short tail (< 20) joins the last flushed piece */
 	char in2[1024] = "", want2[1024] = "";
 	for (int i = 0; i < 9; i++)
-		strcat(in2, "一二三四五六七八九。");
-	strcat(in2, "短。");
-	strcpy(want2, in2);
+		app(in2, sizeof in2, "一二三四五六七八九。");
+	app(in2, sizeof in2, "短。");
+	app(want2, sizeof want2, in2);
 	/* 80 flushed at the 9th; the 9th (10) + tail (2) = 12 < 20 merge back */
 	check_split(in2, 1, want2);
 }
@@ -123,7 +130,7 @@ START_TEST(split_packing_en_tokens)
 	/* en measures BlankEN tokens: "word " is one token each. */
 	char in[4096] = "";
 	for (int i = 0; i < 30; i++)
-		strcat(in, "one two three four five six seven eight nine ten. ");
+		app(in, sizeof in, "one two three four five six seven eight nine ten. ");
 	struct utext t;
 	u(&t, in);
 	struct split_result r;
