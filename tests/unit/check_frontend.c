@@ -379,6 +379,47 @@ static void rm_bundle(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* All sentence texts of a run, concatenated, spaces dropped (malloc'd). */
+static char *joined(struct frontend *f, const char *text)
+{
+	struct frontend_result r;
+	char err[512] = "";
+	int rc = frontend_run(f, text, strlen(text), 1, &r, err, sizeof err);
+	ck_assert_msg(rc == CV_OK, "frontend_run: %s", err);
+	size_t cap = 16;
+	for (size_t i = 0; i < r.n; i++)
+		cap += strlen(r.s[i].text);
+	char *o = calloc(1, cap);
+	ck_assert_ptr_nonnull(o);
+	size_t k = 0;
+	for (size_t i = 0; i < r.n; i++)
+		for (const char *c = r.s[i].text; *c; c++)
+			if (*c != ' ')
+				o[k++] = *c;
+	frontend_result_free(&r);
+	return o;
+}
+
+/* Text longer than one TN piece is normalized in sentence-cut pieces: n
+ * copies of a sentence must read as n copies of its normalization. */
+static void check_segmented(struct frontend *f, const char *one, int copies)
+{
+	size_t l = strlen(one);
+	char *many = calloc(1, l * (size_t)copies + 1);
+	ck_assert_ptr_nonnull(many);
+	for (int i = 0; i < copies; i++)
+		memcpy(many + l * (size_t)i, one, l);
+	char *a = joined(f, one), *b = joined(f, many);
+	size_t al = strlen(a);
+	ck_assert_uint_gt(al, 0);
+	ck_assert_uint_eq(strlen(b), al * (size_t)copies);
+	for (int i = 0; i < copies; i++)
+		ck_assert_msg(memcmp(b + al * (size_t)i, a, al) == 0, "copy %d differs: %s vs %s", i, b, a);
+	free(a);
+	free(b);
+	free(many);
+}
+
 static int ids_equal(json_t *ji, const struct frontend_sentence *s)
 {
 	if (json_array_size(ji) != s->n_ids)
@@ -482,6 +523,15 @@ START_TEST(parity_corpus)
 			frontend_result_free(&res[i]);
 	free(res);
 	free(rcs);
+	check_segmented(f, "今天是2024年3月5日，价格12.5元，温度-3℃。", 40);
+	check_segmented(f, "I paid $12.50 on 2024-03-05. ", 30);
+	struct frontend_result big;
+	char *huge = calloc(1, 70000);
+	ck_assert_ptr_nonnull(huge);
+	memset(huge, '7', 69999);
+	ck_assert_int_eq(frontend_run(f, huge, 69999, 1, &big, err, sizeof err), CV_E2BIG);
+	ck_assert_msg(strstr(err, "normalization") != NULL, "%s", err);
+	free(huge);
 	frontend_free(f);
 	rm_bundle();
 	ck_assert_uint_eq(k, n);
