@@ -24,7 +24,7 @@
 
 #define MODEL_DIR "../shared/models/CosyVoice-BlankEN"
 #define TN_DIR	  "build/tn"
-#define TN_MAX	  256
+#define TN_MAX	  128
 
 static void check_result(const struct frontend_result *r, int rc, const char *err)
 {
