@@ -202,6 +202,7 @@ FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
 
 # The C++ units (engine/*.cpp, e.g. the OpenFst TN runtime) with clang++, instrumented, linked in.
 FUZZ_CXX_OBJS = $(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o)
+.PRECIOUS: build/fuzz/obj/%.o
 build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	clang++ -std=c++20 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr,function \
