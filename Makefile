@@ -51,6 +51,9 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 ALL_CXXFLAGS = -std=c++20 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter $(OPT) $(DEBUG) $(SANFLAGS) -I. \
                -I$(BUILD)/gen $(CXXFLAGS)
 EXTRA_LIBS  ?=
+# engine/tn_fst.cpp: wetext's TN grammars with Debian's OpenFst (libfst-dev).
+CXXFLAGS_tn_fst := -std=c++17  # OpenFst 1.7.9 headers need std::allocator members removed in C++20
+EXTRA_LIBS += -lfst
 
 LIB_SRCS  := $(wildcard common/*.c) $(wildcard engine/*.c) $(wildcard handlers/*.c) \
              $(filter-out daemon/main.c,$(wildcard daemon/*.c))
@@ -72,7 +75,7 @@ UNIT_BIN  := $(BUILD)/check_unit
 INTEG_BIN := $(BUILD)/check_integration
 PROMTOOL   = $(shell bash tools/deps.sh --print-promtool)
 
-.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bundle test-export lint-systemd bench
+.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bench-frontend bundle test-export lint-systemd bench
 .DEFAULT_GOAL := all
 
 all: $(DAEMON)
@@ -132,6 +135,14 @@ $(INTEG_BIN): $(INTEG_OBJS) $(LIBA)
 bench-tokenizer: $(BUILD)/bench_tokenizer
 	$(BUILD)/bench_tokenizer ../shared/models/CosyVoice-BlankEN
 $(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench_tokenizer.o $(LIBA)
+	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
+
+# Text frontend: load time, corpus speed, pathological inputs (with the wetext
+# grammars copied by tools/fetch_tn.sh into $(BUILD)/tn).
+bench-frontend: $(BUILD)/bench_frontend
+	bash tools/fetch_tn.sh $(BUILD)/tn
+	$(BUILD)/bench_frontend ../shared/models/CosyVoice-BlankEN $(BUILD)/tn tests/data/frontend_corpus.txt
+$(BUILD)/bench_frontend: $(BUILD)/obj/tools/bench_frontend.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
 check: $(UNIT_BIN)
@@ -206,14 +217,23 @@ FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
 FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
 
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+# The C++ units (engine/*.cpp, e.g. the OpenFst TN runtime) with clang++, instrumented, linked in.
+FUZZ_CXX_OBJS = $(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o)
+.PRECIOUS: build/fuzz/obj/%.o
+build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) -o $@ $(PKG_LIBS)
+	clang++ -std=c++20 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr,function \
+	  $(CXXFLAGS_$*) -c $< -o $@
+
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(FUZZ_CXX_OBJS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) $(FUZZ_CXX_OBJS) -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(if $(FUZZ_CXX_OBJS),-lstdc++)
 
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
+	@bash tools/fetch_tn.sh build/tn >/dev/null 2>&1 || echo "fuzz: no TN grammars (tools/fetch_tn.sh failed): frontend fuzzed without them"
 	@for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=0 \
-	     build/fuzz/corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -3 || exit 1; done
+	     build/fuzz/corpus-$$n tests/fuzz/corpus/$$n > build/fuzz/$$n.log 2>&1 || { tail -30 build/fuzz/$$n.log; exit 1; }; tail -2 build/fuzz/$$n.log; done
 .PHONY: fuzz fuzz-build

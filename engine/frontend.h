@@ -55,6 +55,10 @@ int frontend_has_tn(const struct frontend *f);
 int frontend_run(const struct frontend *f, const char *text, size_t len, int normalize,
 		 struct frontend_result *out, char *err, size_t errlen);
 void frontend_result_free(struct frontend_result *r);
+/* The result as JSON, for POST /v1/text/normalize: a malloc'd string
+ * {"sentences":[{"text":"...","ids":[...]},...],"lang":"zh"|"en"}, or NULL
+ * when out of memory. */
+char *frontend_result_json(const struct frontend_result *r);
 /* The tokenizer inside (for prompt text, instructions). */
 const struct tokenizer *frontend_tokenizer(const struct frontend *f);
 void frontend_free(struct frontend *f);
