@@ -148,7 +148,14 @@ $(BUILD)/bench_frontend: $(BUILD)/obj/tools/bench_frontend.o $(LIBA)
 check: $(UNIT_BIN)
 	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(UNIT_BIN)
 
-integration: $(INTEG_BIN) $(DAEMON)
+# A bundle-shaped text frontend (tokenizer/ + tn/) for the /v1/text/normalize tests.
+$(BUILD)/frontend/.ok: tools/fetch_tn.sh | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	ln -sfn $(abspath ../shared/models/CosyVoice-BlankEN) $(@D)/tokenizer
+	bash tools/fetch_tn.sh $(@D)/tn
+	@touch $@
+
+integration: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok
 	COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
 test: lint check integration lint-systemd fuzz test-export
@@ -166,7 +173,7 @@ run: $(DAEMON)
 asan:
 	$(MAKE) BUILD=build/asan SAN=1 check integration
 
-valgrind: $(INTEG_BIN) $(DAEMON)
+valgrind: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok
 	COSYVOICED_BIN=$(DAEMON) COSYVOICED_VALGRIND=1 PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=600 $(INTEG_BIN)
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null; ls tests/*/*.c tests/*/*.h */*.c */*.h 2>/dev/null) 

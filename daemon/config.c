@@ -123,6 +123,10 @@ static const struct config_entry config_table[] = {
 	    "CosyVoice2 model bundle directory (required by engine cosyvoice2); empty = none"),
     CFG_STR(device, DEVICE, CONFIG_TYPE_ENUM, config_devices, NULL, NULL, "cuda", "NAME",
 	    "Device that runs the CosyVoice2 engine"),
+    CFG_STR(
+	frontend_dir, FRONTEND_DIR, CONFIG_TYPE_STRING, NULL, NULL, NULL, "", "DIR",
+	"Text frontend for POST /v1/text/normalize: a directory with tokenizer/ and tn/ (a model bundle, or "
+	"tools/fetch_tn.sh output); empty = model_dir when set, else the route is unavailable"),
     CFG_STR(espeak_data, ESPEAK_DATA, CONFIG_TYPE_STRING, NULL, NULL, NULL, "", "DIR",
 	    "espeak-ng data directory; empty = the library default"),
     CFG_STR(default_speaker, DEFAULT_SPEAKER, CONFIG_TYPE_STRING, NULL, NULL, NULL, "", "ID",

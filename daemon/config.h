@@ -28,6 +28,7 @@ struct config {
 	char engine[CONFIG_STR_MAX];	      /* "auto" | "espeak" | "cosyvoice2" */
 	char model_dir[CONFIG_STR_MAX];	      /* CosyVoice2 bundle dir, "" = none */
 	char device[CONFIG_STR_MAX];	      /* "cpu" | "cuda" */
+	char frontend_dir[CONFIG_STR_MAX];    /* bundle-shaped dir (tokenizer/, tn/) for /v1/text/normalize */
 	char espeak_data[CONFIG_STR_MAX];     /* "" = library default */
 	char default_speaker[CONFIG_STR_MAX]; /* "" = engine default */
 	int engine_threads;		      /* 0 = auto */

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/clock.h"
@@ -30,6 +31,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "daemon/config.h"
+#include "engine/frontend.h"
 #include "engine/sched.h"
 #include "handlers/http.h"
 #include "handlers/metrics.h"
@@ -42,6 +44,24 @@ static int main_wait_signal(const sigset_t *set, int timeout_ms)
 	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
 	int sig = sigtimedwait(set, NULL, &ts);
 	return sig < 0 ? 0 : sig;
+}
+
+/* The text frontend of /v1/text/normalize: frontend_dir, else the model
+ * bundle; both are bundle-shaped (tokenizer/ and, optionally, tn/). */
+static int main_open_frontend(const struct config *c, struct frontend **out, char *err, size_t errlen)
+{
+	const char *dir = c->frontend_dir[0] ? c->frontend_dir : c->model_dir;
+	char tok[CONFIG_STR_MAX + 16], tn[CONFIG_STR_MAX + 16];
+	struct frontend_limits lim = {0, 0};
+	struct stat sb;
+
+	*out = NULL;
+	if (!dir[0])
+		return CV_OK;
+	snprintf(tok, sizeof tok, "%s/tokenizer", dir);
+	snprintf(tn, sizeof tn, "%s/tn", dir);
+	return frontend_open(tok, stat(tn, &sb) == 0 && S_ISDIR(sb.st_mode) ? tn : NULL, &lim, out, err,
+			     errlen);
 }
 
 static const char *main_pick_backend(const struct config *c)
@@ -60,6 +80,7 @@ int main(int argc, char **argv, char **envp)
 	struct sched *sched = NULL;
 	struct metrics *metrics = NULL;
 	struct http_server *http = NULL;
+	struct frontend *frontend = NULL;
 	char err[512];
 	char **keys = NULL;
 	size_t n_keys = 0;
@@ -110,6 +131,16 @@ int main(int argc, char **argv, char **envp)
 	log_info("main", "cosyvoiced %s (git %s) starting", CV_VERSION, CV_GIT);
 	config_log_effective(&cfg);
 	metrics = metrics_new(CV_VERSION);
+	if (main_open_frontend(&cfg, &frontend, err, sizeof err) != CV_OK) {
+		log_err("main",
+			"text frontend: %s (frontend_dir/model_dir must hold tokenizer/ and optionally tn/)",
+			err);
+		exit_code = 2;
+		goto out;
+	}
+	if (frontend)
+		log_info("main", "text frontend loaded (%s grammars) for POST /v1/text/normalize",
+			 frontend_has_tn(frontend) ? "with" : "without");
 
 	backend = main_pick_backend(&cfg);
 	memset(&sc, 0, sizeof sc);
@@ -153,6 +184,7 @@ int main(int argc, char **argv, char **envp)
 	hc.cors_origins = cfg.cors_origins;
 	hc.access_log = cfg.access_log;
 	hc.embedded_default = strcmp(backend, "espeak") == 0;
+	hc.frontend = frontend;
 	if (http_server_start(&hc, sched, metrics, &http, err, sizeof err) != CV_OK) {
 		log_err("main", "%s", err);
 		goto out;
@@ -230,6 +262,7 @@ out:
 	http_server_free(http);
 	sched_free(sched);
 	metrics_free(metrics);
+	frontend_free(frontend);
 	config_free_api_keys(keys, n_keys);
 	log_info("main", "stopped (exit %d)", exit_code);
 	return exit_code;

@@ -52,6 +52,10 @@
 #define HTTP_SMALL_BODY_CAP    (1u << 20)
 #define HTTP_STREAM_BLOCK      16384
 #define HTTP_PROBE_INTERVAL_MS 200
+/* Text normalization can take seconds for long English text with numbers
+ * (the grammars), so it never runs on the event thread: at most this many
+ * text threads run at once; more requests get 503. */
+#define HTTP_TEXT_THREADS_MAX 2
 
 enum http_route {
 	HTTP_ROUTE_TTS = 0,
@@ -79,7 +83,13 @@ static const struct http_route_def {
     {"/metrics", HTTP_ROUTE_METRICS, METRICS_ROUTE_METRICS, 0},
 };
 
-enum conn_phase { CONN_PHASE_NEW = 0, CONN_PHASE_WAITING, CONN_PHASE_STREAMING, CONN_PHASE_ANSWERED };
+enum conn_phase {
+	CONN_PHASE_NEW = 0,
+	CONN_PHASE_WAITING,
+	CONN_PHASE_TEXT,
+	CONN_PHASE_STREAMING,
+	CONN_PHASE_ANSWERED
+};
 
 struct http_server;
 
@@ -122,6 +132,11 @@ struct conn {
 	int sock_fd;
 	struct MHD_Response *stream_resp; /* valid while MHD holds the response */
 	char engine_name[ENGINE_NAME_MAX];
+	/* /v1/text/normalize result, written by the text thread under mu */
+	int text_done;
+	int text_rc;
+	char *text_json;
+	char text_err[256];
 };
 
 /* What the HTTP side needs to know about the engine, copied once when the
@@ -158,6 +173,7 @@ struct http_server {
 	pthread_cond_t probe_cv;
 	int probe_stop;
 	struct conn *probe_head;
+	atomic_int text_threads;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -171,6 +187,7 @@ static void conn_unref(struct conn *c)
 		job_unref(c->job);
 	}
 	audio_enc_free(c->enc);
+	free(c->text_json);
 	request_free(&c->req);
 	buf_free(&c->body);
 	buf_free(&c->out);
@@ -1010,6 +1027,105 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 	return http_continue_synthesis(c);
 }
 
+/* Text thread: run the frontend, hand the result over, wake the connection. */
+static void *http_text_main(void *arg)
+{
+	struct conn *c = arg;
+	struct frontend_result fr = {0};
+	char err[256] = "";
+	char *json = NULL;
+	int rc = frontend_run(c->srv->cfg.frontend, c->req.text, c->req.text_bytes, c->req.normalize, &fr,
+			      err, sizeof err);
+	if (rc == CV_OK) {
+		json = frontend_result_json(&fr);
+		if (!json)
+			rc = CV_ENOMEM;
+	}
+	frontend_result_free(&fr);
+	pthread_mutex_lock(&c->mu);
+	c->text_rc = rc;
+	c->text_json = json;
+	cv_strlcpy(c->text_err, err, sizeof c->text_err);
+	c->text_done = 1;
+	pthread_mutex_unlock(&c->mu);
+	atomic_fetch_sub(&c->srv->text_threads, 1);
+	conn_on_job_notify(c);
+	conn_unref(c);
+	return NULL;
+}
+
+static enum MHD_Result http_begin_normalize(struct conn *c)
+{
+	struct http_server *h = c->srv;
+	struct request_limits lim = {h->cfg.max_text_chars, h->cfg.deadline_ms, h->cfg.default_format};
+	struct request_error re;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int rc;
+
+	if (!h->cfg.frontend)
+		return http_send_error(c, 501, NULL,
+				       "text frontend not configured: set frontend_dir (a model bundle or "
+				       "tools/fetch_tn.sh output) or model_dir",
+				       NULL, NULL);
+	memset(&re, 0, sizeof re);
+	rc = request_parse_normalize(buf_data(&c->body), buf_len(&c->body), &lim, &c->req, &re);
+	buf_free(&c->body);
+	if (rc != CV_OK) {
+		metrics_inc_rejection(h->metrics, re.status == 413 ? METRICS_REJECT_TEXT_TOO_LONG
+								   : METRICS_REJECT_INVALID);
+		return http_send_error(c, re.status, re.field[0] ? re.field : NULL, re.message, NULL, NULL);
+	}
+	c->have_req = 1;
+	if (atomic_fetch_add(&h->text_threads, 1) >= HTTP_TEXT_THREADS_MAX) {
+		atomic_fetch_sub(&h->text_threads, 1);
+		metrics_inc_rejection(h->metrics, METRICS_REJECT_QUEUE_FULL);
+		return http_send_unavailable(c, "text normalization is busy, retry later", 1);
+	}
+	c->phase = CONN_PHASE_TEXT;
+	atomic_fetch_add(&c->refs, 1); /* the text thread's reference */
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&tid, &attr, http_text_main, c);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		atomic_fetch_sub(&h->text_threads, 1);
+		atomic_fetch_sub(&c->refs, 1);
+		return http_send_error(c, 500, NULL, "cannot start a text thread", NULL, NULL);
+	}
+	conn_suspend(c); /* not suspended when the result already arrived: MHD calls again */
+	return MHD_YES;
+}
+
+static enum MHD_Result http_continue_normalize(struct conn *c)
+{
+	int done, rc;
+	char *json;
+	struct buf b;
+
+	pthread_mutex_lock(&c->mu);
+	done = c->text_done;
+	rc = c->text_rc;
+	json = c->text_json;
+	c->text_json = NULL;
+	pthread_mutex_unlock(&c->mu);
+	if (!done) {
+		conn_suspend(c);
+		return MHD_YES;
+	}
+	if (rc != CV_OK) {
+		free(json);
+		return http_send_error(c, rc == CV_E2BIG ? 413 : (rc == CV_EINVAL ? 400 : 500),
+				       rc == CV_E2BIG || rc == CV_EINVAL ? "text" : NULL,
+				       c->text_err[0] ? c->text_err : cv_strerror(rc), NULL, NULL);
+	}
+	buf_init(&b, strlen(json) + 2);
+	buf_append_str(&b, json);
+	buf_append(&b, "\n", 1);
+	free(json);
+	return http_send_buf(c, 200, "application/json", &b);
+}
+
 static enum MHD_Result http_answer_preflight(struct conn *c)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
@@ -1117,12 +1233,6 @@ static int http_early_checks(struct conn *c, const char *method, enum MHD_Result
 				return 1;
 			}
 		}
-		if (c->route->route == HTTP_ROUTE_NORMALIZE) {
-			*ret = http_send_error(
-			    c, 501, NULL, "text normalization needs the CosyVoice2 frontend, not built yet",
-			    NULL, NULL);
-			return 1;
-		}
 	}
 	return 0;
 }
@@ -1174,6 +1284,7 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *mc, con
 	switch (c->phase) {
 	case CONN_PHASE_NEW: break;
 	case CONN_PHASE_WAITING: return http_continue_synthesis(c);
+	case CONN_PHASE_TEXT: return http_continue_normalize(c);
 	default: return MHD_YES; /* response already queued */
 	}
 	if (c->body_too_big) {
@@ -1186,6 +1297,7 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *mc, con
 	switch (c->route->route) {
 	case HTTP_ROUTE_TTS:
 	case HTTP_ROUTE_SPEECH: return http_begin_synthesis(c);
+	case HTTP_ROUTE_NORMALIZE: return http_begin_normalize(c);
 	case HTTP_ROUTE_SPEAKERS: return http_answer_speakers(c);
 	case HTTP_ROUTE_HEALTHZ: return http_answer_healthz(c);
 	case HTTP_ROUTE_READYZ: return http_answer_readyz(c);
@@ -1330,6 +1442,7 @@ int http_server_start(const struct http_config *cfg, struct sched *s, struct met
 	h->sched = s;
 	h->metrics = m;
 	atomic_init(&h->open_conns, 0);
+	atomic_init(&h->text_threads, 0);
 	pthread_mutex_init(&h->probe_mu, NULL);
 	pthread_mutex_init(&h->facts_mu, NULL);
 	pthread_cond_init(&h->probe_cv, NULL);

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include "engine/frontend.h"
 #include "engine/sched.h"
 #include "handlers/audio.h"
 #include "handlers/metrics.h"
@@ -32,7 +33,8 @@ struct http_config {
 	size_t n_api_keys;
 	const char *cors_origins; /* comma-separated, "*" or "" */
 	int access_log;
-	int embedded_default; /* 1 when running the built-in espeak-ng default */
+	int embedded_default;		 /* 1 when running the built-in espeak-ng default */
+	const struct frontend *frontend; /* for /v1/text/normalize; NULL = route unavailable (501) */
 };
 
 struct http_server;

@@ -195,13 +195,39 @@ static void request_defaults(struct tts_request *out, const struct request_limit
 	out->normalize = 1;
 }
 
+/* Refuse any field not in known[] (house dialects), naming it safely. */
+static int request_check_fields(json_t *root, const char *const *known, size_t n_known,
+				struct request_error *e)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(root, key, v)
+	{
+		size_t i;
+		for (i = 0; i < n_known; i++)
+			if (strcmp(key, known[i]) == 0)
+				break;
+		if (i == n_known) {
+			char shown[24];
+			size_t bad;
+			/* Never echo invalid or huge keys back. */
+			if (!utf8_validate(key, strlen(key), &bad) || strlen(key) >= sizeof shown)
+				cv_strlcpy(shown, "(long key)", sizeof shown);
+			else
+				cv_strlcpy(shown, key, sizeof shown);
+			return request_fail(e, 400, shown, "%s: unknown field", shown);
+		}
+	}
+	return CV_OK;
+}
+
 int request_parse_tts(const char *body, size_t len, const struct request_limits *lim, struct tts_request *out,
 		      struct request_error *e)
 {
 	static const char *const known[] = {"text",  "speaker", "format",    "sample_rate", "stream",
 					    "speed", "seed",	"normalize", "deadline_ms"};
-	json_t *root, *v;
-	const char *key;
+	json_t *root;
 	double speed = 1.0;
 	long long n;
 	int rc;
@@ -210,24 +236,8 @@ int request_parse_tts(const char *body, size_t len, const struct request_limits 
 	root = request_load(body, len, e);
 	if (!root)
 		return CV_EINVAL;
-	json_object_foreach(root, key, v)
-	{
-		size_t i;
-		for (i = 0; i < sizeof known / sizeof known[0]; i++)
-			if (strcmp(key, known[i]) == 0)
-				break;
-		if (i == sizeof known / sizeof known[0]) {
-			char shown[24];
-			size_t bad;
-			/* Never echo invalid or huge keys back. */
-			if (!utf8_validate(key, strlen(key), &bad) || strlen(key) >= sizeof shown)
-				cv_strlcpy(shown, "(long key)", sizeof shown);
-			else
-				cv_strlcpy(shown, key, sizeof shown);
-			rc = request_fail(e, 400, shown, "%s: unknown field", shown);
-			goto done;
-		}
-	}
+	if ((rc = request_check_fields(root, known, sizeof known / sizeof known[0], e)))
+		goto done;
 	if ((rc = request_take_text(json_object_get(root, "text"), "text", lim->max_text_chars, out, e)))
 		goto done;
 	if ((rc = request_take_speaker(json_object_get(root, "speaker"), "speaker", out, e)))
@@ -337,6 +347,29 @@ int request_parse_openai(const char *body, size_t len, const struct request_limi
 		goto done;
 	}
 	rc = CV_OK;
+done:
+	json_decref(root);
+	if (rc)
+		request_free(out);
+	return rc;
+}
+
+int request_parse_normalize(const char *body, size_t len, const struct request_limits *lim,
+			    struct tts_request *out, struct request_error *e)
+{
+	static const char *const known[] = {"text", "normalize"};
+	json_t *root;
+	int rc;
+
+	request_defaults(out, lim);
+	root = request_load(body, len, e);
+	if (!root)
+		return CV_EINVAL;
+	if ((rc = request_check_fields(root, known, sizeof known / sizeof known[0], e)))
+		goto done;
+	if ((rc = request_take_text(json_object_get(root, "text"), "text", lim->max_text_chars, out, e)))
+		goto done;
+	rc = request_take_bool(json_object_get(root, "normalize"), "normalize", &out->normalize, e);
 done:
 	json_decref(root);
 	if (rc)

@@ -51,6 +51,9 @@ int request_parse_tts(const char *body, size_t len, const struct request_limits 
 		      struct request_error *e);
 int request_parse_openai(const char *body, size_t len, const struct request_limits *lim,
 			 struct tts_request *out, struct request_error *e);
+/* POST /v1/text/normalize: {text, normalize?}; unknown fields refused. */
+int request_parse_normalize(const char *body, size_t len, const struct request_limits *lim,
+			    struct tts_request *out, struct request_error *e);
 void request_free(struct tts_request *r); /* frees owned fields; safe twice */
 
 /* Is this one of OpenAI's built-in voice names? */

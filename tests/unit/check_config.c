@@ -42,6 +42,7 @@ static const struct tkey tkeys[] = {
     TK(engine, 's', "espeak", "\"espeak\"", "cosyvoice2", "\"cosyvoice2\""),
     TK(model_dir, 's', "/models/cv2", "\"/models/cv2\"", "/models/other", "\"/models/other\""),
     TK(device, 's', "cpu", "\"cpu\"", "cuda", "\"cuda\""),
+    TK(frontend_dir, 's', "/srv/bundle", "\"/srv/bundle\"", "/opt/fe", "\"/opt/fe\""),
     TK(espeak_data, 's', "/usr/share/espeak-ng-data", "\"/usr/share/espeak-ng-data\"", "/opt/espeak",
        "\"/opt/espeak\""),
     TK(default_speaker, 's', "en-us", "\"en-us\"", "de", "\"de\""),
@@ -197,6 +198,7 @@ START_TEST(defaults_match_spec)
 	ck_assert_str_eq(c.engine, "auto");
 	ck_assert_str_eq(c.model_dir, "");
 	ck_assert_str_eq(c.device, "cuda");
+	ck_assert_str_eq(c.frontend_dir, "");
 	ck_assert_str_eq(c.espeak_data, "");
 	ck_assert_str_eq(c.default_speaker, "");
 	ck_assert_int_eq(c.engine_threads, 0);
