@@ -42,6 +42,7 @@ TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS))
 
 ALL_CFLAGS  = $(STD) $(WARN) $(OPT) $(DEBUG) $(SANFLAGS) -I. -I$(BUILD)/gen -DCV_VERSION='"$(VERSION)"' \
+              -DCV_WITH_TORCH=$(if $(filter 1,$(WITH_TORCH)),1,0) \
               $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 # C++ (only the translation units that talk to C++ libraries: libtorch, OpenFst).
@@ -50,9 +51,36 @@ ALL_CXXFLAGS = -std=c++20 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parame
                -I$(BUILD)/gen $(CXXFLAGS)
 EXTRA_LIBS  ?=
 
+# libtorch (CosyVoice2 engine, engine/torch_runtime.cpp) from the pinned torch venv (tools/torch-venv.sh).
+#   WITH_TORCH=auto (default): with libtorch when the venv exists, or when the goal is `test`
+#                              (which installs it first); WITH_TORCH=1 always; WITH_TORCH=0 never
+#                              (the cosyvoice2 engine then reports "built without libtorch").
+# The venv's torch dir and C++ ABI are read into $(TORCH_STAMP) once it exists; the flags below
+# are expanded lazily, in recipes that run after the stamp.
+WITH_TORCH ?= auto
+ifeq ($(WITH_TORCH),auto)
+  ifneq ($(filter test,$(MAKECMDGOALS)),)
+    override WITH_TORCH := 1
+  else
+    override WITH_TORCH := $(shell bash tools/torch-venv.sh --check >/dev/null 2>&1 && echo 1 || echo 0)
+  endif
+endif
+TORCH_STAMP := build/.torch-ok
+TINY_BUNDLE := build/tiny-bundle
+TORCH_DIR    = $(shell sed -n 1p $(TORCH_STAMP))
+TORCH_ABI    = $(shell sed -n 2p $(TORCH_STAMP))
+CUDA_INC    ?= /usr/local/cuda/include
+ifeq ($(WITH_TORCH),1)
+  CXXFLAGS_torch_runtime = -isystem $(TORCH_DIR)/include -isystem $(TORCH_DIR)/include/torch/csrc/api/include \
+                           -isystem $(CUDA_INC) -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI) -Wno-unused-parameter
+  EXTRA_LIBS += -L$(TORCH_DIR)/lib -Wl,-rpath,$(TORCH_DIR)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu \
+                -ltorch_cuda -lc10 -lc10_cuda -Wl,--as-needed
+  TORCH_DEP := $(TORCH_STAMP)
+endif
+
 LIB_SRCS  := $(wildcard common/*.c) $(wildcard engine/*.c) $(wildcard handlers/*.c) \
              $(filter-out daemon/main.c,$(wildcard daemon/*.c))
-LIB_CXX_SRCS := $(wildcard engine/*.cpp)
+LIB_CXX_SRCS := $(if $(filter 1,$(WITH_TORCH)),$(wildcard engine/*.cpp),$(filter-out engine/torch_runtime.cpp,$(wildcard engine/*.cpp)))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:%.cpp=$(BUILD)/obj/%.o)
 # Link with the C++ driver when any C++ is in the library (libstdc++ comes along).
 LINK      := $(if $(LIB_CXX_SRCS),$(CXX),$(CC))
@@ -94,7 +122,7 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cpp $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+$(BUILD)/obj/%.o: %.cpp $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h $(TORCH_DEP)
 	@mkdir -p $(@D)
 	$(CXX) $(ALL_CXXFLAGS) $(CXXFLAGS_$(notdir $*)) -MMD -MP -c $< -o $@
 
@@ -132,11 +160,23 @@ bench-tokenizer: $(BUILD)/bench_tokenizer
 $(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench_tokenizer.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
-check: $(UNIT_BIN)
-	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(UNIT_BIN)
+# The venv's torch: its dir and C++ ABI flag, one per line (what the flags above read).
+$(TORCH_STAMP): tools/torch-venv.sh tools/requirements-export.txt
+	@mkdir -p $(@D)
+	@py=$$(bash tools/torch-venv.sh) && "$$py" -c 'import os, torch; print(os.path.dirname(torch.__file__)); \
+	  print(int(torch._C._GLIBCXX_USE_CXX11_ABI))' > $@.tmp && mv $@.tmp $@
+# The tiny random CosyVoice2 bundle the engine tests load (seconds to export).
+$(TINY_BUNDLE)/manifest.json: tools/export.py $(wildcard tools/cosyvoice2/*.py) | $(TORCH_STAMP)
+	@py=$$(bash tools/torch-venv.sh) && "$$py" tools/export.py --random tiny --out $(TINY_BUNDLE) --dtype fp32 >/dev/null
+	@test -f $@ && touch $@
+tiny-bundle: $(TINY_BUNDLE)/manifest.json
+.PHONY: tiny-bundle
 
-integration: $(INTEG_BIN) $(DAEMON)
-	COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
+check: $(UNIT_BIN) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
+	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) $(UNIT_BIN)
+
+integration: $(INTEG_BIN) $(DAEMON) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
+	COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
 test: check integration lint-systemd fuzz test-export
 
