@@ -50,6 +50,9 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 ALL_CXXFLAGS = -std=c++20 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter $(OPT) $(DEBUG) $(SANFLAGS) -I. \
                -I$(BUILD)/gen $(CXXFLAGS)
 EXTRA_LIBS  ?=
+# engine/tn_fst.cpp: wetext's TN grammars with Debian's OpenFst (libfst-dev).
+CXXFLAGS_tn_fst := -std=c++17  # OpenFst 1.7.9 headers need std::allocator members removed in C++20
+EXTRA_LIBS += -lfst
 
 # libtorch (CosyVoice2 engine, engine/torch_runtime.cpp) from the pinned torch venv (tools/torch-venv.sh).
 #   WITH_TORCH=auto (default): with libtorch when the venv exists, or when the goal is `test`

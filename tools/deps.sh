@@ -17,6 +17,7 @@ PKGS=(
   build-essential pkg-config clang clang-format valgrind libclang-rt-14-dev
   libmicrohttpd-dev libjansson-dev libopusenc-dev libopus-dev libflac-dev libmp3lame-dev libsoxr-dev
   libsystemd-dev libespeak-ng-dev espeak-ng-data libutf8proc-dev
+  libfst-dev
   check libsubunit-dev libcurl4-openssl-dev curl
   sox opus-tools flac mpg123 systemd
 )
