@@ -70,14 +70,19 @@ ifeq ($(WITH_TORCH),auto)
 endif
 TORCH_STAMP := build/.torch-ok
 TINY_BUNDLE := build/tiny-bundle
+TINY_MODEL  := build/tiny-model
 TORCH_DIR    = $(shell sed -n 1p $(TORCH_STAMP))
 TORCH_ABI    = $(shell sed -n 2p $(TORCH_STAMP))
+TORCH_CUDART = $(shell sed -n 3p $(TORCH_STAMP))
 CUDA_INC    ?= /usr/local/cuda/include
+comma       := ,
 ifeq ($(WITH_TORCH),1)
   CXXFLAGS_torch_runtime = -isystem $(TORCH_DIR)/include -isystem $(TORCH_DIR)/include/torch/csrc/api/include \
                            -isystem $(CUDA_INC) -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI) -Wno-unused-parameter
   EXTRA_LIBS += -L$(TORCH_DIR)/lib -Wl,-rpath,$(TORCH_DIR)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu \
-                -ltorch_cuda -lc10 -lc10_cuda -Wl,--as-needed
+                -ltorch_cuda -lc10 -lc10_cuda $(CUDART_LIBS) -Wl,--as-needed
+  CUDART_LIBS = $(if $(TORCH_CUDART),-L$(dir $(TORCH_CUDART)) -Wl$(comma)-rpath$(comma)$(dir $(TORCH_CUDART)) \
+                -l:$(notdir $(TORCH_CUDART)))
   TORCH_DEP := $(TORCH_STAMP)
 endif
 
@@ -163,23 +168,33 @@ bench-tokenizer: $(BUILD)/bench_tokenizer
 $(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench_tokenizer.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
-# The venv's torch: its dir and C++ ABI flag, one per line (what the flags above read).
+# The venv's torch: its dir, C++ ABI flag and the wheel's libcudart (the CUDA paths call the CUDA
+# runtime directly), one per line (what the flags above read).
 $(TORCH_STAMP): tools/torch-venv.sh tools/requirements-export.txt
 	@mkdir -p $(@D)
-	@py=$$(bash tools/torch-venv.sh) && "$$py" -c 'import os, torch; print(os.path.dirname(torch.__file__)); \
-	  print(int(torch._C._GLIBCXX_USE_CXX11_ABI))' > $@.tmp && mv $@.tmp $@
+	@py=$$(bash tools/torch-venv.sh) && "$$py" -c 'import glob, os, torch; d = os.path.dirname(torch.__file__); \
+	  print(d); print(int(torch._C._GLIBCXX_USE_CXX11_ABI)); \
+	  c = sorted(glob.glob(os.path.join(d, "..", "nvidia", "*", "lib", "libcudart.so.*"))); \
+	  print(os.path.realpath(c[0]) if c else "")' > $@.tmp && mv $@.tmp $@
 # The tiny random CosyVoice2 bundle the engine tests load (seconds to export).
 $(TINY_BUNDLE)/manifest.json: tools/export.py $(wildcard tools/cosyvoice2/*.py) | $(TORCH_STAMP)
-	@py=$$(bash tools/torch-venv.sh) && "$$py" tools/export.py --random tiny --out $(TINY_BUNDLE) --dtype fp32 >/dev/null
+	@rm -rf $(TINY_MODEL)
+	@py=$$(bash tools/torch-venv.sh) && "$$py" tools/export.py --random tiny --out $(TINY_BUNDLE) --dtype fp32 \
+	  --keep-model $(TINY_MODEL) >/dev/null
 	@test -f $@ && touch $@
 tiny-bundle: $(TINY_BUNDLE)/manifest.json
+# What the CosyVoice2 engine tests read (tests/unit/check_cosyvoice2.c): the bundle, its random model
+# directory (eager reference modules), the venv's python and the daemon binary.
+COSYVOICE2_TEST_ENV = $(if $(TORCH_DEP),COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) \
+  COSYVOICE2_TEST_MODEL=$(abspath $(TINY_MODEL)) TORCH_PYTHON=$$(bash tools/torch-venv.sh --dir)/bin/python \
+  COSYVOICED_BIN=$(abspath $(DAEMON)))
 .PHONY: tiny-bundle
 
-check: $(UNIT_BIN) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
-	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) $(UNIT_BIN)
+check: $(UNIT_BIN) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(DAEMON))
+	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(COSYVOICE2_TEST_ENV) $(UNIT_BIN)
 
 integration: $(INTEG_BIN) $(DAEMON) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
-	COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
+	$(COSYVOICE2_TEST_ENV) COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
 test: check integration lint-systemd fuzz test-export
 

@@ -536,6 +536,8 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		rc_cfg.threads = cfg->threads;
 		rc_cfg.half = strcmp(dtype, "fp16") == 0;
 		rc_cfg.cuda_graph = g && strcmp(g, "1") == 0;
+		g = getenv("COSYVOICED_JIT_OPTIMIZE");
+		rc_cfg.jit_optimize = g && strcmp(g, "1") == 0;
 		rc = torch_runtime_open(&rc_cfg, &m->rt, err, errlen);
 		if (rc != CV_OK)
 			goto fail;

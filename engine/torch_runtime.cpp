@@ -24,6 +24,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/version.h>
@@ -217,6 +218,11 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		rt->want_graph = cfg->cuda_graph != 0 && rt->cuda;
 		if (cfg->threads > 0)
 			at::set_num_threads(cfg->threads);
+		/* The profiling executor re-profiles and re-optimizes for every new
+		 * input shape, and every sentence has new shapes (prefill length,
+		 * flow/HiFT frames): seconds per call on a CPU. The plain executor
+		 * runs the scripted graphs as exported (process-wide setting). */
+		torch::jit::setGraphExecutorOptimize(cfg->jit_optimize != 0);
 		std::unique_ptr<c10::cuda::CUDAGuard> guard;
 		if (rt->cuda)
 			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);

@@ -32,6 +32,7 @@ struct torch_runtime_config {
 	int threads;		/* intra-op CPU threads, 0 = libtorch default */
 	int half;		/* 1: the file holds fp16 LLM/flow weights (CUDA only) */
 	int cuda_graph;		/* 1: try to capture the LLM decode step as a CUDA graph */
+	int jit_optimize;	/* 1: TorchScript's profiling/optimizing executor (0: plain) */
 };
 
 struct torch_runtime_memory {
