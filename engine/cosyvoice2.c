@@ -59,11 +59,11 @@
 #define CV2_PATH_MAX	4096
 
 struct cv2_speaker {
-	char *id;		/* as listed (name, or name + "/cross-lingual") */
-	char *name;		/* bundle speaker name */
-	int cross_lingual;	/* LLM without prompt text/speech */
-	int sft;		/* embedding only: no prompt at all */
-	int32_t *prompt_text;	/* LLM prompt text ids */
+	char *id;	      /* as listed (name, or name + "/cross-lingual") */
+	char *name;	      /* bundle speaker name */
+	int cross_lingual;    /* LLM without prompt text/speech */
+	int sft;	      /* embedding only: no prompt at all */
+	int32_t *prompt_text; /* LLM prompt text ids */
 	size_t n_prompt_text;
 	int32_t *prompt_tokens; /* speech tokens (LLM and flow prompt) */
 	size_t n_prompt_tokens;
@@ -137,8 +137,9 @@ static int cv2_json_size(json_t *obj, const char *a, const char *b, size_t *out,
 	if (v && b)
 		v = json_object_get(v, b);
 	if (!json_is_integer(v) || json_integer_value(v) <= 0) {
-		cv2_set_err(err, errlen, "%s: missing or bad \"%s%s%s\" (re-export the bundle with tools/export.py)",
-			    path, a, b ? "." : "", b ? b : "");
+		cv2_set_err(err, errlen,
+			    "%s: missing or bad \"%s%s%s\" (re-export the bundle with tools/export.py)", path,
+			    a, b ? "." : "", b ? b : "");
 		return CV_EINVAL;
 	}
 	*out = (size_t)json_integer_value(v);
@@ -157,7 +158,8 @@ static int cv2_check_files(const char *dir, json_t *files, const char *mpath, ch
 			    mpath);
 		return CV_EINVAL;
 	}
-	json_object_foreach (files, rel, info) {
+	json_object_foreach(files, rel, info)
+	{
 		const char *want = json_string_value(json_object_get(info, "sha256"));
 		json_t *bytes = json_object_get(info, "bytes");
 		struct stat st;
@@ -168,16 +170,18 @@ static int cv2_check_files(const char *dir, json_t *files, const char *mpath, ch
 			return CV_EINVAL;
 		}
 		if (cv2_path(path, sizeof path, dir, rel) != CV_OK || stat(path, &st) != 0) {
-			cv2_set_err(err, errlen,
-				    "missing file: %s (the bundle is incomplete: re-export it with `make bundle`)",
-				    path);
+			cv2_set_err(
+			    err, errlen,
+			    "missing file: %s (the bundle is incomplete: re-export it with `make bundle`)",
+			    path);
 			return CV_EIO;
 		}
 		if (json_is_integer(bytes) && (json_int_t)st.st_size != json_integer_value(bytes)) {
-			cv2_set_err(err, errlen,
-				    "size mismatch: %s has %lld bytes, the manifest says %lld (file changed after "
-				    "export: re-export the bundle)",
-				    path, (long long)st.st_size, (long long)json_integer_value(bytes));
+			cv2_set_err(
+			    err, errlen,
+			    "size mismatch: %s has %lld bytes, the manifest says %lld (file changed after "
+			    "export: re-export the bundle)",
+			    path, (long long)st.st_size, (long long)json_integer_value(bytes));
 			return CV_EINVAL;
 		}
 		rc = sha256_file_hex(path, hex, herr, sizeof herr);
@@ -186,10 +190,11 @@ static int cv2_check_files(const char *dir, json_t *files, const char *mpath, ch
 			return rc;
 		}
 		if (!want || strcmp(want, hex) != 0) {
-			cv2_set_err(err, errlen,
-				    "sha256 mismatch: %s (manifest %.12s..., file %.12s...): the file changed after "
-				    "export; re-export the bundle (make bundle) or restore the file",
-				    path, want ? want : "(none)", hex);
+			cv2_set_err(
+			    err, errlen,
+			    "sha256 mismatch: %s (manifest %.12s..., file %.12s...): the file changed after "
+			    "export; re-export the bundle (make bundle) or restore the file",
+			    path, want ? want : "(none)", hex);
 			return CV_EINVAL;
 		}
 	}
@@ -211,13 +216,14 @@ static void cv2_speaker_clear(struct cv2_speaker *s)
 	memset(s, 0, sizeof *s);
 }
 
-static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, struct cv2_speaker *s, char *err,
-			    size_t errlen)
+static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, struct cv2_speaker *s,
+			    char *err, size_t errlen)
 {
 	char path[CV2_PATH_MAX], e2[256];
 	struct safetensors *st = NULL;
 	int64_t shape[SAFETENSORS_MAX_DIMS];
-	int64_t any1[1] = {-1}, mel_shape[2] = {-1, (int64_t)m->mel_bins}, emb_shape[1] = {(int64_t)m->spk_dim};
+	int64_t any1[1] = {-1}, mel_shape[2] = {-1, (int64_t)m->mel_bins},
+		emb_shape[1] = {(int64_t)m->spk_dim};
 	const char *fmt;
 	int rc;
 
@@ -232,7 +238,8 @@ static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, st
 		goto fail;
 	fmt = safetensors_metadata(st, "format");
 	if (!fmt || strcmp(fmt, "cosyvoiced-speaker") != 0) {
-		snprintf(e2, sizeof e2, "not a cosyvoiced-speaker file (metadata format '%s')", fmt ? fmt : "");
+		snprintf(e2, sizeof e2, "not a cosyvoiced-speaker file (metadata format '%s')",
+			 fmt ? fmt : "");
 		rc = CV_EINVAL;
 		goto fail;
 	}
@@ -240,7 +247,8 @@ static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, st
 	if (rc != CV_OK)
 		goto fail;
 	s->n_prompt_text = (size_t)shape[0];
-	rc = safetensors_read_i32(st, "prompt_speech_tokens", 1, any1, &s->prompt_tokens, shape, e2, sizeof e2);
+	rc = safetensors_read_i32(st, "prompt_speech_tokens", 1, any1, &s->prompt_tokens, shape, e2,
+				  sizeof e2);
 	if (rc != CV_OK)
 		goto fail;
 	s->n_prompt_tokens = (size_t)shape[0];
@@ -270,7 +278,8 @@ static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, st
 	safetensors_free(st);
 	return CV_OK;
 fail:
-	cv2_set_err(err, errlen, "speaker '%s' (%s): %s (re-add it with tools/add_speaker.py)", name, path, e2);
+	cv2_set_err(err, errlen, "speaker '%s' (%s): %s (re-add it with tools/add_speaker.py)", name, path,
+		    e2);
 	safetensors_free(st);
 	cv2_speaker_clear(s);
 	return rc;
@@ -290,13 +299,16 @@ static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *default_id,
 	int rc;
 
 	if (!json_is_object(spk) || json_object_size(spk) == 0) {
-		cv2_set_err(err, errlen,
-			    "%s/manifest.json: the bundle has no speakers (add one with tools/add_speaker.py)", m->dir);
+		cv2_set_err(
+		    err, errlen,
+		    "%s/manifest.json: the bundle has no speakers (add one with tools/add_speaker.py)",
+		    m->dir);
 		return CV_EINVAL;
 	}
 	cap = 2 * json_object_size(spk);
 	m->spk = xcalloc(cap, sizeof *m->spk);
-	json_object_foreach (spk, name, rel) {
+	json_object_foreach(spk, name, rel)
+	{
 		if (!json_is_string(rel)) {
 			cv2_set_err(err, errlen, "%s/manifest.json: speaker '%s' has no file", m->dir, name);
 			return CV_EINVAL;
@@ -336,7 +348,8 @@ static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *default_id,
 		for (i = 0; i < n && strcmp(m->spk[i].id, default_id) != 0; i++)
 			;
 		if (i == n) {
-			cv2_set_err(err, errlen, "default speaker '%s' is not in the bundle %s", default_id, m->dir);
+			cv2_set_err(err, errlen, "default speaker '%s' is not in the bundle %s", default_id,
+				    m->dir);
 			return CV_ENOTFOUND;
 		}
 		m->default_spk = i;
@@ -396,8 +409,9 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 
 	*out = NULL;
 	if (!cfg || !cfg->model_dir || !cfg->model_dir[0]) {
-		cv2_set_err(err, errlen,
-			    "cosyvoice2 needs a bundle directory (--model-dir DIR; make one with `make bundle`)");
+		cv2_set_err(
+		    err, errlen,
+		    "cosyvoice2 needs a bundle directory (--model-dir DIR; make one with `make bundle`)");
 		return CV_EINVAL;
 	}
 	m = xcalloc(1, sizeof *m);
@@ -425,22 +439,24 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	}
 	man = json_load_file(mpath, JSON_REJECT_DUPLICATES, &je);
 	if (!man || !json_is_object(man)) {
-		cv2_set_err(err, errlen, "%s: invalid JSON (line %d: %s); re-export the bundle", mpath, je.line,
-			    je.text);
+		cv2_set_err(err, errlen, "%s: invalid JSON (line %d: %s); re-export the bundle", mpath,
+			    je.line, je.text);
 		goto fail;
 	}
 	s = json_string_value(json_object_get(man, "format"));
 	v = json_object_get(man, "format_version");
 	if (!s || strcmp(s, COSYVOICE2_FORMAT) != 0) {
-		cv2_set_err(err, errlen, "%s: format '%s' is not %s (not a bundle written by tools/export.py)", mpath,
+		cv2_set_err(err, errlen,
+			    "%s: format '%s' is not %s (not a bundle written by tools/export.py)", mpath,
 			    s ? s : "(none)", COSYVOICE2_FORMAT);
 		goto fail;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) != COSYVOICE2_FORMAT_VERSION) {
-		cv2_set_err(err, errlen,
-			    "%s: bundle format_version %s; this daemon reads version %d: re-export the bundle with "
-			    "this release's tools/export.py (make bundle)",
-			    mpath, json_is_integer(v) ? "is not 1" : "(missing)", COSYVOICE2_FORMAT_VERSION);
+		cv2_set_err(
+		    err, errlen,
+		    "%s: bundle format_version %s; this daemon reads version %d: re-export the bundle with "
+		    "this release's tools/export.py (make bundle)",
+		    mpath, json_is_integer(v) ? "is not 1" : "(missing)", COSYVOICE2_FORMAT_VERSION);
 		goto fail;
 	}
 	s = json_string_value(json_object_get(man, "torch_version"));
@@ -448,16 +464,18 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		const char *have = torch_runtime_version();
 		size_t hl = strlen(have);
 		if (!s || strncmp(s, have, hl) != 0 || (s[hl] != '\0' && s[hl] != '+')) {
-			cv2_set_err(err, errlen,
-				    "%s: written by torch %s but this daemon is built against libtorch %s: re-export "
-				    "the bundle with the pinned venv (make bundle ...)",
-				    mpath, s ? s : "(unknown)", have);
+			cv2_set_err(
+			    err, errlen,
+			    "%s: written by torch %s but this daemon is built against libtorch %s: re-export "
+			    "the bundle with the pinned venv (make bundle ...)",
+			    mpath, s ? s : "(unknown)", have);
 			goto fail;
 		}
 	}
 	dtype = json_string_value(json_object_get(man, "dtype"));
 	if (!dtype || (strcmp(dtype, "fp32") != 0 && strcmp(dtype, "fp16") != 0)) {
-		cv2_set_err(err, errlen, "%s: dtype '%s' (want fp32 or fp16)", mpath, dtype ? dtype : "(none)");
+		cv2_set_err(err, errlen, "%s: dtype '%s' (want fp32 or fp16)", mpath,
+			    dtype ? dtype : "(none)");
 		goto fail;
 	}
 	if ((rc = cv2_json_size(man, "sample_rate", NULL, &fv, mpath, err, errlen)) != CV_OK)
@@ -466,24 +484,27 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	if ((rc = cv2_json_size(man, "tokens", "speech_vocab", &m->vocab, mpath, err, errlen)) != CV_OK ||
 	    (rc = cv2_json_size(man, "flow", "mel_bins", &m->mel_bins, mpath, err, errlen)) != CV_OK ||
 	    (rc = cv2_json_size(man, "flow", "spk_embed_dim", &m->spk_dim, mpath, err, errlen)) != CV_OK ||
-	    (rc = cv2_json_size(man, "hift", "samples_per_frame", &m->samples_per_frame, mpath, err, errlen)) !=
-		CV_OK ||
+	    (rc = cv2_json_size(man, "hift", "samples_per_frame", &m->samples_per_frame, mpath, err,
+				errlen)) != CV_OK ||
 	    (rc = cv2_json_size(man, "hift", "nb_harmonics", &m->nb_harmonics, mpath, err, errlen)) != CV_OK)
 		goto fail;
 	rc = CV_EINVAL;
 	if (m->vocab != SAMPLER_VOCAB || m->samples_per_frame != CV2_STREAM_SAMPLES_PER_FRAME ||
 	    m->sample_rate != 24000) {
-		cv2_set_err(err, errlen,
-			    "%s: speech_vocab %zu / samples_per_frame %zu / sample_rate %d are not CosyVoice2's "
-			    "(6564 / 480 / 24000)",
-			    mpath, m->vocab, m->samples_per_frame, m->sample_rate);
+		cv2_set_err(
+		    err, errlen,
+		    "%s: speech_vocab %zu / samples_per_frame %zu / sample_rate %d are not CosyVoice2's "
+		    "(6564 / 480 / 24000)",
+		    mpath, m->vocab, m->samples_per_frame, m->sample_rate);
 		goto fail;
 	}
-	v = json_object_get(json_object_get(json_object_get(man, "tokens"), "text_special"), COSYVOICE2_ENDOFPROMPT);
+	v = json_object_get(json_object_get(json_object_get(man, "tokens"), "text_special"),
+			    COSYVOICE2_ENDOFPROMPT);
 	m->endofprompt_id = json_is_integer(v) ? (int32_t)json_integer_value(v) : 151646;
 	s = json_string_value(json_object_get(man, "model"));
 	if (!s || !json_object_get(json_object_get(man, "files"), s)) {
-		cv2_set_err(err, errlen, "%s: the model file is not listed in \"files\"; re-export the bundle", mpath);
+		cv2_set_err(err, errlen,
+			    "%s: the model file is not listed in \"files\"; re-export the bundle", mpath);
 		goto fail;
 	}
 	rc = cv2_check_files(m->dir, json_object_get(man, "files"), mpath, err, errlen);
@@ -526,7 +547,8 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	{
 		struct torch_runtime_config rc_cfg = {0};
 		const char *g = getenv("COSYVOICED_CUDA_GRAPH");
-		if (cv2_path(path, sizeof path, m->dir, json_string_value(json_object_get(man, "model"))) != CV_OK) {
+		if (cv2_path(path, sizeof path, m->dir, json_string_value(json_object_get(man, "model"))) !=
+		    CV_OK) {
 			cv2_set_err(err, errlen, "bundle directory name too long");
 			rc = CV_E2BIG;
 			goto fail;
@@ -543,8 +565,9 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 			goto fail;
 	}
 	t1 = clock_now_ns();
-	snprintf(m->describe, sizeof m->describe, "CosyVoice2 bundle %.120s (%s, %s, libtorch %s, %zu speakers)", m->dir,
-		 dtype, torch_runtime_device(m->rt), torch_runtime_version(), m->n_spk);
+	snprintf(m->describe, sizeof m->describe,
+		 "CosyVoice2 bundle %.120s (%s, %s, libtorch %s, %zu speakers)", m->dir, dtype,
+		 torch_runtime_device(m->rt), torch_runtime_version(), m->n_spk);
 	log_info("cosyvoice2", "loaded %s in %.0f ms", m->describe, clock_ms_between(t0, t1));
 	json_decref(man);
 	*out = m;
@@ -576,9 +599,9 @@ static int cv2_emit(struct cv2_run *run, const float *pcm, size_t n)
 }
 
 /* HiFT on mel[mel_bins][t]; with zero noise when the run asks for it. */
-static int cv2_vocode(struct cv2 *m, struct cv2_run *run, const float *mel, size_t t, const float *cache_source,
-		      size_t n_cache, float **speech, size_t *n_speech, float **source, size_t *n_source, char *err,
-		      size_t errlen)
+static int cv2_vocode(struct cv2 *m, struct cv2_run *run, const float *mel, size_t t,
+		      const float *cache_source, size_t n_cache, float **speech, size_t *n_speech,
+		      float **source, size_t *n_source, char *err, size_t errlen)
 {
 	float *noise = NULL;
 	size_t n_noise = 0;
@@ -593,15 +616,16 @@ static int cv2_vocode(struct cv2 *m, struct cv2_run *run, const float *mel, size
 			return CV_ENOMEM;
 		}
 	}
-	rc = torch_runtime_hift(m->rt, mel, m->mel_bins, t, cache_source, n_cache, noise, n_noise, speech, n_speech,
-				source, n_source, err, errlen);
+	rc = torch_runtime_hift(m->rt, mel, m->mel_bins, t, cache_source, n_cache, noise, n_noise, speech,
+				n_speech, source, n_source, err, errlen);
 	free(noise);
 	run->voc_ms += clock_ms_between(a, clock_now_ns());
 	return rc;
 }
 
 static int cv2_flow(struct cv2 *m, struct cv2_run *run, const struct cv2_speaker *spk, const int32_t *tokens,
-		    size_t n, int streaming, int finalize, float **mel, size_t *frames, char *err, size_t errlen)
+		    size_t n, int streaming, int finalize, float **mel, size_t *frames, char *err,
+		    size_t errlen)
 {
 	struct torch_runtime_flow_args a = {0};
 	int64_t t = clock_now_ns();
@@ -626,18 +650,20 @@ static int cv2_flow(struct cv2 *m, struct cv2_run *run, const struct cv2_speaker
 /* One streaming chunk (spec §6.3): flow on the prefix, keep the new frames,
  * HiFT with the cache, cross-fade, emit. */
 static int cv2_stream_chunk(struct cv2 *m, struct cv2_run *run, const struct cv2_speaker *spk,
-			    const int32_t *tokens, const struct cv2_stream_chunk *ch, char *err, size_t errlen)
+			    const int32_t *tokens, const struct cv2_stream_chunk *ch, char *err,
+			    size_t errlen)
 {
 	float *mel = NULL, *sub = NULL, *in = NULL, *speech = NULL, *source = NULL;
 	size_t frames = 0, t_new, t_in = 0, n_speech = 0, n_source = 0, emit = 0;
 	int rc;
 
-	rc = cv2_flow(m, run, spk, tokens, ch->n_tokens, ch->streaming, ch->finalize, &mel, &frames, err, errlen);
+	rc = cv2_flow(m, run, spk, tokens, ch->n_tokens, ch->streaming, ch->finalize, &mel, &frames, err,
+		      errlen);
 	if (rc != CV_OK)
 		goto out;
 	if (frames < ch->mel_skip + (ch->finalize ? 1 : ch->mel_new)) {
-		cv2_set_err(err, errlen, "flow returned %zu mel frames, chunk needs %zu..%zu", frames, ch->mel_skip,
-			    ch->mel_skip + ch->mel_new);
+		cv2_set_err(err, errlen, "flow returned %zu mel frames, chunk needs %zu..%zu", frames,
+			    ch->mel_skip, ch->mel_skip + ch->mel_new);
 		rc = CV_EENGINE;
 		goto out;
 	}
@@ -656,14 +682,14 @@ static int cv2_stream_chunk(struct cv2 *m, struct cv2_run *run, const struct cv2
 		goto out;
 	}
 	rc = cv2_vocode(m, run, in, t_in, m->hc.valid ? m->hc.source : NULL,
-			m->hc.valid ? CV2_STREAM_SOURCE_CACHE : 0, &speech, &n_speech, &source, &n_source, err,
-			errlen);
+			m->hc.valid ? CV2_STREAM_SOURCE_CACHE : 0, &speech, &n_speech, &source, &n_source,
+			err, errlen);
 	if (rc != CV_OK)
 		goto out;
 	rc = cv2_hift_cache_update(&m->hc, in, t_in, speech, n_speech, source, n_source, ch->finalize, &emit);
 	if (rc != CV_OK) {
-		cv2_set_err(err, errlen, "streaming chunk %zu too short for the HiFT cache (%zu samples)", ch->index,
-			    n_speech);
+		cv2_set_err(err, errlen, "streaming chunk %zu too short for the HiFT cache (%zu samples)",
+			    ch->index, n_speech);
 		goto out;
 	}
 	rc = cv2_emit(run, speech, emit);
@@ -677,8 +703,8 @@ out:
 }
 
 /* Buffered token2wav (spec §6.2): flow (full attention), speed, HiFT. */
-static int cv2_buffered(struct cv2 *m, struct cv2_run *run, const struct cv2_speaker *spk, const int32_t *tokens,
-			size_t n, double speed, char *err, size_t errlen)
+static int cv2_buffered(struct cv2 *m, struct cv2_run *run, const struct cv2_speaker *spk,
+			const int32_t *tokens, size_t n, double speed, char *err, size_t errlen)
 {
 	float *mel = NULL, *fast = NULL, *speech = NULL;
 	size_t frames = 0, n_speech = 0;
@@ -724,8 +750,8 @@ struct cv2_sentence {
 /* One sentence: LLM (prompt layout §3.3, lengths §3.4, sampling §3.5) with
  * streaming chunks cut as soon as they are due, then the final/buffered
  * token2wav. *tokens_out (optional) receives the generated tokens. */
-static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2_sentence *se, int32_t **tokens_out,
-			    size_t *n_out, char *err, size_t errlen)
+static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2_sentence *se,
+			    int32_t **tokens_out, size_t *n_out, char *err, size_t errlen)
 {
 	const struct cv2_speaker *spk = se->spk;
 	const int32_t *ptext = NULL, *pspeech = NULL;
@@ -769,8 +795,8 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 	if (rc != CV_OK)
 		goto out;
 	a = clock_now_ns();
-	rc = torch_runtime_llm_prefill(m->rt, text, n_ptext + se->n_text, pspeech, n_pspeech, m->logp, m->vocab, err,
-				       errlen);
+	rc = torch_runtime_llm_prefill(m->rt, text, n_ptext + se->n_text, pspeech, n_pspeech, m->logp,
+				       m->vocab, err, errlen);
 	run->prefill_ms += clock_ms_between(a, clock_now_ns());
 	if (rc != CV_OK)
 		goto out;
@@ -786,7 +812,8 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 		sp.greedy = run->greedy;
 		rc = sampler_ras(m->logp, m->vocab, tokens, n, &sp, &run->rng, i < min_len, &tok);
 		if (rc != CV_OK) {
-			cv2_set_err(err, errlen, "sampling failed at step %zu (non-finite log-probabilities?)", i);
+			cv2_set_err(err, errlen,
+				    "sampling failed at step %zu (non-finite log-probabilities?)", i);
 			rc = CV_EENGINE;
 			goto out;
 		}
@@ -1002,10 +1029,11 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 		return CV_ENOTFOUND;
 	}
 	if (p->stream && p->speed != 1.0f) {
-		cv2_set_err(err, errlen,
-			    "speed %.2f with stream=true: CosyVoice2 changes speed on the whole mel (buffered "
-			    "synthesis only, as the reference)",
-			    (double)p->speed);
+		cv2_set_err(
+		    err, errlen,
+		    "speed %.2f with stream=true: CosyVoice2 changes speed on the whole mel (buffered "
+		    "synthesis only, as the reference)",
+		    (double)p->speed);
 		return CV_EINVAL;
 	}
 	if (!p->has_seed) {
@@ -1079,7 +1107,8 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 	rc = CV_OK;
 out:
 	engine_timings_set(t, "llm_prefill", run.prefill_ms);
-	engine_timings_set(t, "llm_decode_per_token", run.n_decoded ? run.decode_ms / (double)run.n_decoded : 0.0);
+	engine_timings_set(t, "llm_decode_per_token",
+			   run.n_decoded ? run.decode_ms / (double)run.n_decoded : 0.0);
 	engine_timings_set(t, "llm", run.prefill_ms + run.decode_ms);
 	engine_timings_set(t, "flow", run.flow_ms);
 	engine_timings_set(t, "vocoder", run.voc_ms);

@@ -40,8 +40,8 @@ void cv2_free(struct cv2 *m);
  * instruct ids). greedy=1: argmax (top-k 1) instead of RAS. *tokens is
  * malloc'ed (the generated speech tokens, stop id excluded). */
 struct cv2_llm_request {
-	const char *speaker;	       /* NULL = default */
-	const int32_t *text_ids;       /* the sentence */
+	const char *speaker;	 /* NULL = default */
+	const int32_t *text_ids; /* the sentence */
 	size_t n_text;
 	const int32_t *instruct_ids; /* instruct2: ends in <|endofprompt|>, or NULL */
 	size_t n_instruct;

@@ -39,7 +39,8 @@
 
 #include "common/err.h"
 
-namespace {
+namespace
+{
 
 struct graph_state {
 	std::unique_ptr<at::cuda::CUDAGraph> graph;
@@ -197,7 +198,8 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		if (dev.rfind("cuda", 0) == 0) {
 			if (!torch::cuda::is_available()) {
 				set_err(err, errlen,
-					"device 'cuda' requested but no CUDA device is available (use --device cpu)");
+					"device 'cuda' requested but no CUDA device is available (use "
+					"--device cpu)");
 				return CV_EUNSUPPORTED;
 			}
 			rt->device = torch::Device(dev);
@@ -210,7 +212,8 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		}
 		if (cfg->half && !rt->cuda) {
 			set_err(err, errlen,
-				"an fp16 bundle needs --device cuda; for CPU export with --dtype fp32 (make bundle "
+				"an fp16 bundle needs --device cuda; for CPU export with --dtype fp32 (make "
+				"bundle "
 				"... DTYPE=fp32)");
 			return CV_EUNSUPPORTED;
 		}
@@ -295,8 +298,8 @@ int torch_runtime_llm_begin(struct torch_runtime *rt, size_t capacity, char *err
 }
 
 int torch_runtime_llm_prefill(struct torch_runtime *rt, const int32_t *text_ids, size_t n_text,
-			      const int32_t *prompt_speech, size_t n_prompt, float *logp, size_t vocab, char *err,
-			      size_t errlen)
+			      const int32_t *prompt_speech, size_t n_prompt, float *logp, size_t vocab,
+			      char *err, size_t errlen)
 {
 	if (!rt || !logp || (n_text && !text_ids) || (n_prompt && !prompt_speech)) {
 		set_err(err, errlen, "llm_prefill: bad arguments");
@@ -354,8 +357,9 @@ int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos
 					rt->mod.get_method("llm_decode_one")({g.token, (int64_t)pos, kc, vc});
 				g.graph = std::make_unique<at::cuda::CUDAGraph>();
 				g.graph->capture_begin();
-				g.logp = rt->mod.get_method("llm_decode_one")({g.token, (int64_t)pos, rt->k_cache,
-									      rt->v_cache})
+				g.logp = rt->mod
+					     .get_method("llm_decode_one")(
+						 {g.token, (int64_t)pos, rt->k_cache, rt->v_cache})
 					     .toTensor();
 				g.graph->capture_end();
 				rt->graph = std::move(g);
@@ -394,8 +398,9 @@ int torch_runtime_flow(struct torch_runtime *rt, const struct torch_runtime_flow
 		auto feat = float_tensor(a->prompt_feat, {1, (int64_t)a->n_prompt_feat, (int64_t)a->mel_bins},
 					 rt->device);
 		auto emb = float_tensor(a->embedding, {1, (int64_t)a->spk_dim}, rt->device);
-		auto m = rt->mod.get_method("flow_inference")(
-				    {tok, ptok, feat, emb, (bool)a->streaming, (bool)a->finalize})
+		auto m = rt->mod
+			     .get_method("flow_inference")(
+				 {tok, ptok, feat, emb, (bool)a->streaming, (bool)a->finalize})
 			     .toTensor();
 		if (m.dim() != 3 || m.size(1) != (int64_t)a->mel_bins) {
 			set_err(err, errlen, "flow_inference: unexpected output shape");
@@ -413,8 +418,9 @@ int torch_runtime_flow(struct torch_runtime *rt, const struct torch_runtime_flow
 }
 
 int torch_runtime_hift(struct torch_runtime *rt, const float *mel, size_t mel_bins, size_t frames,
-		       const float *cache_source, size_t n_cache, const float *noise, size_t n_noise, float **speech,
-		       size_t *n_speech, float **source, size_t *n_source, char *err, size_t errlen)
+		       const float *cache_source, size_t n_cache, const float *noise, size_t n_noise,
+		       float **speech, size_t *n_speech, float **source, size_t *n_source, char *err,
+		       size_t errlen)
 {
 	if (speech)
 		*speech = nullptr;
@@ -439,7 +445,8 @@ int torch_runtime_hift(struct torch_runtime *rt, const float *mel, size_t mel_bi
 				set_err(err, errlen, "hift: noise size is not a multiple of 480 x frames");
 				return CV_EINVAL;
 			}
-			auto nz = float_tensor(noise, {1, samples, (int64_t)(n_noise / (size_t)samples)}, rt->device);
+			auto nz = float_tensor(noise, {1, samples, (int64_t)(n_noise / (size_t)samples)},
+					       rt->device);
 			r = rt->mod.get_method("hift_inference_noise")({m, cs, nz});
 		} else {
 			r = rt->mod.get_method("hift_inference")({m, cs});

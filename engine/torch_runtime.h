@@ -66,8 +66,8 @@ void torch_runtime_seed(struct torch_runtime *rt, uint64_t seed);
  * (log-probabilities over the speech vocabulary, float32). */
 int torch_runtime_llm_begin(struct torch_runtime *rt, size_t capacity, char *err, size_t errlen);
 int torch_runtime_llm_prefill(struct torch_runtime *rt, const int32_t *text_ids, size_t n_text,
-			      const int32_t *prompt_speech, size_t n_prompt, float *logp, size_t vocab, char *err,
-			      size_t errlen);
+			      const int32_t *prompt_speech, size_t n_prompt, float *logp, size_t vocab,
+			      char *err, size_t errlen);
 int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos, float *logp, size_t vocab,
 			     char *err, size_t errlen);
 
@@ -95,8 +95,9 @@ int torch_runtime_flow(struct torch_runtime *rt, const struct torch_runtime_flow
  * noise NULL: drawn from libtorch's generator; otherwise [480*frames][nb+1]
  * exactly as hift_inference_noise takes it (n_noise floats). */
 int torch_runtime_hift(struct torch_runtime *rt, const float *mel, size_t mel_bins, size_t frames,
-		       const float *cache_source, size_t n_cache, const float *noise, size_t n_noise, float **speech,
-		       size_t *n_speech, float **source, size_t *n_source, char *err, size_t errlen);
+		       const float *cache_source, size_t n_cache, const float *noise, size_t n_noise,
+		       float **speech, size_t *n_speech, float **source, size_t *n_source, char *err,
+		       size_t errlen);
 
 void torch_runtime_memory(struct torch_runtime *rt, struct torch_runtime_memory *m);
 /* Free cached device blocks (after an out-of-memory). */

@@ -260,7 +260,8 @@ START_TEST(bad_bundle_missing_file)
 	snprintf(path, sizeof path, "%s/model.ts", b);
 	ck_assert_int_eq(unlink(path), 0);
 	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EIO);
-	ck_assert_msg(strstr(err, "missing file") && strstr(err, "model.ts") && strstr(err, "re-export"), "%s", err);
+	ck_assert_msg(strstr(err, "missing file") && strstr(err, "model.ts") && strstr(err, "re-export"),
+		      "%s", err);
 	rm_rf(tmp);
 	free(tmp);
 }
@@ -327,17 +328,22 @@ END_TEST
 
 /* ------------------------------------------------------------------ synthesis */
 
-static int synth(struct engine *e, const char *text, const char *speaker, int stream, float speed, uint64_t seed,
-		 struct pcm_sink *ps, char *err, size_t errlen)
+static int synth(struct engine *e, const char *text, const char *speaker, int stream, float speed,
+		 uint64_t seed, struct pcm_sink *ps, char *err, size_t errlen)
 {
-	struct engine_params p = {.text = text, .speaker = speaker, .speed = speed, .seed = seed, .has_seed = 1,
-				  .normalize = 0, .stream = stream};
+	struct engine_params p = {.text = text,
+				  .speaker = speaker,
+				  .speed = speed,
+				  .seed = seed,
+				  .has_seed = 1,
+				  .normalize = 0,
+				  .stream = stream};
 	struct engine_timings t = {0};
 	struct engine_sink k = sink_of(ps);
 	int rc = engine_synthesize(e, &p, &k, &t, err, errlen);
 	if (rc == CV_OK) {
-		static const char *const want[] = {"frontend", "llm",	  "llm_prefill", "llm_decode_per_token",
-						   "flow",     "vocoder", "ttfa"};
+		static const char *const want[] = {
+		    "frontend", "llm", "llm_prefill", "llm_decode_per_token", "flow", "vocoder", "ttfa"};
 		for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
 			size_t i;
 			for (i = 0; i < t.n && strcmp(t.stage[i].name, want[w]) != 0; i++)
@@ -352,7 +358,8 @@ static int synth(struct engine *e, const char *text, const char *speaker, int st
 START_TEST(modes_produce_audio_and_seed_reproduces)
 {
 	struct engine *e = open_engine();
-	static const char *const spk[] = {"zero_shot_0", "zero_shot_0/cross-lingual", "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3"};
+	static const char *const spk[] = {"zero_shot_0", "zero_shot_0/cross-lingual",
+					  "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3"};
 	struct pcm_sink a = {0}, b = {0}, c = {0};
 	char err[512] = "";
 
@@ -422,8 +429,7 @@ START_TEST(cancel_between_chunks)
 	struct engine *e = open_engine();
 	struct pcm_sink s = {.cancel_after = 1};
 	char err[512] = "";
-	int rc = synth(e, "Hello there, friend.", NULL, 1, 1.0f, 5,
-		       &s, err, sizeof err);
+	int rc = synth(e, "Hello there, friend.", NULL, 1, 1.0f, 5, &s, err, sizeof err);
 	ck_assert_int_eq(rc, CV_ECANCELED);
 	ck_assert_uint_eq(s.n_chunks, 1);
 	free(s.pcm);
@@ -438,8 +444,7 @@ START_TEST(stream_first_chunk_after_first_hop)
 	char err[512] = "";
 	/* zero_shot_0 has P = 20 prompt tokens: pad 5, first hop 30 tokens ->
 	 * 60 mel frames -> 60*480 - 3840 samples held back for the cross-fade. */
-	int rc = synth(e, "Hello there, friend.", "zero_shot_0", 1,
-		       1.0f, 5, &s, err, sizeof err);
+	int rc = synth(e, "Hello there, friend.", "zero_shot_0", 1, 1.0f, 5, &s, err, sizeof err);
 	ck_assert_msg(rc == CV_OK, "%s", err);
 	ck_assert_uint_ge(s.n_chunks, 2);
 	ck_assert_uint_eq(s.chunks[0], 60 * 480 - 3840);
@@ -500,10 +505,14 @@ START_TEST(parity_with_python_reference)
 	char *txt;
 
 	for (size_t i = 0; i < 4; i++) {
-		struct cv2_llm_request r = {.speaker = llm[i].speaker, .text_ids = llm[i].ids, .n_text = llm[i].n,
+		struct cv2_llm_request r = {.speaker = llm[i].speaker,
+					    .text_ids = llm[i].ids,
+					    .n_text = llm[i].n,
 					    .instruct_ids = llm[i].instruct ? instr : NULL,
-					    .n_instruct = llm[i].instruct ? 4 : 0, .greedy = 1};
-		ck_assert_msg(cv2_llm_generate(m, &r, &gen[i], &n_gen[i], err, sizeof err) == CV_OK, "%s", err);
+					    .n_instruct = llm[i].instruct ? 4 : 0,
+					    .greedy = 1};
+		ck_assert_msg(cv2_llm_generate(m, &r, &gen[i], &n_gen[i], err, sizeof err) == CV_OK, "%s",
+			      err);
 		ck_assert_uint_ge(n_gen[i], 2 * llm[i].n); /* EOS masked below min_len */
 		ck_assert_uint_le(n_gen[i], 20 * llm[i].n);
 	}
@@ -511,18 +520,21 @@ START_TEST(parity_with_python_reference)
 		stream_tok[i] = (int32_t)((i * 2654435761u) % 6561u);
 	/* buffered token2wav (speed 1 and 1.5) on the greedy tokens, zero noise */
 	k = sink_of(&t2w1);
-	ck_assert_msg(cv2_token2wav(m, "zero_shot_0", stream_tok + 50, 30, 0, 1.0, 1, &k, err, sizeof err) == CV_OK,
+	ck_assert_msg(cv2_token2wav(m, "zero_shot_0", stream_tok + 50, 30, 0, 1.0, 1, &k, err, sizeof err) ==
+			  CV_OK,
 		      "%s", err);
 	k = sink_of(&t2w2);
-	ck_assert_msg(cv2_token2wav(m, "zero_shot_0", stream_tok, 24, 0, 1.5, 1, &k, err, sizeof err) == CV_OK, "%s",
-		      err);
+	ck_assert_msg(cv2_token2wav(m, "zero_shot_0", stream_tok, 24, 0, 1.5, 1, &k, err, sizeof err) ==
+			  CV_OK,
+		      "%s", err);
 	/* streaming token2wav: zero-shot (P = 20, pad 5: hops 30, 50, final) and SFT (P = 0: 25, final) */
 	k = sink_of(&st0);
-	ck_assert_msg(cv2_token2wav(m, "zero_shot_0", stream_tok, 90, 1, 1.0, 1, &k, err, sizeof err) == CV_OK, "%s",
-		      err);
+	ck_assert_msg(cv2_token2wav(m, "zero_shot_0", stream_tok, 90, 1, 1.0, 1, &k, err, sizeof err) ==
+			  CV_OK,
+		      "%s", err);
 	k = sink_of(&st1);
-	ck_assert_msg(cv2_token2wav(m, "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3", stream_tok, 40, 1, 1.0, 1, &k, err,
-				    sizeof err) == CV_OK,
+	ck_assert_msg(cv2_token2wav(m, "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3", stream_tok, 40, 1, 1.0, 1, &k,
+				    err, sizeof err) == CV_OK,
 		      "%s", err);
 
 	arr = json_array();
@@ -573,8 +585,13 @@ START_TEST(parity_with_python_reference)
 
 	{
 		char script[600];
-		char *argv[] = {(char *)env_or_fail("TORCH_PYTHON"), script, (char *)bundle_dir(),
-				(char *)env_or_fail("COSYVOICE2_TEST_MODEL"), path, tmp, NULL};
+		char *argv[] = {(char *)env_or_fail("TORCH_PYTHON"),
+				script,
+				(char *)bundle_dir(),
+				(char *)env_or_fail("COSYVOICE2_TEST_MODEL"),
+				path,
+				tmp,
+				NULL};
 		char cwd[400];
 		ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
 		snprintf(script, sizeof script, "%s/tests/py/engine_ref.py", cwd);
@@ -587,7 +604,8 @@ START_TEST(parity_with_python_reference)
 		int32_t *ref;
 		snprintf(f, sizeof f, "%s/llm_%s.i32", tmp, llm[i].name);
 		ref = read_file(f, &nb);
-		ck_assert_msg(nb / 4 == n_gen[i], "%s: C %zu tokens, Python %zu", llm[i].name, n_gen[i], nb / 4);
+		ck_assert_msg(nb / 4 == n_gen[i], "%s: C %zu tokens, Python %zu", llm[i].name, n_gen[i],
+			      nb / 4);
 		ck_assert_msg(memcmp(ref, gen[i], nb) == 0, "%s: greedy tokens differ", llm[i].name);
 		free(ref);
 	}
@@ -603,8 +621,8 @@ START_TEST(parity_with_python_reference)
 			float *ref, d;
 			snprintf(f, sizeof f, "%s/%s.f32", tmp, cmp[i].f);
 			ref = read_file(f, &nb);
-			ck_assert_msg(nb / 4 == cmp[i].s->n, "%s: C %zu samples, Python %zu", cmp[i].f, cmp[i].s->n,
-				      nb / 4);
+			ck_assert_msg(nb / 4 == cmp[i].s->n, "%s: C %zu samples, Python %zu", cmp[i].f,
+				      cmp[i].s->n, nb / 4);
 			d = max_abs_diff(ref, cmp[i].s->pcm, cmp[i].s->n);
 			ck_assert_msg(d <= 2e-4f, "%s: max |C - Python| = %g", cmp[i].f, (double)d);
 			free(ref);
@@ -626,7 +644,8 @@ START_TEST(parity_with_python_reference)
 			ck_assert_uint_eq(json_array_size(a), cmp[i].s->n_chunks);
 			ck_assert_uint_ge(cmp[i].s->n_chunks, i == 0 ? 3 : 2);
 			for (size_t j = 0; j < json_array_size(a); j++)
-				ck_assert_uint_eq((size_t)json_integer_value(json_array_get(a, j)), cmp[i].s->chunks[j]);
+				ck_assert_uint_eq((size_t)json_integer_value(json_array_get(a, j)),
+						  cmp[i].s->chunks[j]);
 			json_decref(a);
 		}
 		/* first chunk right after the first hop: zero-shot 30 tokens, SFT 25 */
@@ -712,8 +731,9 @@ static void daemon_start(void)
 	daemon_pid = fork();
 	ck_assert_int_ge(daemon_pid, 0);
 	if (daemon_pid == 0) {
-		char *argv[] = {(char *)bin,	 "--listen",	       "127.0.0.1", "--port",  port, "--model-dir",
-				(char *)bundle_dir(), "--device", "cpu", "--warmup", "0", NULL};
+		char *argv[] = {
+		    (char *)bin,	  "--listen", "127.0.0.1", "--port",   port, "--model-dir",
+		    (char *)bundle_dir(), "--device", "cpu",	   "--warmup", "0",  NULL};
 		int fd = open("/dev/null", O_WRONLY);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* dies with the test process */
 		if (fd >= 0) {
@@ -781,7 +801,9 @@ START_TEST(http_end_to_end)
 	ck_assert_uint_ge(n, 480 * 2 * 2 * 2); /* >= min_len tokens (2 per text id) */
 	free(r.body);
 	/* zh, streamed WAV */
-	http("POST", "/tts", "{\"text\":\"\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c\",\"seed\":2,\"stream\":true}", &r);
+	http("POST", "/tts",
+	     "{\"text\":\"\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c\",\"seed\":2,\"stream\":true}",
+	     &r);
 	ck_assert_msg(r.status == 200, "status %ld", r.status);
 	ck_assert_uint_ge(r.n, 44);
 	ck_assert_int_eq(memcmp(r.body, "RIFF", 4), 0);
@@ -790,14 +812,17 @@ START_TEST(http_end_to_end)
 	free(r.body);
 	/* mixed zh/en, Opus, buffered and streamed */
 	http("POST", "/tts",
-	     "{\"text\":\"\xe4\xbd\xa0\xe5\xa5\xbd, hello \xe4\xb8\x96\xe7\x95\x8c.\",\"format\":\"opus\",\"seed\":3}", &r);
+	     "{\"text\":\"\xe4\xbd\xa0\xe5\xa5\xbd, hello "
+	     "\xe4\xb8\x96\xe7\x95\x8c.\",\"format\":\"opus\",\"seed\":3}",
+	     &r);
 	ck_assert_msg(r.status == 200, "status %ld", r.status);
 	ck_assert_uint_gt(r.n, 100);
 	ck_assert_int_eq(memcmp(r.body, "OggS", 4), 0);
 	ck_assert_ptr_nonnull(strstr(r.ctype, "ogg"));
 	free(r.body);
 	http("POST", "/tts",
-	     "{\"text\":\"\xe4\xbd\xa0\xe5\xa5\xbd, hello.\",\"format\":\"opus\",\"stream\":true,\"seed\":3}", &r);
+	     "{\"text\":\"\xe4\xbd\xa0\xe5\xa5\xbd, hello.\",\"format\":\"opus\",\"stream\":true,\"seed\":3}",
+	     &r);
 	ck_assert_msg(r.status == 200, "status %ld", r.status);
 	ck_assert_int_eq(memcmp(r.body, "OggS", 4), 0);
 	free(r.body);
