@@ -884,7 +884,7 @@ Suite *suite_cosyvoice2(void);
 Suite *suite_cosyvoice2(void)
 {
 	Suite *s = suite_create("cosyvoice2");
-	TCase *tc = tcase_create("core");
+	TCase *tc = tcase_create("bundle");
 	tcase_add_test(tc, sha256_vectors);
 #if CV_WITH_TORCH
 	tcase_set_timeout(tc, 120);
@@ -894,6 +894,9 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, bad_bundle_version);
 	tcase_add_test(tc, bad_bundle_torch_version);
 	tcase_add_test(tc, bad_bundle_hash_mismatch);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("synth");
+	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, modes_produce_audio_and_seed_reproduces);
 	tcase_add_test(tc, errors_are_clear);
 	tcase_add_test(tc, cancel_between_chunks);
