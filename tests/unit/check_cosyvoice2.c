@@ -624,6 +624,8 @@ START_TEST(parity_with_python_reference)
 			ck_assert_msg(nb / 4 == cmp[i].s->n, "%s: C %zu samples, Python %zu", cmp[i].f,
 				      cmp[i].s->n, nb / 4);
 			d = max_abs_diff(ref, cmp[i].s->pcm, cmp[i].s->n);
+			fprintf(stderr, "parity %s: %zu samples, max |C - Python| = %g\n", cmp[i].f,
+				cmp[i].s->n, (double)d);
 			ck_assert_msg(d <= 2e-4f, "%s: max |C - Python| = %g", cmp[i].f, (double)d);
 			free(ref);
 		}
