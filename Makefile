@@ -106,7 +106,7 @@ UNIT_BIN  := $(BUILD)/check_unit
 INTEG_BIN := $(BUILD)/check_integration
 PROMTOOL   = $(shell bash tools/deps.sh --print-promtool)
 
-.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bundle test-export lint-systemd
+.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bench-frontend bundle test-export lint-systemd
 .DEFAULT_GOAL := all
 
 all: $(DAEMON)
@@ -190,6 +190,14 @@ COSYVOICE2_TEST_ENV = $(if $(TORCH_DEP),COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_
   COSYVOICED_BIN=$(abspath $(DAEMON)))
 .PHONY: tiny-bundle
 
+# Text frontend: load time, corpus speed, pathological inputs (with the wetext
+# grammars copied by tools/fetch_tn.sh into $(BUILD)/tn).
+bench-frontend: $(BUILD)/bench_frontend
+	bash tools/fetch_tn.sh $(BUILD)/tn
+	$(BUILD)/bench_frontend ../shared/models/CosyVoice-BlankEN $(BUILD)/tn tests/data/frontend_corpus.txt
+$(BUILD)/bench_frontend: $(BUILD)/obj/tools/bench_frontend.o $(LIBA)
+	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
+
 check: $(UNIT_BIN) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(DAEMON))
 	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(COSYVOICE2_TEST_ENV) $(UNIT_BIN)
 
@@ -247,12 +255,20 @@ FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
 FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
 
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+# The C++ units (engine/*.cpp, e.g. the OpenFst TN runtime) with clang++, instrumented, linked in.
+FUZZ_CXX_OBJS = $(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) -o $@ $(PKG_LIBS)
+	clang++ -std=c++20 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr,function \
+	  $(CXXFLAGS_$*) -c $< -o $@
+
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(FUZZ_CXX_OBJS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) $(FUZZ_CXX_OBJS) -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(if $(FUZZ_CXX_OBJS),-lstdc++)
 
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
+	@bash tools/fetch_tn.sh build/tn >/dev/null 2>&1 || echo "fuzz: no TN grammars (tools/fetch_tn.sh failed): frontend fuzzed without them"
 	@for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=0 \

@@ -31,13 +31,13 @@ extern "C" {
 struct frontend;
 
 struct frontend_limits {
-	size_t max_input_bytes;        /* refuse longer input (CV_E2BIG); 0 = 1 MiB */
+	size_t max_input_bytes;		/* refuse longer input (CV_E2BIG); 0 = 1 MiB */
 	size_t max_tokens_per_sentence; /* refuse a sentence with more ids (CV_E2BIG); 0 = 512 */
 };
 
 struct frontend_sentence {
-	char *text;     /* normalized sentence, UTF-8 */
-	int32_t *ids;   /* BlankEN token ids */
+	char *text;   /* normalized sentence, UTF-8 */
+	int32_t *ids; /* BlankEN token ids */
 	size_t n_ids;
 };
 
@@ -55,6 +55,10 @@ int frontend_has_tn(const struct frontend *f);
 int frontend_run(const struct frontend *f, const char *text, size_t len, int normalize,
 		 struct frontend_result *out, char *err, size_t errlen);
 void frontend_result_free(struct frontend_result *r);
+/* The result as JSON, for POST /v1/text/normalize: a malloc'd string
+ * {"sentences":[{"text":"...","ids":[...]},...],"lang":"zh"|"en"}, or NULL
+ * when out of memory. */
+char *frontend_result_json(const struct frontend_result *r);
 /* The tokenizer inside (for prompt text, instructions). */
 const struct tokenizer *frontend_tokenizer(const struct frontend *f);
 void frontend_free(struct frontend *f);

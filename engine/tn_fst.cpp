@@ -25,8 +25,8 @@ extern "C" {
 #include "common/err.h"
 }
 
-
-namespace {
+namespace
+{
 
 constexpr uint64_t kStringProps = fst::kAcceptor | fst::kIDeterministic | fst::kODeterministic |
 				  fst::kILabelSorted | fst::kOLabelSorted | fst::kUnweighted | fst::kAcyclic |
@@ -53,7 +53,8 @@ extern "C" int tn_open(const char *dir, struct tn **out, char *err, size_t errle
 				std::string path = std::string(dir) + "/" + kFiles[l][s];
 				FILE *f = std::fopen(path.c_str(), "rb");
 				if (!f) {
-					std::snprintf(err, errlen, "%s: cannot open TN grammar", path.c_str());
+					std::snprintf(err, errlen, "%s: cannot open TN grammar",
+						      path.c_str());
 					return CV_EIO;
 				}
 				std::fclose(f);
@@ -84,8 +85,8 @@ extern "C" void tn_free(struct tn *t)
 	delete t;
 }
 
-extern "C" int tn_fst_apply(const struct tn *t, enum tn_lang lang, enum tn_stage stage, const char *in, size_t len,
-			    char **out, size_t *out_len, char *err, size_t errlen)
+extern "C" int tn_fst_apply(const struct tn *t, enum tn_lang lang, enum tn_stage stage, const char *in,
+			    size_t len, char **out, size_t *out_len, char *err, size_t errlen)
 {
 	*out = nullptr;
 	*out_len = 0;

@@ -16,7 +16,7 @@ KEY=$(sha256sum "$REQ" | cut -c1-12)
 VENV="$CACHE/venv-$KEY"
 PY="${PYTHON:-python3}"
 
-ok() { [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import tokenizers' >/dev/null 2>&1; }
+ok() { [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import tokenizers, wetext, inflect, regex' >/dev/null 2>&1; }
 
 if ! ok; then
   mkdir -p "$CACHE"
