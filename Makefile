@@ -79,8 +79,9 @@ comma       := ,
 ifeq ($(WITH_TORCH),1)
   CXXFLAGS_torch_runtime = -isystem $(TORCH_DIR)/include -isystem $(TORCH_DIR)/include/torch/csrc/api/include \
                            -isystem $(CUDA_INC) -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI) -Wno-unused-parameter
-  EXTRA_LIBS += -L$(TORCH_DIR)/lib -Wl,-rpath,$(TORCH_DIR)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu \
+  TORCH_LIBS = -L$(TORCH_DIR)/lib -Wl,-rpath,$(TORCH_DIR)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu \
                 -ltorch_cuda -lc10 -lc10_cuda $(CUDART_LIBS) -Wl,--as-needed
+  EXTRA_LIBS += $(TORCH_LIBS)
   CUDART_LIBS = $(if $(TORCH_CUDART),-L$(dir $(TORCH_CUDART)) -Wl$(comma)-rpath$(comma)$(dir $(TORCH_CUDART)) \
                 -l:$(notdir $(TORCH_CUDART)))
   TORCH_DEP := $(TORCH_STAMP)
@@ -256,7 +257,8 @@ FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzz
 FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
 
 # The C++ units (engine/*.cpp, e.g. the OpenFst TN runtime) with clang++, instrumented, linked in.
-FUZZ_CXX_OBJS = $(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o)
+# libtorch stays out of the fuzzers (cosyvoice2.c builds its no-libtorch stub there: no CV_WITH_TORCH).
+FUZZ_CXX_OBJS = $(filter-out build/fuzz/obj/torch_runtime.o,$(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o))
 build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	clang++ -std=c++20 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr,function \
@@ -264,7 +266,8 @@ build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
 
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(FUZZ_CXX_OBJS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) $(FUZZ_CXX_OBJS) -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(if $(FUZZ_CXX_OBJS),-lstdc++)
+	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) $(FUZZ_CXX_OBJS) -o $@ $(PKG_LIBS) $(filter-out $(TORCH_LIBS),$(EXTRA_LIBS)) \
+	  $(if $(FUZZ_CXX_OBJS),-lstdc++)
 
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
