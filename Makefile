@@ -44,6 +44,7 @@ TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS))
 
 ALL_CFLAGS  = $(STD) $(WARN) $(OPT) $(DEBUG) $(SANFLAGS) -I. -I$(BUILD)/gen -DCV_VERSION='"$(VERSION)"' \
+              -DCV_WITH_TORCH=$(if $(filter 1,$(WITH_TORCH)),1,0) \
               $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 # C++ (only the translation units that talk to C++ libraries: libtorch, OpenFst).
@@ -55,9 +56,42 @@ EXTRA_LIBS  ?=
 CXXFLAGS_tn_fst := -std=c++17  # OpenFst 1.7.9 headers need std::allocator members removed in C++20
 EXTRA_LIBS += -lfst
 
+# libtorch (CosyVoice2 engine, engine/torch_runtime.cpp) from the pinned torch venv (tools/torch-venv.sh).
+#   WITH_TORCH=auto (default): with libtorch when the venv exists, or when the goal is `test`
+#                              (which installs it first); WITH_TORCH=1 always; WITH_TORCH=0 never
+#                              (the cosyvoice2 engine then reports "built without libtorch").
+# The venv's torch dir and C++ ABI are read into $(TORCH_STAMP) once it exists; the flags below
+# are expanded lazily, in recipes that run after the stamp.
+WITH_TORCH ?= auto
+ifeq ($(WITH_TORCH),auto)
+  ifneq ($(filter test,$(MAKECMDGOALS)),)
+    override WITH_TORCH := 1
+  else
+    override WITH_TORCH := $(shell bash tools/torch-venv.sh --check >/dev/null 2>&1 && echo 1 || echo 0)
+  endif
+endif
+TORCH_STAMP := build/.torch-ok
+TINY_BUNDLE := build/tiny-bundle
+TINY_MODEL  := build/tiny-model
+TORCH_DIR    = $(shell sed -n 1p $(TORCH_STAMP))
+TORCH_ABI    = $(shell sed -n 2p $(TORCH_STAMP))
+TORCH_CUDART = $(shell sed -n 3p $(TORCH_STAMP))
+CUDA_INC    ?= /usr/local/cuda/include
+comma       := ,
+ifeq ($(WITH_TORCH),1)
+  CXXFLAGS_torch_runtime = -isystem $(TORCH_DIR)/include -isystem $(TORCH_DIR)/include/torch/csrc/api/include \
+                           -isystem $(CUDA_INC) -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI) -Wno-unused-parameter
+  TORCH_LIBS = -L$(TORCH_DIR)/lib -Wl,-rpath,$(TORCH_DIR)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu \
+                -ltorch_cuda -lc10 -lc10_cuda $(CUDART_LIBS) -Wl,--as-needed
+  EXTRA_LIBS += $(TORCH_LIBS)
+  CUDART_LIBS = $(if $(TORCH_CUDART),-L$(dir $(TORCH_CUDART)) -Wl$(comma)-rpath$(comma)$(dir $(TORCH_CUDART)) \
+                -l:$(notdir $(TORCH_CUDART)))
+  TORCH_DEP := $(TORCH_STAMP)
+endif
+
 LIB_SRCS  := $(wildcard common/*.c) $(wildcard engine/*.c) $(wildcard handlers/*.c) \
              $(filter-out daemon/main.c,$(wildcard daemon/*.c))
-LIB_CXX_SRCS := $(wildcard engine/*.cpp)
+LIB_CXX_SRCS := $(if $(filter 1,$(WITH_TORCH)),$(wildcard engine/*.cpp),$(filter-out engine/torch_runtime.cpp,$(wildcard engine/*.cpp)))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:%.cpp=$(BUILD)/obj/%.o)
 # Link with the C++ driver when any C++ is in the library (libstdc++ comes along).
 LINK      := $(if $(LIB_CXX_SRCS),$(CXX),$(CC))
@@ -99,7 +133,7 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cpp $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+$(BUILD)/obj/%.o: %.cpp $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h $(TORCH_DEP)
 	@mkdir -p $(@D)
 	$(CXX) $(ALL_CXXFLAGS) $(CXXFLAGS_$(notdir $*)) -MMD -MP -c $< -o $@
 
@@ -137,6 +171,28 @@ bench-tokenizer: $(BUILD)/bench_tokenizer
 $(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench_tokenizer.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
+# The venv's torch: its dir, C++ ABI flag and the wheel's libcudart (the CUDA paths call the CUDA
+# runtime directly), one per line (what the flags above read).
+$(TORCH_STAMP): tools/torch-venv.sh tools/requirements-export.txt
+	@mkdir -p $(@D)
+	@py=$$(bash tools/torch-venv.sh) && "$$py" -c 'import glob, os, torch; d = os.path.dirname(torch.__file__); \
+	  print(d); print(int(torch._C._GLIBCXX_USE_CXX11_ABI)); \
+	  c = sorted(glob.glob(os.path.join(d, "..", "nvidia", "*", "lib", "libcudart.so.*"))); \
+	  print(os.path.realpath(c[0]) if c else "")' > $@.tmp && mv $@.tmp $@
+# The tiny random CosyVoice2 bundle the engine tests load (seconds to export).
+$(TINY_BUNDLE)/manifest.json: tools/export.py $(wildcard tools/cosyvoice2/*.py) | $(TORCH_STAMP)
+	@rm -rf $(TINY_MODEL)
+	@py=$$(bash tools/torch-venv.sh) && "$$py" tools/export.py --random tiny --out $(TINY_BUNDLE) --dtype fp32 \
+	  --keep-model $(TINY_MODEL) >/dev/null
+	@test -f $@ && touch $@
+tiny-bundle: $(TINY_BUNDLE)/manifest.json
+# What the CosyVoice2 engine tests read (tests/unit/check_cosyvoice2.c): the bundle, its random model
+# directory (eager reference modules), the venv's python and the daemon binary.
+COSYVOICE2_TEST_ENV = $(if $(TORCH_DEP),COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) \
+  COSYVOICE2_TEST_MODEL=$(abspath $(TINY_MODEL)) TORCH_PYTHON=$$(bash tools/torch-venv.sh --dir)/bin/python \
+  COSYVOICED_BIN=$(abspath $(DAEMON)))
+.PHONY: tiny-bundle
+
 # Text frontend: load time, corpus speed, pathological inputs (with the wetext
 # grammars copied by tools/fetch_tn.sh into $(BUILD)/tn).
 bench-frontend: $(BUILD)/bench_frontend
@@ -145,8 +201,8 @@ bench-frontend: $(BUILD)/bench_frontend
 $(BUILD)/bench_frontend: $(BUILD)/obj/tools/bench_frontend.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
-check: $(UNIT_BIN)
-	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(UNIT_BIN)
+check: $(UNIT_BIN) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(DAEMON))
+	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(COSYVOICE2_TEST_ENV) $(UNIT_BIN)
 
 # A bundle-shaped text frontend (tokenizer/ + tn/) for the /v1/text/normalize tests.
 $(BUILD)/frontend/.ok: tools/fetch_tn.sh | $(DEPS_STAMP)
@@ -155,8 +211,8 @@ $(BUILD)/frontend/.ok: tools/fetch_tn.sh | $(DEPS_STAMP)
 	bash tools/fetch_tn.sh $(@D)/tn
 	@touch $@
 
-integration: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok
-	COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
+integration: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
+	$(COSYVOICE2_TEST_ENV) COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
 test: lint check integration lint-systemd fuzz test-export
 
@@ -225,7 +281,8 @@ FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzz
 FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
 
 # The C++ units (engine/*.cpp, e.g. the OpenFst TN runtime) with clang++, instrumented, linked in.
-FUZZ_CXX_OBJS = $(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o)
+# libtorch stays out of the fuzzers (cosyvoice2.c builds its no-libtorch stub there: no CV_WITH_TORCH).
+FUZZ_CXX_OBJS = $(filter-out build/fuzz/obj/torch_runtime.o,$(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o))
 .PRECIOUS: build/fuzz/obj/%.o
 build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
 	@mkdir -p $(@D)
@@ -234,7 +291,8 @@ build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
 
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(FUZZ_CXX_OBJS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) $(FUZZ_CXX_OBJS) -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(if $(FUZZ_CXX_OBJS),-lstdc++)
+	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) $(FUZZ_CXX_OBJS) -o $@ $(PKG_LIBS) $(filter-out $(TORCH_LIBS),$(EXTRA_LIBS)) \
+	  $(if $(FUZZ_CXX_OBJS),-lstdc++)
 
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)

@@ -27,5 +27,6 @@ struct engine_backend {
 };
 
 extern const struct engine_backend engine_backend_espeak;
+extern const struct engine_backend engine_backend_cosyvoice2;
 
 #endif

@@ -26,10 +26,8 @@ struct engine {
 
 static const struct engine_backend *const engine_backends[] = {
     &engine_backend_espeak,
+    &engine_backend_cosyvoice2,
 };
-
-/* Backends a build knows by name but does not (yet) contain. */
-static const char *const engine_backends_unbuilt[] = {"cosyvoice2"};
 
 static void engine_set_err(char *err, size_t errlen, const char *msg)
 {
@@ -58,14 +56,6 @@ int engine_open(const struct engine_config *cfg, struct engine **out, char *err,
 		}
 	}
 	if (!be) {
-		for (size_t i = 0; i < sizeof engine_backends_unbuilt / sizeof engine_backends_unbuilt[0];
-		     i++) {
-			if (strcmp(engine_backends_unbuilt[i], name) == 0) {
-				if (err && errlen)
-					snprintf(err, errlen, "%s engine not built yet", name);
-				return CV_EUNSUPPORTED;
-			}
-		}
 		if (err && errlen)
 			snprintf(err, errlen, "unknown engine backend '%s' (known: espeak, cosyvoice2)",
 				 name);

@@ -1,0 +1,500 @@
+/* engine/torch_runtime.cpp — the C API of torch_runtime.h over libtorch (the only C++ TU for the model).
+ *
+ * DESIGN: the bundle's model.ts is a scripted (not frozen) module with flat
+ * entry points (tools/cosyvoice2/bundle.py); this file only moves host arrays
+ * in and out of tensors and calls those methods, so all numerics stay in the
+ * TorchScript that the exporter tested against the eager modules. Every
+ * extern "C" body runs inside guarded(), which turns any C++ exception into
+ * an error code plus text (what_without_backtrace(): no backtraces in logs or
+ * HTTP bodies), and an out-of-memory into CV_ENOMEM after freeing the CUDA
+ * cache, so one failing request leaves the model usable. Each call holds a
+ * c10::InferenceMode guard (thread-local, so calls come from the worker that
+ * opened the runtime). The KV cache is owned here and kept between requests
+ * (grown, never shrunk), so steady-state requests allocate no new cache.
+ * The CUDA paths (device guard, caching-allocator statistics, a CUDA graph of
+ * the decode step) compile in every build: libtorch from the pinned wheel
+ * ships libtorch_cuda; they only run when a GPU is present.
+ */
+#include "engine/torch_runtime.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+#include <torch/version.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "common/err.h"
+
+namespace
+{
+
+struct graph_state {
+	std::unique_ptr<at::cuda::CUDAGraph> graph;
+	torch::Tensor token; /* static input (1,1) int64 */
+	torch::Tensor logp;  /* static output */
+	size_t pos = 0;	     /* position the graph was captured for */
+};
+
+void set_err(char *err, size_t errlen, const char *msg)
+{
+	if (err && errlen) {
+		std::snprintf(err, errlen, "%s", msg);
+	}
+}
+
+/* First line of an exception text: TorchScript errors carry a multi-line
+ * "The following operation failed in the TorchScript interpreter" trace. */
+std::string first_lines(const char *what)
+{
+	std::string s(what ? what : "unknown error");
+	/* Keep the informative last non-empty line of a TorchScript trace
+	 * ("RuntimeError: ..."), which names the actual failure. */
+	size_t rt = s.rfind("RuntimeError: ");
+	if (rt != std::string::npos)
+		s = s.substr(rt + 14);
+	while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+		s.pop_back();
+	for (auto &c : s)
+		if (c == '\n')
+			c = ' ';
+	if (s.size() > 400)
+		s.resize(400);
+	return s;
+}
+
+template <class F> int guarded(const char *what, char *err, size_t errlen, F &&f)
+{
+	std::string msg;
+	try {
+		return f();
+	} catch (const c10::OutOfMemoryError &e) {
+		msg = std::string(what) + ": out of memory: " + first_lines(e.what_without_backtrace());
+		try {
+			if (torch::cuda::is_available())
+				c10::cuda::CUDACachingAllocator::emptyCache();
+		} catch (...) {
+		}
+		set_err(err, errlen, msg.c_str());
+		return CV_ENOMEM;
+	} catch (const c10::Error &e) {
+		msg = std::string(what) + ": " + first_lines(e.what_without_backtrace());
+	} catch (const std::bad_alloc &) {
+		set_err(err, errlen, (std::string(what) + ": out of memory").c_str());
+		return CV_ENOMEM;
+	} catch (const std::exception &e) {
+		msg = std::string(what) + ": " + first_lines(e.what());
+	} catch (...) {
+		msg = std::string(what) + ": unknown C++ exception";
+	}
+	set_err(err, errlen, msg.c_str());
+	return CV_EENGINE;
+}
+
+torch::Tensor ids_tensor(const int32_t *ids, size_t n, const torch::Device &dev)
+{
+	auto t = torch::empty({1, (int64_t)n}, torch::kInt64);
+	int64_t *p = t.data_ptr<int64_t>();
+	for (size_t i = 0; i < n; i++)
+		p[i] = ids[i];
+	return t.to(dev);
+}
+
+torch::Tensor float_tensor(const float *v, std::vector<int64_t> shape, const torch::Device &dev)
+{
+	int64_t n = 1;
+	for (auto d : shape)
+		n *= d;
+	auto t = torch::empty(shape, torch::kFloat32);
+	if (n > 0)
+		std::memcpy(t.data_ptr<float>(), v, (size_t)n * sizeof(float));
+	return t.to(dev);
+}
+
+/* Copy a float tensor to a malloc'ed host array. */
+int to_host(const torch::Tensor &t, float **out, size_t *n)
+{
+	auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+	size_t cnt = (size_t)c.numel();
+	float *p = (float *)std::malloc(cnt ? cnt * sizeof(float) : 1);
+	if (!p)
+		return CV_ENOMEM;
+	if (cnt)
+		std::memcpy(p, c.data_ptr<float>(), cnt * sizeof(float));
+	*out = p;
+	*n = cnt;
+	return CV_OK;
+}
+
+int copy_logp(const torch::Tensor &lp, float *logp, size_t vocab, char *err, size_t errlen)
+{
+	auto c = lp.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+	if ((size_t)c.numel() != vocab) {
+		char b[128];
+		std::snprintf(b, sizeof b, "llm: model returned %lld log-probabilities, expected %zu",
+			      (long long)c.numel(), vocab);
+		set_err(err, errlen, b);
+		return CV_EENGINE;
+	}
+	std::memcpy(logp, c.data_ptr<float>(), vocab * sizeof(float));
+	return CV_OK;
+}
+
+} // namespace
+
+struct torch_runtime {
+	torch::jit::Module mod;
+	torch::Device device{torch::kCPU};
+	std::string device_name;
+	bool cuda = false;
+	bool half = false;
+	bool want_graph = false;
+	torch::Tensor k_cache, v_cache;
+	size_t capacity = 0;
+	graph_state graph;
+};
+
+extern "C" {
+
+const char *torch_runtime_version(void)
+{
+	return TORCH_VERSION;
+}
+
+int torch_runtime_cuda_available(void)
+{
+	try {
+		return torch::cuda::is_available() ? 1 : 0;
+	} catch (...) {
+		return 0;
+	}
+}
+
+int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runtime **out, char *err,
+		       size_t errlen)
+{
+	if (out)
+		*out = nullptr;
+	if (!cfg || !cfg->model_path || !out) {
+		set_err(err, errlen, "torch_runtime_open: missing model path");
+		return CV_EINVAL;
+	}
+	return guarded("load model.ts", err, errlen, [&]() -> int {
+		std::string dev = cfg->device && cfg->device[0] ? cfg->device : "cpu";
+		auto rt = std::make_unique<torch_runtime>();
+		if (dev.rfind("cuda", 0) == 0) {
+			if (!torch::cuda::is_available()) {
+				set_err(err, errlen,
+					"device 'cuda' requested but no CUDA device is available (use "
+					"--device cpu)");
+				return CV_EUNSUPPORTED;
+			}
+			rt->device = torch::Device(dev);
+			rt->cuda = true;
+		} else if (dev == "cpu") {
+			rt->device = torch::Device(torch::kCPU);
+		} else {
+			set_err(err, errlen, ("unknown device '" + dev + "' (cpu or cuda)").c_str());
+			return CV_EINVAL;
+		}
+		if (cfg->half && !rt->cuda) {
+			set_err(err, errlen,
+				"an fp16 bundle needs --device cuda; for CPU export with --dtype fp32 (make "
+				"bundle "
+				"... DTYPE=fp32)");
+			return CV_EUNSUPPORTED;
+		}
+		rt->half = cfg->half != 0;
+		rt->want_graph = cfg->cuda_graph != 0 && rt->cuda;
+		if (cfg->threads > 0)
+			at::set_num_threads(cfg->threads);
+		/* The profiling executor re-profiles and re-optimizes for every new
+		 * input shape, and every sentence has new shapes (prefill length,
+		 * flow/HiFT frames): seconds per call on a CPU. The plain executor
+		 * runs the scripted graphs as exported (process-wide setting). */
+		torch::jit::setGraphExecutorOptimize(cfg->jit_optimize != 0);
+		std::unique_ptr<c10::cuda::CUDAGuard> guard;
+		if (rt->cuda)
+			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::InferenceMode im;
+		rt->mod = torch::jit::load(cfg->model_path, rt->device);
+		rt->mod.eval();
+		rt->device_name = rt->device.str();
+		*out = rt.release();
+		return CV_OK;
+	});
+}
+
+void torch_runtime_free(struct torch_runtime *rt)
+{
+	try {
+		delete rt;
+	} catch (...) {
+	}
+}
+
+const char *torch_runtime_device(const struct torch_runtime *rt)
+{
+	return rt ? rt->device_name.c_str() : "none";
+}
+
+int torch_runtime_is_cuda(const struct torch_runtime *rt)
+{
+	return rt && rt->cuda ? 1 : 0;
+}
+
+int torch_runtime_graph_active(const struct torch_runtime *rt)
+{
+	return rt && rt->graph.graph ? 1 : 0;
+}
+
+void torch_runtime_seed(struct torch_runtime *rt, uint64_t seed)
+{
+	try {
+		torch::manual_seed(seed);
+	} catch (...) {
+	}
+}
+
+int torch_runtime_llm_begin(struct torch_runtime *rt, size_t capacity, char *err, size_t errlen)
+{
+	if (!rt) {
+		set_err(err, errlen, "llm_begin: no runtime");
+		return CV_EINVAL;
+	}
+	return guarded("llm_new_cache", err, errlen, [&]() -> int {
+		if (capacity <= rt->capacity && rt->k_cache.defined())
+			return CV_OK;
+		/* Grow by at least half so a slowly growing workload reallocates rarely. */
+		size_t want = capacity;
+		if (rt->capacity && want < rt->capacity + rt->capacity / 2)
+			want = rt->capacity + rt->capacity / 2;
+		std::unique_ptr<c10::cuda::CUDAGuard> guard;
+		if (rt->cuda)
+			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::InferenceMode im;
+		rt->k_cache = torch::Tensor();
+		rt->v_cache = torch::Tensor();
+		rt->graph = graph_state(); /* a captured graph points into the old cache */
+		auto r = rt->mod.get_method("llm_new_cache")({(int64_t)want}).toTuple();
+		rt->k_cache = r->elements()[0].toTensor();
+		rt->v_cache = r->elements()[1].toTensor();
+		rt->capacity = want;
+		return CV_OK;
+	});
+}
+
+int torch_runtime_llm_prefill(struct torch_runtime *rt, const int32_t *text_ids, size_t n_text,
+			      const int32_t *prompt_speech, size_t n_prompt, float *logp, size_t vocab,
+			      char *err, size_t errlen)
+{
+	if (!rt || !logp || (n_text && !text_ids) || (n_prompt && !prompt_speech)) {
+		set_err(err, errlen, "llm_prefill: bad arguments");
+		return CV_EINVAL;
+	}
+	if (!rt->k_cache.defined() || n_text + n_prompt + 2 > rt->capacity) {
+		set_err(err, errlen, "llm_prefill: KV cache too small (llm_begin first)");
+		return CV_EINVAL;
+	}
+	return guarded("llm_prefill", err, errlen, [&]() -> int {
+		std::unique_ptr<c10::cuda::CUDAGuard> guard;
+		if (rt->cuda)
+			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::InferenceMode im;
+		auto t = ids_tensor(text_ids, n_text, rt->device);
+		auto p = ids_tensor(prompt_speech, n_prompt, rt->device);
+		auto lp = rt->mod.get_method("llm_prefill")({t, p, rt->k_cache, rt->v_cache}).toTensor();
+		return copy_logp(lp, logp, vocab, err, errlen);
+	});
+}
+
+int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos, float *logp, size_t vocab,
+			     char *err, size_t errlen)
+{
+	if (!rt || !logp) {
+		set_err(err, errlen, "llm_decode: bad arguments");
+		return CV_EINVAL;
+	}
+	if (!rt->k_cache.defined() || pos >= rt->capacity) {
+		set_err(err, errlen, "llm_decode: position beyond the KV cache");
+		return CV_EINVAL;
+	}
+	return guarded("llm_decode_one", err, errlen, [&]() -> int {
+		std::unique_ptr<c10::cuda::CUDAGuard> guard;
+		if (rt->cuda)
+			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::InferenceMode im;
+		auto tok = torch::full({1, 1}, (int64_t)token, torch::kInt64).to(rt->device);
+		if (rt->want_graph && rt->cuda) {
+			/* CUDA graph of one decode step (issue 6 builds on this). model.ts
+			 * takes the position as a Python int, which a graph bakes in at
+			 * capture; a graph is therefore only replayable for the position it
+			 * was captured at, so this path captures, checks and replays one
+			 * step and falls back to eager for the rest. A tensor-position
+			 * decode entry point is what makes replay general. */
+			if (!rt->graph.graph) {
+				/* Warm-up on a side stream, then capture. */
+				auto stream = c10::cuda::getStreamFromPool();
+				c10::cuda::CUDAStreamGuard sg(stream);
+				graph_state g;
+				g.token = tok.clone();
+				g.pos = pos;
+				auto kc = rt->k_cache.clone(), vc = rt->v_cache.clone();
+				for (int i = 0; i < 2; i++)
+					rt->mod.get_method("llm_decode_one")({g.token, (int64_t)pos, kc, vc});
+				g.graph = std::make_unique<at::cuda::CUDAGraph>();
+				g.graph->capture_begin();
+				g.logp = rt->mod
+					     .get_method("llm_decode_one")(
+						 {g.token, (int64_t)pos, rt->k_cache, rt->v_cache})
+					     .toTensor();
+				g.graph->capture_end();
+				rt->graph = std::move(g);
+			}
+			if (rt->graph.pos == pos) {
+				rt->graph.token.copy_(tok);
+				rt->graph.graph->replay();
+				return copy_logp(rt->graph.logp, logp, vocab, err, errlen);
+			}
+		}
+		auto lp = rt->mod.get_method("llm_decode_one")({tok, (int64_t)pos, rt->k_cache, rt->v_cache})
+			      .toTensor();
+		return copy_logp(lp, logp, vocab, err, errlen);
+	});
+}
+
+int torch_runtime_flow(struct torch_runtime *rt, const struct torch_runtime_flow_args *a, float **mel,
+		       size_t *frames, char *err, size_t errlen)
+{
+	if (mel)
+		*mel = nullptr;
+	if (frames)
+		*frames = 0;
+	if (!rt || !a || !mel || !frames || !a->n_tokens || !a->tokens || !a->embedding || !a->mel_bins ||
+	    (a->n_prompt_tokens && !a->prompt_tokens) || (a->n_prompt_feat && !a->prompt_feat)) {
+		set_err(err, errlen, "flow: bad arguments");
+		return CV_EINVAL;
+	}
+	return guarded("flow_inference", err, errlen, [&]() -> int {
+		std::unique_ptr<c10::cuda::CUDAGuard> guard;
+		if (rt->cuda)
+			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::InferenceMode im;
+		auto tok = ids_tensor(a->tokens, a->n_tokens, rt->device);
+		auto ptok = ids_tensor(a->prompt_tokens, a->n_prompt_tokens, rt->device);
+		auto feat = float_tensor(a->prompt_feat, {1, (int64_t)a->n_prompt_feat, (int64_t)a->mel_bins},
+					 rt->device);
+		auto emb = float_tensor(a->embedding, {1, (int64_t)a->spk_dim}, rt->device);
+		auto m = rt->mod
+			     .get_method("flow_inference")(
+				 {tok, ptok, feat, emb, (bool)a->streaming, (bool)a->finalize})
+			     .toTensor();
+		if (m.dim() != 3 || m.size(1) != (int64_t)a->mel_bins) {
+			set_err(err, errlen, "flow_inference: unexpected output shape");
+			return CV_EENGINE;
+		}
+		size_t n = 0;
+		int rc = to_host(m, mel, &n);
+		if (rc != CV_OK) {
+			set_err(err, errlen, "flow_inference: out of memory copying the mel");
+			return rc;
+		}
+		*frames = (size_t)m.size(2);
+		return CV_OK;
+	});
+}
+
+int torch_runtime_hift(struct torch_runtime *rt, const float *mel, size_t mel_bins, size_t frames,
+		       const float *cache_source, size_t n_cache, const float *noise, size_t n_noise,
+		       float **speech, size_t *n_speech, float **source, size_t *n_source, char *err,
+		       size_t errlen)
+{
+	if (speech)
+		*speech = nullptr;
+	if (source)
+		*source = nullptr;
+	if (!rt || !mel || !frames || !speech || !n_speech || (n_cache && !cache_source)) {
+		set_err(err, errlen, "hift: bad arguments");
+		return CV_EINVAL;
+	}
+	return guarded("hift_inference", err, errlen, [&]() -> int {
+		std::unique_ptr<c10::cuda::CUDAGuard> guard;
+		if (rt->cuda)
+			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::InferenceMode im;
+		auto m = float_tensor(mel, {1, (int64_t)mel_bins, (int64_t)frames}, rt->device);
+		auto cs = float_tensor(cache_source, {1, 1, (int64_t)n_cache}, rt->device);
+		c10::IValue r;
+		if (noise) {
+			/* noise is (1, 480 * frames, harmonics + 1) (spec §5.1: 480 samples per frame). */
+			int64_t samples = (int64_t)frames * 480;
+			if (n_noise % (size_t)samples != 0) {
+				set_err(err, errlen, "hift: noise size is not a multiple of 480 x frames");
+				return CV_EINVAL;
+			}
+			auto nz = float_tensor(noise, {1, samples, (int64_t)(n_noise / (size_t)samples)},
+					       rt->device);
+			r = rt->mod.get_method("hift_inference_noise")({m, cs, nz});
+		} else {
+			r = rt->mod.get_method("hift_inference")({m, cs});
+		}
+		auto tup = r.toTuple();
+		int rc = to_host(tup->elements()[0].toTensor(), speech, n_speech);
+		if (rc == CV_OK && source && n_source) {
+			rc = to_host(tup->elements()[1].toTensor(), source, n_source);
+			if (rc != CV_OK) {
+				std::free(*speech);
+				*speech = nullptr;
+			}
+		}
+		if (rc != CV_OK)
+			set_err(err, errlen, "hift_inference: out of memory copying the waveform");
+		return rc;
+	});
+}
+
+void torch_runtime_memory(struct torch_runtime *rt, struct torch_runtime_memory *m)
+{
+	if (!m)
+		return;
+	std::memset(m, 0, sizeof *m);
+	if (!rt || !rt->cuda)
+		return;
+	try {
+		auto idx = rt->device.has_index() ? rt->device.index() : (c10::DeviceIndex)0;
+		auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(idx);
+		const size_t agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+		m->allocated = (double)st.allocated_bytes[agg].current;
+		m->reserved = (double)st.reserved_bytes[agg].current;
+		m->peak = (double)st.allocated_bytes[agg].peak;
+		m->device_total = (double)at::cuda::getDeviceProperties(idx)->totalGlobalMem;
+		m->valid = 1;
+	} catch (...) {
+		m->valid = 0;
+	}
+}
+
+void torch_runtime_empty_cache(struct torch_runtime *rt)
+{
+	if (!rt || !rt->cuda)
+		return;
+	try {
+		c10::cuda::CUDACachingAllocator::emptyCache();
+	} catch (...) {
+	}
+}
+
+} /* extern "C" */

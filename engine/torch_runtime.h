@@ -1,0 +1,109 @@
+/* engine/torch_runtime.h — a plain-C API over libtorch for the CosyVoice2 bundle's model.ts.
+ *
+ * This header is C (compiled by C code); engine/torch_runtime.cpp is the only
+ * translation unit that includes libtorch. Every function catches every C++
+ * exception and reports it as an error code (common/err.h) with text in
+ * err/errlen (c10::Error::what_without_backtrace(), never a backtrace).
+ *
+ * Threading: one runtime is used by one thread (the scheduler's worker),
+ * which must also be the thread that opened it (InferenceMode, the current
+ * CUDA device and the intra-op pool size are thread-local).
+ *
+ * Tensors cross the boundary as host arrays: token ids int32, floats in
+ * row-major order (mel: [mel_bins][frames], channel first, as the model's
+ * (1, mel_bins, T)). Outputs that the callee allocates are malloc'ed and
+ * freed by the caller with free().
+ */
+#ifndef CV_ENGINE_TORCH_RUNTIME_H
+#define CV_ENGINE_TORCH_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct torch_runtime;
+
+struct torch_runtime_config {
+	const char *model_path; /* the bundle's model.ts */
+	const char *device;	/* "cpu", "cuda" or "cuda:N"; NULL = "cpu" */
+	int threads;		/* intra-op CPU threads, 0 = libtorch default */
+	int half;		/* 1: the file holds fp16 LLM/flow weights (CUDA only) */
+	int cuda_graph;		/* 1: try to capture the LLM decode step as a CUDA graph */
+	int jit_optimize;	/* 1: TorchScript's profiling/optimizing executor (0: plain) */
+};
+
+struct torch_runtime_memory {
+	int valid;	     /* 1 on CUDA, 0 on CPU (nothing to report) */
+	double allocated;    /* bytes currently allocated by the caching allocator */
+	double reserved;     /* bytes reserved from the driver */
+	double peak;	     /* peak allocated bytes since start */
+	double device_total; /* total device memory, 0 when unknown */
+};
+
+/* Version of the libtorch this binary was built against, e.g. "2.15.0". */
+const char *torch_runtime_version(void);
+/* 1 when a CUDA device is usable in this process. */
+int torch_runtime_cuda_available(void);
+
+int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runtime **out, char *err,
+		       size_t errlen);
+void torch_runtime_free(struct torch_runtime *rt);
+/* "cpu" or "cuda:0" (what the model runs on). */
+const char *torch_runtime_device(const struct torch_runtime *rt);
+int torch_runtime_is_cuda(const struct torch_runtime *rt);
+/* 1 when llm decode steps replay a captured CUDA graph. */
+int torch_runtime_graph_active(const struct torch_runtime *rt);
+
+/* Seed the libtorch generators (CPU and CUDA) used by the vocoder noise. */
+void torch_runtime_seed(struct torch_runtime *rt, uint64_t seed);
+
+/* LLM. A request starts with llm_begin(capacity) (KV cache for `capacity`
+ * positions; the cache is kept and reused by later requests when large
+ * enough), then one prefill and decode steps. logp receives `vocab` floats
+ * (log-probabilities over the speech vocabulary, float32). */
+int torch_runtime_llm_begin(struct torch_runtime *rt, size_t capacity, char *err, size_t errlen);
+int torch_runtime_llm_prefill(struct torch_runtime *rt, const int32_t *text_ids, size_t n_text,
+			      const int32_t *prompt_speech, size_t n_prompt, float *logp, size_t vocab,
+			      char *err, size_t errlen);
+int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos, float *logp, size_t vocab,
+			     char *err, size_t errlen);
+
+/* Flow (spec §4.1): tokens + prompt (tokens, mel [n_prompt_feat][mel_bins]
+ * frame-major as stored in the speaker file, embedding [spk_dim]) -> mel
+ * [mel_bins][*frames] float32, malloc'ed. */
+struct torch_runtime_flow_args {
+	const int32_t *tokens;
+	size_t n_tokens;
+	const int32_t *prompt_tokens;
+	size_t n_prompt_tokens;
+	const float *prompt_feat; /* [n_prompt_feat][mel_bins] */
+	size_t n_prompt_feat;
+	const float *embedding; /* [spk_dim] */
+	size_t spk_dim;
+	size_t mel_bins;
+	int streaming;
+	int finalize;
+};
+int torch_runtime_flow(struct torch_runtime *rt, const struct torch_runtime_flow_args *a, float **mel,
+		       size_t *frames, char *err, size_t errlen);
+
+/* HiFT (spec §5.1): mel [mel_bins][frames] -> speech (*n_speech floats) and
+ * source (*n_source floats), both malloc'ed. cache_source may be NULL/0.
+ * noise NULL: drawn from libtorch's generator; otherwise [480*frames][nb+1]
+ * exactly as hift_inference_noise takes it (n_noise floats). */
+int torch_runtime_hift(struct torch_runtime *rt, const float *mel, size_t mel_bins, size_t frames,
+		       const float *cache_source, size_t n_cache, const float *noise, size_t n_noise,
+		       float **speech, size_t *n_speech, float **source, size_t *n_source, char *err,
+		       size_t errlen);
+
+void torch_runtime_memory(struct torch_runtime *rt, struct torch_runtime_memory *m);
+/* Free cached device blocks (after an out-of-memory). */
+void torch_runtime_empty_cache(struct torch_runtime *rt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

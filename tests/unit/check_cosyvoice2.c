@@ -1,0 +1,921 @@
+/* tests/unit/check_cosyvoice2.c — the CosyVoice2 engine on the tiny random bundle.
+ *
+ * `make check` exports the tiny random bundle (build/tiny-bundle, with its
+ * random model directory build/tiny-model) and passes COSYVOICE2_TEST_BUNDLE,
+ * COSYVOICE2_TEST_MODEL, TORCH_PYTHON and COSYVOICED_BIN. Parity is checked
+ * against tests/py/engine_ref.py, run here with the venv's python: greedy LLM
+ * decode of the exporter's eager module, buffered flow + HiFT of the eager
+ * modules (HiFT noise all zeros on both sides), and the reference streaming
+ * algorithm (written in Python over the same model.ts). The HTTP cases start
+ * the real daemon on the bundle. Without libtorch in the build, the suite
+ * checks that the engine says so.
+ */
+#include <check.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/sha256.h"
+#include "engine/cosyvoice2.h"
+#include "engine/engine.h"
+
+/* ------------------------------------------------------------------ sha256 */
+
+static void sha_hex_of(const char *s, size_t n, char hex[SHA256_HEX_LEN + 1])
+{
+	struct sha256_ctx c;
+	uint8_t d[SHA256_DIGEST_LEN];
+	sha256_init(&c);
+	/* feed in uneven pieces to exercise the staging buffer */
+	for (size_t i = 0; i < n;) {
+		size_t k = (i % 7) + 1;
+		if (k > n - i)
+			k = n - i;
+		sha256_update(&c, s + i, k);
+		i += k;
+	}
+	sha256_final(&c, d);
+	sha256_hex(d, hex);
+}
+
+START_TEST(sha256_vectors)
+{
+	char hex[SHA256_HEX_LEN + 1];
+	static const char two_blocks[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	char *million = malloc(1000000);
+
+	sha_hex_of("", 0, hex);
+	ck_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	sha_hex_of("abc", 3, hex);
+	ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	sha_hex_of(two_blocks, strlen(two_blocks), hex);
+	ck_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	ck_assert_ptr_nonnull(million);
+	memset(million, 'a', 1000000);
+	sha_hex_of(million, 1000000, hex);
+	ck_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+	free(million);
+}
+END_TEST
+
+#if CV_WITH_TORCH
+
+/* ------------------------------------------------------------------ helpers */
+
+static const char *env_or_fail(const char *name)
+{
+	const char *v = getenv(name);
+	ck_assert_msg(v && v[0], "%s is not set (run through `make check`)", name);
+	return v;
+}
+
+static const char *bundle_dir(void)
+{
+	return env_or_fail("COSYVOICE2_TEST_BUNDLE");
+}
+
+struct pcm_sink {
+	float *pcm;
+	size_t n, cap;
+	size_t chunks[256];
+	size_t n_chunks;
+	int cancel_after; /* >0: cancelled() returns 1 after this many writes */
+};
+
+static int pcm_write(void *user, const float *pcm, size_t n)
+{
+	struct pcm_sink *s = user;
+	if (s->n + n > s->cap) {
+		s->cap = (s->n + n) * 2;
+		s->pcm = realloc(s->pcm, s->cap * sizeof *s->pcm);
+		ck_assert_ptr_nonnull(s->pcm);
+	}
+	memcpy(s->pcm + s->n, pcm, n * sizeof *pcm);
+	s->n += n;
+	if (s->n_chunks < 256)
+		s->chunks[s->n_chunks] = n;
+	s->n_chunks++;
+	return 0;
+}
+
+static int pcm_cancelled(void *user)
+{
+	struct pcm_sink *s = user;
+	return s->cancel_after > 0 && s->n_chunks >= (size_t)s->cancel_after;
+}
+
+static struct engine_sink sink_of(struct pcm_sink *s)
+{
+	struct engine_sink k = {pcm_write, pcm_cancelled, s};
+	return k;
+}
+
+static struct engine *open_engine(void)
+{
+	struct engine_config cfg = {.backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cpu"};
+	struct engine *e = NULL;
+	char err[512] = "";
+	int rc = engine_open(&cfg, &e, err, sizeof err);
+	ck_assert_msg(rc == CV_OK, "engine_open: %s", err);
+	return e;
+}
+
+static struct cv2 *open_cv2(void)
+{
+	struct engine_config cfg = {.backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cpu"};
+	struct cv2 *m = NULL;
+	char err[512] = "";
+	int rc = cv2_open(&cfg, &m, err, sizeof err);
+	ck_assert_msg(rc == CV_OK, "cv2_open: %s", err);
+	return m;
+}
+
+static int run_cmd(char *const argv[])
+{
+	pid_t pid = fork();
+	int st = 0;
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *make_tmpdir(void)
+{
+	char *d = strdup("/tmp/cv2test.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(d));
+	return d;
+}
+
+static void rm_rf(const char *d)
+{
+	char *argv[] = {"rm", "-rf", (char *)d, NULL};
+	run_cmd(argv);
+}
+
+/* A copy of the bundle made of symlinks (cp -rs), under tmp/b. */
+static char *link_bundle(const char *tmp)
+{
+	static char b[512];
+	char *argv[] = {"cp", "-rs", (char *)bundle_dir(), b, NULL};
+	snprintf(b, sizeof b, "%s/b", tmp);
+	ck_assert_int_eq(run_cmd(argv), 0);
+	return b;
+}
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+	FILE *f;
+	unlink(path);
+	f = fopen(path, "wb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static void *read_file(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	long len;
+	void *p;
+	ck_assert_msg(f != NULL, "cannot open %s", path);
+	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	ck_assert_int_ge(len, 0);
+	rewind(f);
+	p = malloc((size_t)len + 1);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq(fread(p, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	*n = (size_t)len;
+	return p;
+}
+
+/* Rewrite the linked bundle's manifest.json with key = value (JSON). */
+static void patch_manifest(const char *b, const char *key, json_t *value)
+{
+	char path[600];
+	json_error_t je;
+	json_t *m;
+	char *txt;
+	snprintf(path, sizeof path, "%s/manifest.json", b);
+	m = json_load_file(path, 0, &je);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(json_object_set_new(m, key, value), 0);
+	txt = json_dumps(m, JSON_INDENT(1));
+	write_file(path, txt, strlen(txt));
+	free(txt);
+	json_decref(m);
+}
+
+static int open_dir(const char *dir, char *err, size_t errlen)
+{
+	struct engine_config cfg = {.backend = "cosyvoice2", .model_dir = dir, .device = "cpu"};
+	struct engine *e = NULL;
+	int rc = engine_open(&cfg, &e, err, errlen);
+	if (rc == CV_OK)
+		engine_close(e);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ bundle */
+
+START_TEST(open_tiny_bundle)
+{
+	struct engine *e = open_engine();
+	const struct engine_speaker *s;
+	ck_assert_str_eq(engine_name(e), "cosyvoice2");
+	ck_assert_int_eq(engine_sample_rate(e), 24000);
+	/* 3 bundle speakers, 2 with a prompt -> +2 cross-lingual ids */
+	ck_assert_uint_eq(engine_speaker_count(e), 5);
+	s = engine_speaker_find(e, NULL);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_str_eq(s->id, "zero_shot_0");
+	ck_assert_ptr_nonnull(engine_speaker_find(e, "zero_shot_1/cross-lingual"));
+	ck_assert_ptr_nonnull(engine_speaker_find(e, "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3")); /* 中文女 */
+	ck_assert_ptr_null(engine_speaker_find(e, "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3/cross-lingual"));
+	ck_assert_ptr_nonnull(strstr(engine_describe(e), "libtorch"));
+	engine_close(e);
+}
+END_TEST
+
+START_TEST(bad_bundle_missing_file)
+{
+	char *tmp = make_tmpdir(), err[512] = "", path[600];
+	char *b = link_bundle(tmp);
+	snprintf(path, sizeof path, "%s/model.ts", b);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EIO);
+	ck_assert_msg(strstr(err, "missing file") && strstr(err, "model.ts") && strstr(err, "re-export"),
+		      "%s", err);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
+START_TEST(bad_bundle_no_manifest)
+{
+	char *tmp = make_tmpdir(), err[512] = "";
+	ck_assert_int_eq(open_dir(tmp, err, sizeof err), CV_EIO);
+	ck_assert_msg(strstr(err, "manifest.json") && strstr(err, "make bundle"), "%s", err);
+	ck_assert_int_eq(open_dir("/nonexistent-bundle", err, sizeof err), CV_EIO);
+	ck_assert_msg(strstr(err, "/nonexistent-bundle") != NULL, "%s", err);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
+START_TEST(bad_bundle_version)
+{
+	char *tmp = make_tmpdir(), err[512] = "";
+	char *b = link_bundle(tmp);
+	patch_manifest(b, "format_version", json_integer(2));
+	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "format_version") && strstr(err, "re-export"), "%s", err);
+	patch_manifest(b, "format_version", json_integer(1));
+	patch_manifest(b, "format", json_string("something-else"));
+	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "something-else") != NULL, "%s", err);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
+START_TEST(bad_bundle_torch_version)
+{
+	char *tmp = make_tmpdir(), err[512] = "";
+	char *b = link_bundle(tmp);
+	patch_manifest(b, "torch_version", json_string("1.13.1"));
+	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "1.13.1") && strstr(err, "re-export"), "%s", err);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
+START_TEST(bad_bundle_hash_mismatch)
+{
+	char *tmp = make_tmpdir(), err[512] = "", path[600];
+	char *b = link_bundle(tmp);
+	size_t n;
+	char *data;
+	snprintf(path, sizeof path, "%s/tokenizer/special_tokens.json", b);
+	data = read_file(path, &n);
+	ck_assert_uint_gt(n, 10);
+	data[n / 2] = data[n / 2] == 'x' ? 'y' : 'x'; /* same size, other bytes */
+	write_file(path, data, n);
+	free(data);
+	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "sha256 mismatch") && strstr(err, "special_tokens.json"), "%s", err);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ synthesis */
+
+static int synth(struct engine *e, const char *text, const char *speaker, int stream, float speed,
+		 uint64_t seed, struct pcm_sink *ps, char *err, size_t errlen)
+{
+	struct engine_params p = {.text = text,
+				  .speaker = speaker,
+				  .speed = speed,
+				  .seed = seed,
+				  .has_seed = 1,
+				  .normalize = 0,
+				  .stream = stream};
+	struct engine_timings t = {0};
+	struct engine_sink k = sink_of(ps);
+	int rc = engine_synthesize(e, &p, &k, &t, err, errlen);
+	if (rc == CV_OK) {
+		static const char *const want[] = {
+		    "frontend", "llm", "llm_prefill", "llm_decode_per_token", "flow", "vocoder", "ttfa"};
+		for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+			size_t i;
+			for (i = 0; i < t.n && strcmp(t.stage[i].name, want[w]) != 0; i++)
+				;
+			ck_assert_msg(i < t.n, "timing %s missing", want[w]);
+			ck_assert(t.stage[i].ms >= 0);
+		}
+	}
+	return rc;
+}
+
+START_TEST(modes_produce_audio_and_seed_reproduces)
+{
+	struct engine *e = open_engine();
+	static const char *const spk[] = {"zero_shot_0", "zero_shot_0/cross-lingual",
+					  "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3"};
+	struct pcm_sink a = {0}, b = {0}, c = {0};
+	char err[512] = "";
+
+	for (size_t i = 0; i < 3; i++) {
+		struct pcm_sink s = {0};
+		ck_assert_msg(synth(e, "Hi.", spk[i], 0, 1.0f, 3, &s, err, sizeof err) == CV_OK, "%s: %s",
+			      spk[i], err);
+		ck_assert_uint_gt(s.n, 0);
+		ck_assert_uint_eq(s.n % 480, 0);
+		ck_assert_uint_eq(s.n_chunks, 1);
+		for (size_t j = 0; j < s.n; j++)
+			ck_assert(isfinite(s.pcm[j]) && fabsf(s.pcm[j]) <= 0.99f + 1e-6f);
+		free(s.pcm);
+	}
+	/* instruct2 with a zero-shot speaker */
+	ck_assert_msg(synth(e, "Speak slowly.<|endofprompt|>Hi.", "zero_shot_1", 0, 1.0f, 3, &c, err,
+			    sizeof err) == CV_OK,
+		      "%s", err);
+	ck_assert_uint_gt(c.n, 0);
+	/* same seed -> same audio; speed 2 -> half the frames (int(T/2)) */
+	ck_assert_int_eq(synth(e, "Hi.", NULL, 0, 1.0f, 11, &a, err, sizeof err), CV_OK);
+	ck_assert_int_eq(synth(e, "Hi.", NULL, 0, 1.0f, 11, &b, err, sizeof err), CV_OK);
+	ck_assert_uint_eq(a.n, b.n);
+	ck_assert_int_eq(memcmp(a.pcm, b.pcm, a.n * sizeof *a.pcm), 0);
+	free(b.pcm);
+	memset(&b, 0, sizeof b);
+	ck_assert_int_eq(synth(e, "Hi.", NULL, 0, 2.0f, 11, &b, err, sizeof err), CV_OK);
+	ck_assert_uint_eq(b.n, (a.n / 480 / 2) * 480);
+	free(a.pcm);
+	free(b.pcm);
+	free(c.pcm);
+	engine_close(e);
+}
+END_TEST
+
+START_TEST(errors_are_clear)
+{
+	struct engine *e = open_engine();
+	struct pcm_sink s = {0};
+	char err[512] = "";
+	size_t n = 6000;
+	char *longtext = malloc(n + 1);
+
+	ck_assert_int_eq(synth(e, "Hello.", "nobody", 0, 1.0f, 1, &s, err, sizeof err), CV_ENOTFOUND);
+	ck_assert_msg(strstr(err, "'nobody'") != NULL, "%s", err);
+	/* over-long text: one sentence (normalize=0) beyond the frontend's limit */
+	for (size_t i = 0; i < n; i += 6)
+		memcpy(longtext + i, "hello ", 6);
+	longtext[n] = '\0';
+	ck_assert_int_eq(synth(e, longtext, NULL, 0, 1.0f, 1, &s, err, sizeof err), CV_E2BIG);
+	ck_assert_msg(err[0] != '\0', "no error text");
+	/* speed with streaming is refused (the reference changes speed on whole mels only) */
+	ck_assert_int_eq(synth(e, "Hello.", NULL, 1, 1.5f, 1, &s, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "stream") != NULL, "%s", err);
+	ck_assert_uint_eq(s.n, 0);
+	/* the engine still works after errors */
+	ck_assert_int_eq(synth(e, "Hello.", NULL, 0, 1.0f, 1, &s, err, sizeof err), CV_OK);
+	ck_assert_uint_gt(s.n, 0);
+	free(s.pcm);
+	free(longtext);
+	engine_close(e);
+}
+END_TEST
+
+START_TEST(cancel_between_chunks)
+{
+	struct engine *e = open_engine();
+	struct pcm_sink s = {.cancel_after = 1};
+	char err[512] = "";
+	int rc = synth(e, "Hello there, friend.", NULL, 1, 1.0f, 5, &s, err, sizeof err);
+	ck_assert_int_eq(rc, CV_ECANCELED);
+	ck_assert_uint_eq(s.n_chunks, 1);
+	free(s.pcm);
+	engine_close(e);
+}
+END_TEST
+
+START_TEST(stream_first_chunk_after_first_hop)
+{
+	struct engine *e = open_engine();
+	struct pcm_sink s = {0};
+	char err[512] = "";
+	/* zero_shot_0 has P = 20 prompt tokens: pad 5, first hop 30 tokens ->
+	 * 60 mel frames -> 60*480 - 3840 samples held back for the cross-fade. */
+	int rc = synth(e, "Hello there, friend.", "zero_shot_0", 1, 1.0f, 5, &s, err, sizeof err);
+	ck_assert_msg(rc == CV_OK, "%s", err);
+	ck_assert_uint_ge(s.n_chunks, 2);
+	ck_assert_uint_eq(s.chunks[0], 60 * 480 - 3840);
+	if (s.n_chunks >= 3)
+		ck_assert_uint_eq(s.chunks[1], 2 * 50 * 480); /* second hop: 50 tokens */
+	ck_assert_uint_eq(s.n % 480, 0);
+	free(s.pcm);
+	engine_close(e);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ parity */
+
+static void json_add_ids(json_t *o, const char *key, const int32_t *ids, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_integer(ids[i]));
+	json_object_set_new(o, key, a);
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n)
+{
+	float m = 0;
+	for (size_t i = 0; i < n; i++) {
+		float d = fabsf(a[i] - b[i]);
+		if (!(d <= m))
+			m = d;
+	}
+	return m;
+}
+
+START_TEST(parity_with_python_reference)
+{
+	struct cv2 *m = open_cv2();
+	char *tmp = make_tmpdir(), path[600], err[512] = "";
+	/* fixed inputs: sentence text ids (BlankEN ids of plain words), instruct ids */
+	static const int32_t text_a[] = {9707, 1879, 11, 13};
+	static const int32_t text_b[] = {108386, 3837, 99489, 1773};
+	static const int32_t instr[] = {2082, 26682, 13, 151646};
+	static const struct {
+		const char *name, *speaker;
+		const int32_t *ids;
+		size_t n;
+		int instruct;
+	} llm[] = {
+	    {"zs", "zero_shot_0", text_a, 4, 0},
+	    {"xl", "zero_shot_1/cross-lingual", text_b, 4, 0},
+	    {"sft", "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3", text_a, 4, 0},
+	    {"ins", "zero_shot_1", text_b, 4, 1},
+	};
+	int32_t *gen[4] = {0};
+	size_t n_gen[4] = {0};
+	int32_t stream_tok[150];
+	struct pcm_sink t2w1 = {0}, t2w2 = {0}, st0 = {0}, st1 = {0};
+	struct engine_sink k;
+	json_t *req = json_object(), *arr;
+	char *txt;
+
+	for (size_t i = 0; i < 4; i++) {
+		struct cv2_llm_request r = {.speaker = llm[i].speaker,
+					    .text_ids = llm[i].ids,
+					    .n_text = llm[i].n,
+					    .instruct_ids = llm[i].instruct ? instr : NULL,
+					    .n_instruct = llm[i].instruct ? 4 : 0,
+					    .greedy = 1};
+		ck_assert_msg(cv2_llm_generate(m, &r, &gen[i], &n_gen[i], err, sizeof err) == CV_OK, "%s",
+			      err);
+		ck_assert_uint_ge(n_gen[i], 2 * llm[i].n); /* EOS masked below min_len */
+		ck_assert_uint_le(n_gen[i], 20 * llm[i].n);
+	}
+	for (size_t i = 0; i < 150; i++)
+		stream_tok[i] = (int32_t)((i * 2654435761u) % 6561u);
+	/* buffered token2wav (speed 1 and 1.5) on the greedy tokens, zero noise */
+	k = sink_of(&t2w1);
+	ck_assert_msg(cv2_token2wav(m, "zero_shot_0", stream_tok + 50, 30, 0, 1.0, 1, &k, err, sizeof err) ==
+			  CV_OK,
+		      "%s", err);
+	k = sink_of(&t2w2);
+	ck_assert_msg(cv2_token2wav(m, "zero_shot_0", stream_tok, 24, 0, 1.5, 1, &k, err, sizeof err) ==
+			  CV_OK,
+		      "%s", err);
+	/* streaming token2wav: zero-shot (P = 20, pad 5: hops 30, 50, final) and SFT (P = 0: 25, final) */
+	k = sink_of(&st0);
+	ck_assert_msg(cv2_token2wav(m, "zero_shot_0", stream_tok, 90, 1, 1.0, 1, &k, err, sizeof err) ==
+			  CV_OK,
+		      "%s", err);
+	k = sink_of(&st1);
+	ck_assert_msg(cv2_token2wav(m, "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3", stream_tok, 40, 1, 1.0, 1, &k,
+				    err, sizeof err) == CV_OK,
+		      "%s", err);
+
+	arr = json_array();
+	for (size_t i = 0; i < 4; i++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "name", json_string(llm[i].name));
+		json_object_set_new(o, "speaker", json_string(llm[i].speaker));
+		json_add_ids(o, "text_ids", llm[i].ids, llm[i].n);
+		if (llm[i].instruct)
+			json_add_ids(o, "instruct_ids", instr, 4);
+		json_array_append_new(arr, o);
+	}
+	json_object_set_new(req, "llm", arr);
+	arr = json_array();
+	{
+		json_t *o = json_object();
+		json_object_set_new(o, "name", json_string("a"));
+		json_object_set_new(o, "speaker", json_string("zero_shot_0"));
+		json_add_ids(o, "tokens", stream_tok + 50, 30);
+		json_array_append_new(arr, o);
+		o = json_object();
+		json_object_set_new(o, "name", json_string("speed"));
+		json_object_set_new(o, "speaker", json_string("zero_shot_0"));
+		json_object_set_new(o, "speed", json_real(1.5));
+		json_add_ids(o, "tokens", stream_tok, 24);
+		json_array_append_new(arr, o);
+	}
+	json_object_set_new(req, "t2w", arr);
+	arr = json_array();
+	{
+		json_t *o = json_object();
+		json_object_set_new(o, "name", json_string("zs"));
+		json_object_set_new(o, "speaker", json_string("zero_shot_0"));
+		json_add_ids(o, "tokens", stream_tok, 90);
+		json_array_append_new(arr, o);
+		o = json_object();
+		json_object_set_new(o, "name", json_string("sft"));
+		json_object_set_new(o, "speaker", json_string("\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3"));
+		json_add_ids(o, "tokens", stream_tok, 40);
+		json_array_append_new(arr, o);
+	}
+	json_object_set_new(req, "stream", arr);
+	txt = json_dumps(req, 0);
+	snprintf(path, sizeof path, "%s/req.json", tmp);
+	write_file(path, txt, strlen(txt));
+	free(txt);
+	json_decref(req);
+
+	{
+		char script[600];
+		char *argv[] = {(char *)env_or_fail("TORCH_PYTHON"),
+				script,
+				(char *)bundle_dir(),
+				(char *)env_or_fail("COSYVOICE2_TEST_MODEL"),
+				path,
+				tmp,
+				NULL};
+		char cwd[400];
+		ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+		snprintf(script, sizeof script, "%s/tests/py/engine_ref.py", cwd);
+		ck_assert_int_eq(run_cmd(argv), 0);
+	}
+	/* greedy LLM: identical token sequences */
+	for (size_t i = 0; i < 4; i++) {
+		char f[700];
+		size_t nb;
+		int32_t *ref;
+		snprintf(f, sizeof f, "%s/llm_%s.i32", tmp, llm[i].name);
+		ref = read_file(f, &nb);
+		ck_assert_msg(nb / 4 == n_gen[i], "%s: C %zu tokens, Python %zu", llm[i].name, n_gen[i],
+			      nb / 4);
+		ck_assert_msg(memcmp(ref, gen[i], nb) == 0, "%s: greedy tokens differ", llm[i].name);
+		free(ref);
+	}
+	/* buffered: eager flow + HiFT */
+	{
+		const struct {
+			const char *f;
+			struct pcm_sink *s;
+		} cmp[] = {{"t2w_a", &t2w1}, {"t2w_speed", &t2w2}, {"stream_zs", &st0}, {"stream_sft", &st1}};
+		for (size_t i = 0; i < 4; i++) {
+			char f[700];
+			size_t nb;
+			float *ref, d;
+			snprintf(f, sizeof f, "%s/%s.f32", tmp, cmp[i].f);
+			ref = read_file(f, &nb);
+			ck_assert_msg(nb / 4 == cmp[i].s->n, "%s: C %zu samples, Python %zu", cmp[i].f,
+				      cmp[i].s->n, nb / 4);
+			d = max_abs_diff(ref, cmp[i].s->pcm, cmp[i].s->n);
+			fprintf(stderr, "parity %s: %zu samples, max |C - Python| = %g\n", cmp[i].f,
+				cmp[i].s->n, (double)d);
+			ck_assert_msg(d <= 2e-4f, "%s: max |C - Python| = %g", cmp[i].f, (double)d);
+			free(ref);
+		}
+	}
+	/* streaming chunk lengths equal the reference's */
+	{
+		const struct {
+			const char *f;
+			struct pcm_sink *s;
+		} cmp[] = {{"stream_zs", &st0}, {"stream_sft", &st1}};
+		for (size_t i = 0; i < 2; i++) {
+			char f[700];
+			json_error_t je;
+			json_t *a;
+			snprintf(f, sizeof f, "%s/%s.json", tmp, cmp[i].f);
+			a = json_load_file(f, 0, &je);
+			ck_assert_ptr_nonnull(a);
+			ck_assert_uint_eq(json_array_size(a), cmp[i].s->n_chunks);
+			ck_assert_uint_ge(cmp[i].s->n_chunks, i == 0 ? 3 : 2);
+			for (size_t j = 0; j < json_array_size(a); j++)
+				ck_assert_uint_eq((size_t)json_integer_value(json_array_get(a, j)),
+						  cmp[i].s->chunks[j]);
+			json_decref(a);
+		}
+		/* first chunk right after the first hop: zero-shot 30 tokens, SFT 25 */
+		ck_assert_uint_eq(st0.chunks[0], 60 * 480 - 3840);
+		ck_assert_uint_eq(st1.chunks[0], 50 * 480 - 3840);
+	}
+	for (size_t i = 0; i < 4; i++)
+		free(gen[i]);
+	free(t2w1.pcm);
+	free(t2w2.pcm);
+	free(st0.pcm);
+	free(st1.pcm);
+	rm_rf(tmp);
+	free(tmp);
+	cv2_free(m);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ HTTP */
+
+static pid_t daemon_pid;
+static int daemon_port;
+
+struct http_resp {
+	long status;
+	char *body;
+	size_t n;
+	char ctype[128];
+};
+
+static size_t http_body(char *p, size_t sz, size_t nm, void *user)
+{
+	struct http_resp *r = user;
+	size_t n = sz * nm;
+	r->body = realloc(r->body, r->n + n + 1);
+	memcpy(r->body + r->n, p, n);
+	r->n += n;
+	r->body[r->n] = '\0';
+	return n;
+}
+
+static size_t http_header(char *p, size_t sz, size_t nm, void *user)
+{
+	struct http_resp *r = user;
+	size_t n = sz * nm;
+	if (n > 14 && strncasecmp(p, "Content-Type: ", 14) == 0)
+		snprintf(r->ctype, sizeof r->ctype, "%.*s", (int)(n - 16 > 100 ? 100 : n - 16), p + 14);
+	return n;
+}
+
+static void http(const char *method, const char *route, const char *body, struct http_resp *r)
+{
+	CURL *c = curl_easy_init();
+	char url[256];
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	memset(r, 0, sizeof *r);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", daemon_port, route);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	}
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, http_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 100L);
+	if (curl_easy_perform(c) != CURLE_OK)
+		r->status = -1;
+	else
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+}
+
+static void daemon_start(void)
+{
+	const char *bin = env_or_fail("COSYVOICED_BIN");
+	char port[16];
+	daemon_port = 20000 + (int)(getpid() % 20000);
+	snprintf(port, sizeof port, "%d", daemon_port);
+	daemon_pid = fork();
+	ck_assert_int_ge(daemon_pid, 0);
+	if (daemon_pid == 0) {
+		char *argv[] = {
+		    (char *)bin,	  "--listen", "127.0.0.1", "--port",   port, "--model-dir",
+		    (char *)bundle_dir(), "--device", "cpu",	   "--warmup", "0",  NULL};
+		int fd = open("/dev/null", O_WRONLY);
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* dies with the test process */
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(bin, argv);
+		_exit(127);
+	}
+	for (int i = 0; i < 600; i++) {
+		struct http_resp r;
+		http("GET", "/readyz", NULL, &r);
+		free(r.body);
+		if (r.status == 200)
+			return;
+		ck_assert_int_eq(waitpid(daemon_pid, NULL, WNOHANG), 0);
+		usleep(100000);
+	}
+	ck_abort_msg("daemon did not become ready");
+}
+
+static void daemon_stop(void)
+{
+	if (daemon_pid > 0) {
+		kill(daemon_pid, SIGTERM);
+		waitpid(daemon_pid, NULL, 0);
+		daemon_pid = 0;
+	}
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A WAV body at 24 kHz mono s16 whose data is a whole number of 480-sample frames. */
+static size_t check_wav(const struct http_resp *r)
+{
+	const unsigned char *b = (const unsigned char *)r->body;
+	size_t data;
+	ck_assert_uint_ge(r->n, 44);
+	ck_assert_int_eq(memcmp(b, "RIFF", 4), 0);
+	ck_assert_int_eq(memcmp(b + 8, "WAVE", 4), 0);
+	ck_assert_uint_eq(le32(b + 24), 24000);
+	data = r->n - 44;
+	ck_assert_uint_gt(data, 0);
+	ck_assert_uint_eq(data % (2 * 480), 0);
+	return data / 2;
+}
+
+START_TEST(http_end_to_end)
+{
+	struct http_resp r;
+	size_t n;
+	daemon_start();
+	http("GET", "/v1/speakers", NULL, &r);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_ptr_nonnull(strstr(r.body, "\"cosyvoice2\""));
+	ck_assert_ptr_nonnull(strstr(r.body, "zero_shot_0/cross-lingual"));
+	free(r.body);
+	/* en, buffered WAV */
+	http("POST", "/tts", "{\"text\":\"Hello world.\",\"seed\":1}", &r);
+	ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body ? r.body : "");
+	n = check_wav(&r);
+	ck_assert_uint_ge(n, 480 * 2 * 2 * 2); /* >= min_len tokens (2 per text id) */
+	free(r.body);
+	/* zh, streamed WAV */
+	http("POST", "/tts",
+	     "{\"text\":\"\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c\",\"seed\":2,\"stream\":true}",
+	     &r);
+	ck_assert_msg(r.status == 200, "status %ld", r.status);
+	ck_assert_uint_ge(r.n, 44);
+	ck_assert_int_eq(memcmp(r.body, "RIFF", 4), 0);
+	ck_assert_uint_eq((r.n - 44) % (2 * 480), 0);
+	ck_assert_uint_gt(r.n, 44);
+	free(r.body);
+	/* mixed zh/en, Opus, buffered and streamed */
+	http("POST", "/tts",
+	     "{\"text\":\"\xe4\xbd\xa0\xe5\xa5\xbd, hello "
+	     "\xe4\xb8\x96\xe7\x95\x8c.\",\"format\":\"opus\",\"seed\":3}",
+	     &r);
+	ck_assert_msg(r.status == 200, "status %ld", r.status);
+	ck_assert_uint_gt(r.n, 100);
+	ck_assert_int_eq(memcmp(r.body, "OggS", 4), 0);
+	ck_assert_ptr_nonnull(strstr(r.ctype, "ogg"));
+	free(r.body);
+	http("POST", "/tts",
+	     "{\"text\":\"\xe4\xbd\xa0\xe5\xa5\xbd, hello.\",\"format\":\"opus\",\"stream\":true,\"seed\":3}",
+	     &r);
+	ck_assert_msg(r.status == 200, "status %ld", r.status);
+	ck_assert_int_eq(memcmp(r.body, "OggS", 4), 0);
+	free(r.body);
+	/* unknown speaker */
+	http("POST", "/tts", "{\"text\":\"Hello.\",\"speaker\":\"nobody\"}", &r);
+	ck_assert_int_eq(r.status, 422);
+	ck_assert_ptr_nonnull(strstr(r.body, "nobody"));
+	free(r.body);
+	/* an engine error (speed + stream refused by the engine), then the next request works */
+	http("POST", "/tts", "{\"text\":\"Hello.\",\"stream\":true,\"speed\":1.5}", &r);
+	ck_assert_int_ge(r.status, 400);
+	free(r.body);
+	http("POST", "/tts", "{\"text\":\"Hello again.\",\"seed\":4}", &r);
+	ck_assert_int_eq(r.status, 200);
+	check_wav(&r);
+	free(r.body);
+	daemon_stop();
+}
+END_TEST
+
+START_TEST(http_over_long_text)
+{
+	struct http_resp r;
+	size_t n = 5000;
+	char *body = malloc(n + 64);
+	size_t o = (size_t)snprintf(body, 64, "{\"normalize\":false,\"text\":\"");
+	for (size_t i = 0; i < n; i += 6)
+		o += (size_t)snprintf(body + o, 8, "hello ");
+	snprintf(body + o, 8, "\"}");
+	daemon_start();
+	http("POST", "/tts", body, &r);
+	ck_assert_int_eq(r.status, 413);
+	ck_assert_uint_gt(r.n, 0);
+	free(r.body);
+	http("GET", "/readyz", NULL, &r);
+	ck_assert_int_eq(r.status, 200);
+	free(r.body);
+	free(body);
+	daemon_stop();
+}
+END_TEST
+
+#else /* !CV_WITH_TORCH */
+
+START_TEST(built_without_libtorch)
+{
+	struct engine_config cfg = {.backend = "cosyvoice2", .model_dir = "/tmp"};
+	struct engine *e = NULL;
+	char err[256] = "";
+	ck_assert_int_eq(engine_open(&cfg, &e, err, sizeof err), CV_EUNSUPPORTED);
+	ck_assert_ptr_nonnull(strstr(err, "built without libtorch"));
+	ck_assert_ptr_null(e);
+}
+END_TEST
+
+#endif
+
+Suite *suite_cosyvoice2(void);
+Suite *suite_cosyvoice2(void)
+{
+	Suite *s = suite_create("cosyvoice2");
+	TCase *tc = tcase_create("bundle");
+	tcase_add_test(tc, sha256_vectors);
+#if CV_WITH_TORCH
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, open_tiny_bundle);
+	tcase_add_test(tc, bad_bundle_missing_file);
+	tcase_add_test(tc, bad_bundle_no_manifest);
+	tcase_add_test(tc, bad_bundle_version);
+	tcase_add_test(tc, bad_bundle_torch_version);
+	tcase_add_test(tc, bad_bundle_hash_mismatch);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("synth");
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, modes_produce_audio_and_seed_reproduces);
+	tcase_add_test(tc, errors_are_clear);
+	tcase_add_test(tc, cancel_between_chunks);
+	tcase_add_test(tc, stream_first_chunk_after_first_hop);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("parity");
+	tcase_set_timeout(tc, 400);
+	tcase_add_test(tc, parity_with_python_reference);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("http");
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, http_end_to_end);
+	tcase_add_test(tc, http_over_long_text);
+	suite_add_tcase(s, tc);
+#else
+	tcase_add_test(tc, built_without_libtorch);
+	suite_add_tcase(s, tc);
+#endif
+	return s;
+}
