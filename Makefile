@@ -1,7 +1,8 @@
 # cosyvoiced — one non-recursive GNU Makefile.
 #
 #   make            build build/cosyvoiced
-#   make run        install missing packages, build, run on 127.0.0.1:8080 (espeak-ng default)
+#   make run        install missing packages, build, run on 127.0.0.1:8080 (espeak-ng default;
+#                   MODEL=<bundle> [DEVICE=cpu|cuda] runs CosyVoice2, installing the torch venv first)
 #   make test       install missing packages, build, run unit + integration suites
 #   make check      unit suites only          make integration   integration suites only
 #   make asan       ASan+UBSan build (build/asan) running the whole test suite
@@ -64,7 +65,7 @@ EXTRA_LIBS += -lfst
 # are expanded lazily, in recipes that run after the stamp.
 WITH_TORCH ?= auto
 ifeq ($(WITH_TORCH),auto)
-  ifneq ($(filter test,$(MAKECMDGOALS)),)
+  ifneq ($(filter test,$(MAKECMDGOALS))$(MODEL),)
     override WITH_TORCH := 1
   else
     override WITH_TORCH := $(shell bash tools/torch-venv.sh --check >/dev/null 2>&1 && echo 1 || echo 0)
@@ -109,7 +110,7 @@ UNIT_BIN  := $(BUILD)/check_unit
 INTEG_BIN := $(BUILD)/check_integration
 PROMTOOL   = $(shell bash tools/deps.sh --print-promtool)
 
-.PHONY: all deps run test check integration asan valgrind lint format clean bench-tokenizer bench-frontend bundle test-export lint-systemd bench
+.PHONY: all deps run test check integration asan valgrind valgrind-run lint format clean bench-tokenizer bench-frontend bundle test-export lint-systemd bench
 .DEFAULT_GOAL := all
 
 all: $(DAEMON)
@@ -224,12 +225,16 @@ run: $(DAEMON)
 	@echo "cosyvoiced: listening on http://127.0.0.1:8080 (espeak-ng engine unless a model is configured)"
 	@echo "  try: curl -s -X POST http://127.0.0.1:8080/tts -H 'Content-Type: application/json' \\"
 	@echo "         -d '{\"text\":\"Hello from cosyvoiced.\"}' -o hello.wav"
-	$(DAEMON) --listen 127.0.0.1 --port 8080 $(RUN_ARGS)
+	$(DAEMON) --listen 127.0.0.1 --port 8080 $(if $(MODEL),--model-dir $(MODEL) --device $(or $(DEVICE),cuda)) $(RUN_ARGS)
 
 asan:
 	$(MAKE) BUILD=build/asan SAN=1 check integration
 
-valgrind: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok
+# The valgrind pass runs the integration suites against a daemon built without libtorch
+# (the espeak-ng engine): libtorch's own start-up is too slow and noisy under valgrind.
+valgrind:
+	$(MAKE) BUILD=build/valgrind WITH_TORCH=0 valgrind-run
+valgrind-run: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok
 	COSYVOICED_BIN=$(DAEMON) COSYVOICED_VALGRIND=1 PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=600 $(INTEG_BIN)
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null; ls tests/*/*.c tests/*/*.h */*.c */*.h 2>/dev/null) 
