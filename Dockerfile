@@ -27,10 +27,17 @@ WORKDIR /src
 # unpacks promtool into ~/.cache (harmless here, used by `make test`).
 COPY tools/deps.sh tools/deps.sh
 RUN bash tools/deps.sh && rm -rf /var/lib/apt/lists/*
+# The pinned torch venv (tools/torch-venv.sh): the CosyVoice2 engine links the
+# libtorch inside it, and its nvidia-* wheels carry the CUDA runtime. It lives
+# in a fixed cache path so the runtime stage can copy it to the same place
+# (the binary's rpath points there). The wheel cache is dropped.
+ENV COSYVOICED_CACHE=/opt/cosyvoiced/cache
+COPY tools/torch-venv.sh tools/requirements-export.txt tools/
+RUN bash tools/torch-venv.sh >/dev/null && rm -rf /opt/cosyvoiced/cache/wheels
 COPY . .
 # .git is not in the build context (.dockerignore): the Makefile's revision
 # comes from the GIT_REV build argument instead of `git rev-parse`.
-RUN make -j"$(nproc)" GIT_REV="$GIT_REV" build/cosyvoiced
+RUN make -j"$(nproc)" GIT_REV="$GIT_REV" WITH_TORCH=1 build/cosyvoiced
 
 # -------------------------------------------------------------- runtime stage
 FROM debian:12-slim
@@ -53,6 +60,7 @@ RUN groupadd --system --gid 10001 cosyvoiced \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin cosyvoiced \
  && install -d -o 10001 -g 10001 -m 0755 /models
+COPY --from=build /opt/cosyvoiced/cache /opt/cosyvoiced/cache
 COPY --from=build /src/build/cosyvoiced /usr/local/bin/cosyvoiced
 COPY config/cosyvoiced.json /etc/cosyvoiced/cosyvoiced.json
 # Fail the image build, not the first `docker run`, if a runtime library is

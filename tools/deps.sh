@@ -20,6 +20,7 @@ PKGS=(
   libfst-dev
   check libsubunit-dev libcurl4-openssl-dev curl
   sox opus-tools flac mpg123 systemd
+  python3 python3-venv python3-pip
 )
 
 if [[ "${1:-}" == "--print-promtool" ]]; then
