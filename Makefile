@@ -215,7 +215,7 @@ $(BUILD)/frontend/.ok: tools/fetch_tn.sh | $(DEPS_STAMP)
 integration: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
 	$(COSYVOICE2_TEST_ENV) COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
-test: lint check integration lint-systemd fuzz test-export
+test: lint check integration valgrind lint-systemd fuzz test-export
 
 # systemd unit must pass systemd-analyze verify (binary path mapped to ours).
 lint-systemd: $(DAEMON)
