@@ -11,23 +11,7 @@
 
 #include "common/err.h"
 #include "engine/cv2_stream.h"
-
-static char *run_line(const char *cmd)
-{
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return NULL;
-	char line[4096];
-	char *r = fgets(line, sizeof line, p) ? strdup(line) : NULL;
-	int st = pclose(p);
-	if (st != 0) {
-		free(r);
-		return NULL;
-	}
-	if (r)
-		r[strcspn(r, "\n")] = '\0';
-	return r;
-}
+#include "tests/unit/testutil.h"
 
 /* Feeds tokens one at a time (polling after each), then ends the LLM;
  * writes (n_tokens, token_offset, finalize) triples; returns the count. */
@@ -233,7 +217,7 @@ static void fake_hift(const float *mel, size_t nm, size_t t, const float *cache_
 
 START_TEST(parity_with_python)
 {
-	char *py = run_line("bash tools/torch-venv.sh");
+	char *py = test_run_line("bash tools/torch-venv.sh");
 	ck_assert_msg(py != NULL, "tools/torch-venv.sh failed (no torch venv)");
 	char dir[] = "/tmp/cv-stream-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));

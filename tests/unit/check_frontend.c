@@ -24,6 +24,7 @@
 #include "engine/tn.h"
 #include "engine/tokenizer.h"
 #include "engine/utext.h"
+#include "tests/unit/testutil.h"
 
 #define MODEL_DIR "../shared/models/CosyVoice-BlankEN"
 #define CORPUS	  "tests/data/frontend_corpus.txt"
@@ -341,22 +342,6 @@ END_TEST
 
 /* ------------------------------------------------------------------ parity */
 
-static char *run_line(const char *cmd)
-{
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return NULL;
-	char line[4096];
-	char *r = fgets(line, sizeof line, p) ? strdup(line) : NULL;
-	if (pclose(p) != 0) {
-		free(r);
-		return NULL;
-	}
-	if (r)
-		r[strcspn(r, "\n")] = '\0';
-	return r;
-}
-
 /* A bundle-like directory: <dir>/tokenizer/{three files} and <dir>/tn/ from fetch_tn.sh. */
 static char bundle_dir[] = "/tmp/cv-fe-bundle-XXXXXX";
 
@@ -432,7 +417,7 @@ static int ids_equal(json_t *ji, const struct frontend_sentence *s)
 
 START_TEST(parity_corpus)
 {
-	char *py = run_line("bash tools/venv.sh");
+	char *py = test_run_line("bash tools/venv.sh");
 	ck_assert_msg(py != NULL, "tools/venv.sh failed (no Python venv)");
 	make_bundle();
 	struct frontend *f = NULL;

@@ -15,23 +15,7 @@
 
 #include "common/err.h"
 #include "engine/safetensors.h"
-
-static char *run_line(const char *cmd)
-{
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return NULL;
-	char line[4096];
-	char *r = fgets(line, sizeof line, p) ? strdup(line) : NULL;
-	int st = pclose(p);
-	if (st != 0) {
-		free(r);
-		return NULL;
-	}
-	if (r)
-		r[strcspn(r, "\n")] = '\0';
-	return r;
-}
+#include "tests/unit/testutil.h"
 
 /* 8-byte LE length + header + data_len bytes (value i & 0xff). */
 static unsigned char *image(const char *header, size_t data_len, size_t *len)
@@ -314,7 +298,7 @@ static void check_file(const char *dir, const char *file, json_t *exp)
 
 START_TEST(fixtures_from_python)
 {
-	char *py = run_line("bash tools/torch-venv.sh");
+	char *py = test_run_line("bash tools/torch-venv.sh");
 	ck_assert_msg(py != NULL, "tools/torch-venv.sh failed (no torch venv)");
 	char dir[] = "/tmp/cv-stfx-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));

@@ -10,25 +10,9 @@
 
 #include "common/err.h"
 #include "engine/sampler.h"
+#include "tests/unit/testutil.h"
 
 /* Runs a shell command, returns its first stdout line (malloc'd) or NULL. */
-static char *run_line(const char *cmd)
-{
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return NULL;
-	char line[4096];
-	char *r = fgets(line, sizeof line, p) ? strdup(line) : NULL;
-	int st = pclose(p);
-	if (st != 0) {
-		free(r);
-		return NULL;
-	}
-	if (r)
-		r[strcspn(r, "\n")] = '\0';
-	return r;
-}
-
 START_TEST(pcg32_known_answer)
 {
 	/* pcg32_srandom_r(&rng, 42u, 54u) of the PCG reference demo */
@@ -353,7 +337,7 @@ static int read_tok(char **s, const char *what, long long *v)
 
 START_TEST(parity_with_python)
 {
-	char *py = run_line("bash tools/torch-venv.sh");
+	char *py = test_run_line("bash tools/torch-venv.sh");
 	ck_assert_msg(py != NULL, "tools/torch-venv.sh failed (no torch venv)");
 	char cmd[4096];
 	snprintf(cmd, sizeof cmd, "'%s' tests/py/sampler_ref.py gen 2000 20240611", py);

@@ -22,6 +22,7 @@
 #include "common/err.h"
 #include "engine/tokenizer.h"
 #include "engine/tokenizer_pretok.h"
+#include "tests/unit/testutil.h"
 
 #define MODEL_DIR "../shared/models/CosyVoice-BlankEN"
 #define CORPUS	  "tests/data/tok_corpus.txt"
@@ -55,23 +56,6 @@ static size_t enc(const char *s, int32_t *ids, size_t cap)
 }
 
 /* Runs a shell command, returns its first stdout line (malloc'd) or NULL. */
-static char *run_line(const char *cmd)
-{
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return NULL;
-	char line[4096];
-	char *r = fgets(line, sizeof line, p) ? strdup(line) : NULL;
-	int st = pclose(p);
-	if (st != 0) {
-		free(r);
-		return NULL;
-	}
-	if (r)
-		r[strcspn(r, "\n")] = '\0';
-	return r;
-}
-
 static void print_ids(const char *what, const int32_t *ids, size_t n)
 {
 	fprintf(stderr, "  %s (%zu):", what, n);
@@ -84,7 +68,7 @@ static void print_ids(const char *what, const int32_t *ids, size_t n)
  * every {"text","ids","decoded"} line with the C tokenizer. Returns lines. */
 static size_t parity_run(const char *args, const char *corpus)
 {
-	char *py = run_line("bash tools/venv.sh");
+	char *py = test_run_line("bash tools/venv.sh");
 	ck_assert_msg(py != NULL, "tools/venv.sh failed (no Python venv with tokenizers)");
 	char out[] = "/tmp/cv-tok-expected-XXXXXX";
 	int fd = mkstemp(out);
