@@ -17,6 +17,7 @@ const char *cv_strerror(int code)
 	case CV_EIO: return "i/o error";
 	case CV_EUNSUPPORTED: return "unsupported";
 	case CV_ENOTREADY: return "not ready";
+	case CV_EBUDGET: return "over the memory budget";
 	default: return "unknown error";
 	}
 }

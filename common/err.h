@@ -24,7 +24,8 @@ enum cv_err {
 	CV_ENOTFOUND = -9,     /* unknown speaker, route, key... */
 	CV_EIO = -10,	       /* file or socket I/O failed */
 	CV_EUNSUPPORTED = -11, /* valid but not supported here */
-	CV_ENOTREADY = -12     /* engine not loaded / warmed up yet */
+	CV_ENOTREADY = -12,    /* engine not loaded / warmed up yet */
+	CV_EBUDGET = -13       /* predicted memory need over the configured budget */
 };
 
 /* Short stable name of an error code ("EINVAL"...), never NULL. */

@@ -133,6 +133,17 @@ static const struct config_entry config_table[] = {
 	    "Speaker used when a request names none; empty = the engine default"),
     CFG_INT(engine_threads, ENGINE_THREADS, 0, 64, NULL, 0, "N", "CPU threads for the engine; 0 = automatic"),
     CFG_BOOL(warmup, WARMUP, 1, "Run one warm-up synthesis before reporting ready"),
+    CFG_BOOL(cuda_graph, CUDA_GRAPH, 1,
+	     "Replay the LLM decode step as a captured CUDA graph (cuda only; eager when capture fails)"),
+    CFG_INT(llm_max_positions, LLM_MAX_POSITIONS, 256, 65536, NULL, 4096, "N",
+	    "KV-cache positions allocated at start-up (prompt + text + up to 20 speech tokens per text "
+	    "token); a sentence that could need more is refused with 413"),
+    CFG_INT(memory_budget_mb, MEMORY_BUDGET_MB, 0, 1048576, NULL, 3072, "MIB",
+	    "Engine memory budget in MiB (GPU memory on cuda, resident memory on cpu); a sentence whose "
+	    "predicted need is larger is refused with 413; 0 = no guard; 3072 fits a 4 GB card"),
+    CFG_INT(split_max_tokens, SPLIT_MAX_TOKENS, 4, 512, NULL, 80, "N",
+	    "Longest text piece synthesized in one go (CosyVoice split_paragraph token_max_n; min_n and "
+	    "merge_len scale with it); 80 = the reference"),
     /* scheduling and limits */
     CFG_INT(queue_capacity, QUEUE_CAPACITY, 1, 4096, NULL, 16, "N",
 	    "Most synthesis jobs waiting in the queue; more are refused with 503"),
@@ -177,8 +188,10 @@ static const struct config_entry config_table[] = {
 
 /* COSYVOICED_* variables that are not settings: the config file path, and
  * variables of the test harness and tools. */
-static const char *const config_env_allowed[] = {"COSYVOICED_CONFIG", "COSYVOICED_BIN", "COSYVOICED_VALGRIND",
-						 "COSYVOICED_CACHE", NULL};
+static const char *const config_env_allowed[] = {
+    "COSYVOICED_CONFIG",	"COSYVOICED_BIN",	   "COSYVOICED_VALGRIND",
+    "COSYVOICED_CACHE",		"COSYVOICED_JIT_OPTIMIZE", "COSYVOICED_FAULT",
+    "COSYVOICED_STATIC_DECODE", "COSYVOICED_NVML_LIB",	   NULL};
 
 /* ---- field access ---------------------------------------------------- */
 
@@ -832,6 +845,8 @@ int config_apply_args(struct config *c, struct config_cli *cli, int argc, char *
 			continue;
 		}
 		const struct config_entry *e = NULL;
+		if (strcmp(name, "model") == 0) /* --model DIR: the and the README's short form */
+			cv_strlcpy(name, "model_dir", sizeof name);
 		if (strcmp(name, "config") != 0) {
 			e = config_find(name);
 			if (!e) {

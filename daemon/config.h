@@ -33,6 +33,10 @@ struct config {
 	char default_speaker[CONFIG_STR_MAX]; /* "" = engine default */
 	int engine_threads;		      /* 0 = auto */
 	int warmup;			      /* bool, 1 */
+	int cuda_graph;			      /* bool, 1: LLM decode step as a CUDA graph */
+	int llm_max_positions;		      /* KV cache positions allocated at start-up, 4096 */
+	int memory_budget_mb;		      /* engine memory budget in MiB, 3072; 0 = no guard */
+	int split_max_tokens;		      /* split_paragraph token_max_n, 80 */
 	/* scheduling and limits */
 	int queue_capacity;    /* 16 */
 	int deadline_ms;       /* default per-request deadline, 120000 */

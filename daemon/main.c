@@ -52,7 +52,7 @@ static int main_open_frontend(const struct config *c, struct frontend **out, cha
 {
 	const char *dir = c->frontend_dir[0] ? c->frontend_dir : c->model_dir;
 	char tok[CONFIG_STR_MAX + 16], tn[CONFIG_STR_MAX + 16];
-	struct frontend_limits lim = {0, 0};
+	struct frontend_limits lim = {0, 0, (size_t)c->split_max_tokens};
 	struct stat sb;
 
 	*out = NULL;
@@ -152,6 +152,10 @@ int main(int argc, char **argv, char **envp)
 	sc.engine.data_dir = cfg.espeak_data[0] ? cfg.espeak_data : NULL;
 	sc.engine.default_speaker = cfg.default_speaker[0] ? cfg.default_speaker : NULL;
 	sc.engine.threads = cfg.engine_threads;
+	sc.engine.cuda_graph = cfg.cuda_graph;
+	sc.engine.llm_max_positions = (size_t)cfg.llm_max_positions;
+	sc.engine.memory_budget_mb = (size_t)cfg.memory_budget_mb;
+	sc.engine.split_max_tokens = (size_t)cfg.split_max_tokens;
 	if (strcmp(backend, "espeak") == 0)
 		log_warn("main",
 			 "no CosyVoice2 model configured (model_dir empty): serving the embedded espeak-ng "

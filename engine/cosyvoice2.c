@@ -20,6 +20,16 @@
  *
  * Every sentence of a request is synthesized in order; the first failing
  * sentence fails the whole request with its number in the error text.
+ *
+ * Memory: the KV cache is allocated once at start-up for llm_max_positions
+ * and never grows for requests. The memory guard measures at start-up what
+ * the engine holds (weights + KV cache: the "base") and what flow + HiFT add
+ * per mel frame (two probe syntheses, peak minus start; CUDA: the caching
+ * allocator's figures, CPU: resident set and its high-water mark), fits
+ * need(T) = base + a*T + b*T^2 (the flow estimator's attention is quadratic
+ * in T), and refuses, before any audio, a request whose longest sentence
+ * could need more than memory_budget_mb: T is taken at the LLM's maximum
+ * length for that sentence (20 speech tokens per text token, spec §3.4).
  */
 #include "engine/cosyvoice2.h"
 
@@ -55,8 +65,10 @@
 #include "engine/sampler.h"
 #include "engine/torch_runtime.h"
 
-#define CV2_WARMUP_TEXT "Hello."
-#define CV2_PATH_MAX	4096
+#define CV2_WARMUP_TEXT		  "Hello."
+#define CV2_PATH_MAX		  4096
+#define CV2_DEFAULT_MAX_POSITIONS 4096
+#define CV2_MIB			  (1024.0 * 1024.0)
 
 struct cv2_speaker {
 	char *id;	      /* as listed (name, or name + "/cross-lingual") */
@@ -94,6 +106,12 @@ struct cv2 {
 	/* per-request scratch */
 	float *logp;
 	struct cv2_hift_cache hc;
+	/* limits and the memory model (see the design note) */
+	size_t max_positions;
+	double budget;	     /* bytes, 0 = no guard */
+	int mem_valid;	     /* the probe ran */
+	double mem_base;     /* bytes held with the model and the KV cache loaded */
+	double mem_a, mem_b; /* bytes per mel frame, per frame squared */
 };
 
 /* What one request accumulates while it runs. */
@@ -396,6 +414,8 @@ void cv2_free(struct cv2 *m)
 	free(m);
 }
 
+static int cv2_probe_memory(struct cv2 *m, char *err, size_t errlen);
+
 int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_t errlen)
 {
 	char mpath[CV2_PATH_MAX], path[CV2_PATH_MAX], tn[CV2_PATH_MAX];
@@ -533,7 +553,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		goto fail;
 	}
 	{
-		struct frontend_limits lim = {0, 0};
+		struct frontend_limits lim = {0, 0, cfg->split_max_tokens};
 		rc = frontend_open(path, tn[0] ? tn : NULL, &lim, &m->fe, err, errlen);
 		if (rc != CV_OK)
 			goto fail;
@@ -557,18 +577,31 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		rc_cfg.device = cfg->device && cfg->device[0] ? cfg->device : "cpu";
 		rc_cfg.threads = cfg->threads;
 		rc_cfg.half = strcmp(dtype, "fp16") == 0;
-		rc_cfg.cuda_graph = g && strcmp(g, "1") == 0;
+		rc_cfg.cuda_graph = cfg->cuda_graph;
 		g = getenv("COSYVOICED_JIT_OPTIMIZE");
 		rc_cfg.jit_optimize = g && strcmp(g, "1") == 0;
+		g = getenv("COSYVOICED_STATIC_DECODE");
+		rc_cfg.static_decode = g && strcmp(g, "1") == 0;
+		rc_cfg.fault = getenv("COSYVOICED_FAULT");
 		rc = torch_runtime_open(&rc_cfg, &m->rt, err, errlen);
 		if (rc != CV_OK)
 			goto fail;
 	}
+	m->max_positions = cfg->llm_max_positions ? cfg->llm_max_positions : CV2_DEFAULT_MAX_POSITIONS;
+	m->budget = (double)cfg->memory_budget_mb * 1024.0 * 1024.0;
+	rc = torch_runtime_llm_begin(m->rt, m->max_positions, err, errlen);
+	if (rc != CV_OK)
+		goto fail;
+	rc = cv2_probe_memory(m, err, errlen);
+	if (rc != CV_OK)
+		goto fail;
+	torch_runtime_fault_arm(m->rt);
 	t1 = clock_now_ns();
 	snprintf(m->describe, sizeof m->describe,
 		 "CosyVoice2 bundle %.120s (%s, %s, libtorch %s, %zu speakers)", m->dir, dtype,
 		 torch_runtime_device(m->rt), torch_runtime_version(), m->n_spk);
-	log_info("cosyvoice2", "loaded %s in %.0f ms", m->describe, clock_ms_between(t0, t1));
+	log_info("cosyvoice2", "loaded %s in %.0f ms; LLM decode: %s; KV cache %zu positions", m->describe,
+		 clock_ms_between(t0, t1), torch_runtime_decode_mode(m->rt), m->max_positions);
 	json_decref(man);
 	*out = m;
 	return CV_OK;
@@ -948,6 +981,135 @@ int cv2_token2wav(struct cv2 *m, const char *speaker, const int32_t *tokens, siz
 	return CV_OK;
 }
 
+/* ------------------------------------------------------------------ memory guard */
+
+/* Mel frames flow and HiFT see for n speech tokens with this speaker. */
+static double cv2_frames(const struct cv2_speaker *spk, size_t n)
+{
+	return 2.0 * (double)(spk->n_prompt_tokens + n);
+}
+
+static double cv2_need(const struct cv2 *m, double frames)
+{
+	return m->mem_base + m->mem_a * frames + m->mem_b * frames * frames;
+}
+
+/* One buffered flow + HiFT run on n synthetic tokens; *work = peak - start. */
+static int cv2_probe_one(struct cv2 *m, const struct cv2_speaker *spk, size_t n, double *work, char *err,
+			 size_t errlen)
+{
+	struct engine_sink sink = {cv2_null_write, NULL, NULL};
+	struct torch_runtime_usage u0, u1;
+	struct cv2_run run;
+	int32_t *tok = xmalloc(n * sizeof *tok);
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		tok[i] = (int32_t)((i * 2654435761u) % SAMPLER_SPEECH_TOKENS);
+	torch_runtime_usage_reset(m->rt);
+	rc = torch_runtime_usage(m->rt, &u0);
+	cv2_run_init(m, &run, &sink, 0);
+	if (rc == CV_OK)
+		rc = cv2_buffered(m, &run, spk, tok, n, 1.0, err, errlen);
+	if (rc == CV_OK)
+		rc = torch_runtime_usage(m->rt, &u1);
+	free(tok);
+	if (rc != CV_OK)
+		return rc;
+	*work = u1.peak > u0.current ? u1.peak - u0.current : 0.0;
+	return CV_OK;
+}
+
+/* Start-up measurement of the memory model (see the design note). */
+static int cv2_probe_memory(struct cv2 *m, char *err, size_t errlen)
+{
+	const struct cv2_speaker *spk = &m->spk[m->default_spk];
+	struct torch_runtime_usage u;
+	size_t n1 = 50, n2 = torch_runtime_is_cuda(m->rt) ? 500 : 200;
+	double w1 = 0, w2 = 0, t1 = cv2_frames(spk, n1), t2 = cv2_frames(spk, n2), dummy;
+	int64_t a = clock_now_ns();
+	int rc;
+
+	if (m->budget <= 0)
+		return CV_OK;
+	/* The first run pays one-time costs (allocator pools, kernels): not measured. */
+	if ((rc = cv2_probe_one(m, spk, n2, &dummy, err, errlen)) != CV_OK ||
+	    (rc = cv2_probe_one(m, spk, n1, &w1, err, errlen)) != CV_OK ||
+	    (rc = cv2_probe_one(m, spk, n2, &w2, err, errlen)) != CV_OK) {
+		log_warn("cosyvoice2", "memory probe failed: %s", err);
+		return rc;
+	}
+	torch_runtime_usage_reset(m->rt);
+	if (torch_runtime_usage(m->rt, &u) != CV_OK) {
+		log_warn("cosyvoice2", "memory guard off: this platform reports no memory usage");
+		return CV_OK;
+	}
+	m->mem_base = u.current;
+	/* w = a*t + b*t^2 through both points; a negative slope (noise) falls back to linear. */
+	m->mem_b = (w2 / t2 - w1 / t1) / (t2 - t1);
+	m->mem_a = w1 / t1 - m->mem_b * t1;
+	if (m->mem_b < 0 || m->mem_a < 0) {
+		m->mem_b = 0;
+		m->mem_a = w1 / t1 > w2 / t2 ? w1 / t1 : w2 / t2;
+	}
+	m->mem_valid = 1;
+	log_info("cosyvoice2",
+		 "memory model (%s, %.0f ms): base %.0f MiB (weights + KV cache), workspace %.1f KiB/frame + "
+		 "%.3f B/frame^2 (probes %.0f and %.0f frames: %.1f and %.1f MiB); 30 s of audio -> %.0f MiB "
+		 "of a %.0f MiB budget",
+		 torch_runtime_is_cuda(m->rt) ? "CUDA caching allocator" : "resident set",
+		 clock_ms_between(a, clock_now_ns()), m->mem_base / CV2_MIB, m->mem_a / 1024.0, m->mem_b, t1,
+		 t2, w1 / CV2_MIB, w2 / CV2_MIB, cv2_need(m, 1500.0 + cv2_frames(spk, 0)) / CV2_MIB,
+		 m->budget / CV2_MIB);
+	if (m->mem_base > m->budget) {
+		cv2_set_err(err, errlen,
+			    "the model needs %.0f MiB with its KV cache (llm_max_positions %zu), over "
+			    "memory_budget_mb %.0f: raise the budget, lower llm_max_positions or use an fp16 "
+			    "bundle on cuda",
+			    m->mem_base / CV2_MIB, m->max_positions, m->budget / CV2_MIB);
+		return CV_EBUDGET;
+	}
+	return CV_OK;
+}
+
+double cv2_memory_predict(const struct cv2 *m, const char *speaker, size_t n_text)
+{
+	const struct cv2_speaker *spk = cv2_speaker_find(m, speaker);
+	if (!spk || !m->mem_valid)
+		return 0;
+	return cv2_need(m, cv2_frames(spk, sampler_max_len(n_text)));
+}
+
+/* Before any audio: every sentence must fit the KV cache and the budget. */
+static int cv2_check_sentence(const struct cv2 *m, const struct cv2_speaker *spk, size_t i, size_t n_sent,
+			      size_t n_text, size_t n_instr, char *err, size_t errlen)
+{
+	size_t n_ptext = n_instr ? n_instr : (!spk->sft && !spk->cross_lingual ? spk->n_prompt_text : 0);
+	size_t n_pspeech = !n_instr && !spk->sft && !spk->cross_lingual ? spk->n_prompt_tokens : 0;
+	size_t max_len = sampler_max_len(n_text);
+	size_t need_pos = n_ptext + n_text + n_pspeech + 2 + max_len;
+	double need;
+
+	if (need_pos > m->max_positions) {
+		cv2_set_err(err, errlen,
+			    "sentence %zu of %zu (%zu text tokens) could need %zu LLM positions, over "
+			    "llm_max_positions %zu: split it with punctuation or raise llm_max_positions",
+			    i + 1, n_sent, n_text, need_pos, m->max_positions);
+		return CV_E2BIG;
+	}
+	if (!m->mem_valid || m->budget <= 0)
+		return CV_OK;
+	need = cv2_need(m, cv2_frames(spk, max_len));
+	if (need > m->budget) {
+		cv2_set_err(err, errlen,
+			    "memory: sentence %zu of %zu could need %.0f MiB (up to %.1f s of audio), over "
+			    "memory_budget_mb %.0f: shorten the sentence or raise the budget",
+			    i + 1, n_sent, need / CV2_MIB, (double)max_len / 25.0, m->budget / CV2_MIB);
+		return CV_EBUDGET;
+	}
+	return CV_OK;
+}
+
 /* ------------------------------------------------------------------ backend */
 
 static int cv2_be_open(const struct engine_config *cfg, void **impl, char *err, size_t errlen)
@@ -1075,6 +1237,11 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 		goto out;
 	}
 	for (size_t i = 0; i < fr.n; i++) {
+		rc = cv2_check_sentence(m, spk, i, fr.n, fr.s[i].n_ids, n_instr, err, errlen);
+		if (rc != CV_OK)
+			goto out;
+	}
+	for (size_t i = 0; i < fr.n; i++) {
 		struct cv2_sentence se = {0};
 		char e2[384];
 
@@ -1092,6 +1259,12 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 		se.run_flow = 1;
 		if (se.n_text == 0)
 			continue;
+		/* Sentence i (from 0) runs with seed + i, so any sentence of a seeded
+		 * request can be reproduced alone with seed + i as its seed. */
+		if (i > 0) {
+			sampler_rng_seed(&run.rng, seed + (uint64_t)i);
+			torch_runtime_seed(m->rt, seed + (uint64_t)i);
+		}
 		e2[0] = '\0';
 		rc = cv2_sentence_run(m, &run, &se, NULL, NULL, e2, sizeof e2);
 		if (rc == CV_ECANCELED)
@@ -1164,6 +1337,26 @@ static void cv2_be_gauges(void *impl, struct engine_gauges *g)
 	struct cv2 *m = impl;
 	struct torch_runtime_memory mem;
 
+	if (m->budget > 0)
+		cv2_gauge(g, "memory_budget_bytes", "Engine memory budget (memory_budget_mb).", m->budget);
+	if (m->mem_valid) {
+		cv2_gauge(
+		    g, "memory_base_bytes",
+		    "Memory the engine holds with the model and its KV cache loaded (measured at start-up).",
+		    m->mem_base);
+		cv2_gauge(g, "memory_workspace_bytes_per_frame",
+			  "Measured flow + HiFT workspace per mel frame (linear term of the memory model).",
+			  m->mem_a);
+		cv2_gauge(
+		    g, "memory_workspace_bytes_per_frame_squared",
+		    "Measured flow + HiFT workspace per mel frame squared (attention term of the memory "
+		    "model).",
+		    m->mem_b);
+	}
+	cv2_gauge(g, "llm_max_positions", "KV-cache positions allocated at start-up.",
+		  (double)m->max_positions);
+	cv2_gauge(g, "llm_decode_cuda_graph", "1 when LLM decode steps replay a captured CUDA graph.",
+		  torch_runtime_graph_active(m->rt));
 	torch_runtime_memory(m->rt, &mem);
 	if (!mem.valid)
 		return;
@@ -1192,6 +1385,14 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 void cv2_free(struct cv2 *m)
 {
 	(void)m;
+}
+
+double cv2_memory_predict(const struct cv2 *m, const char *speaker, size_t n_text)
+{
+	(void)m;
+	(void)speaker;
+	(void)n_text;
+	return 0;
 }
 
 int cv2_llm_generate(struct cv2 *m, const struct cv2_llm_request *r, int32_t **tokens, size_t *n_tokens,

@@ -48,6 +48,11 @@ struct cv2_llm_request {
 	int greedy;
 	uint64_t seed;
 };
+/* The memory guard's prediction, in bytes, for one sentence of n_text text
+ * ids with this speaker (NULL = default) at the LLM's maximum length; 0 when
+ * the guard is off (memory_budget_mb 0) or could not measure. */
+double cv2_memory_predict(const struct cv2 *m, const char *speaker, size_t n_text);
+
 int cv2_llm_generate(struct cv2 *m, const struct cv2_llm_request *r, int32_t **tokens, size_t *n_tokens,
 		     char *err, size_t errlen);
 

@@ -37,6 +37,10 @@ struct engine_config {
 	const char *data_dir;	     /* espeak-ng data path, NULL = library default */
 	const char *default_speaker; /* NULL = backend's own default */
 	int threads;		     /* CPU threads the backend may use, 0 = auto */
+	int cuda_graph;		     /* cosyvoice2: 1 = LLM decode step as a CUDA graph */
+	size_t llm_max_positions;    /* cosyvoice2: KV cache positions (0 = 4096) */
+	size_t memory_budget_mb;     /* cosyvoice2: memory guard budget, 0 = no guard */
+	size_t split_max_tokens;     /* cosyvoice2: split_paragraph token_max_n (0 = 80) */
 };
 
 struct engine_speaker {

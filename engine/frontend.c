@@ -46,6 +46,7 @@ struct frontend {
 	struct tokenizer *tok;
 	struct tn *tn;
 	struct frontend_limits lim;
+	struct split_params split;
 };
 
 static int file_exists(const char *dir, const char *sub, const char *name)
@@ -71,6 +72,12 @@ int frontend_open(const char *tokenizer_dir, const char *tn_dir, const struct fr
 		f->lim.max_input_bytes = FRONTEND_DEFAULT_MAX_INPUT;
 	if (f->lim.max_tokens_per_sentence == 0)
 		f->lim.max_tokens_per_sentence = FRONTEND_DEFAULT_MAX_TOKENS;
+	if (f->lim.split_max_tokens == 0)
+		f->lim.split_max_tokens = 80;
+	f->split.token_max_n = f->lim.split_max_tokens;
+	f->split.token_min_n = f->lim.split_max_tokens * 60 / 80;
+	f->split.merge_len = f->lim.split_max_tokens * 20 / 80;
+	f->split.comma_split = 0;
 	char dir[4096];
 	if (file_exists(tokenizer_dir, "/tokenizer", "vocab.json"))
 		snprintf(dir, sizeof dir, "%s/tokenizer", tokenizer_dir);
@@ -513,7 +520,7 @@ int frontend_run(const struct frontend *f, const char *text, size_t len, int nor
 	} else if ((rc = spell_out_number(&t, err, errlen))) {
 		goto fail;
 	}
-	if ((rc = split_paragraph(t.c, t.n, zh, f->tok, NULL, &sp, err, errlen)))
+	if ((rc = split_paragraph(t.c, t.n, zh, f->tok, &f->split, &sp, err, errlen)))
 		goto fail;
 	for (size_t i = 0; i < sp.n; i++) {
 		if (only_punct(&sp.piece[i]))

@@ -33,6 +33,8 @@ struct frontend;
 struct frontend_limits {
 	size_t max_input_bytes;		/* refuse longer input (CV_E2BIG); 0 = 1 MiB */
 	size_t max_tokens_per_sentence; /* refuse a sentence with more ids (CV_E2BIG); 0 = 512 */
+	size_t split_max_tokens;	/* split_paragraph token_max_n (min_n and merge_len scale
+					 * with it as 60/80 and 20/80); 0 = 80, the reference */
 };
 
 struct frontend_sentence {

@@ -14,6 +14,21 @@
  * The CUDA paths (device guard, caching-allocator statistics, a CUDA graph of
  * the decode step) compile in every build: libtorch from the pinned wheel
  * ships libtorch_cuda; they only run when a GPU is present.
+ *
+ * CUDA graph of the decode step: the bundle's llm_decode_at takes the token
+ * and the position as device tensors and attends over the whole cache with
+ * the later positions masked, so its shapes never change. After the cache is
+ * allocated the first decode step warms it up on a side stream and captures
+ * it once; every later step writes token and position into the two static
+ * input tensors (fill_: a kernel launch, no host sync) and replays the graph;
+ * the only host sync is reading the log-probabilities for the C sampler. A
+ * capture failure is remembered and the runtime decodes eagerly from then on
+ * (torch_runtime_decode_mode says why). Bundles without llm_decode_at (older
+ * exports) decode eagerly through llm_decode_one.
+ *
+ * Fault injection (tests only, torch_runtime_config.fault): the n-th call of
+ * one entry point throws the exception libtorch itself would throw (c10::Error
+ * or c10::OutOfMemoryError), so the catch path above is exercised for real.
  */
 #include "engine/torch_runtime.h"
 
@@ -31,6 +46,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <malloc.h>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -44,9 +61,7 @@ namespace
 
 struct graph_state {
 	std::unique_ptr<at::cuda::CUDAGraph> graph;
-	torch::Tensor token; /* static input (1,1) int64 */
-	torch::Tensor logp;  /* static output */
-	size_t pos = 0;	     /* position the graph was captured for */
+	torch::Tensor logp; /* static output of the captured step */
 };
 
 void set_err(char *err, size_t errlen, const char *msg)
@@ -162,10 +177,68 @@ struct torch_runtime {
 	bool cuda = false;
 	bool half = false;
 	bool want_graph = false;
+	bool has_decode_at = false; /* the bundle exports llm_decode_at */
+	bool static_decode = false; /* use llm_decode_at without a graph */
+	bool graph_failed = false;
+	std::string decode_mode;
 	torch::Tensor k_cache, v_cache;
+	torch::Tensor tok_t, pos_t; /* static decode inputs on the device */
 	size_t capacity = 0;
 	graph_state graph;
+	/* fault injection */
+	std::string fault_entry;
+	long fault_n = 0;
+	bool fault_oom = false;
+	bool fault_armed = false;
+	long fault_calls = 0;
 };
+
+namespace
+{
+
+/* Throw what libtorch would, on the configured call (tests only). */
+void fault_check(torch_runtime *rt, const char *entry)
+{
+	if (!rt->fault_armed || rt->fault_entry != entry)
+		return;
+	if (++rt->fault_calls != rt->fault_n)
+		return;
+	if (rt->fault_oom)
+		TORCH_CHECK_WITH(OutOfMemoryError, false, "CUDA out of memory. Tried to allocate 2.00 GiB "
+							  "(fault injected by COSYVOICED_FAULT)");
+	TORCH_CHECK(false, "fault injected by COSYVOICED_FAULT in ", entry);
+}
+
+/* "VmRSS:  1234 kB" style field of /proc/self/status, in bytes; -1 if absent. */
+double proc_status_bytes(const char *field)
+{
+	std::ifstream f("/proc/self/status");
+	std::string line;
+	size_t fl = std::strlen(field);
+	while (std::getline(f, line)) {
+		if (line.compare(0, fl, field) == 0 && line.size() > fl && line[fl] == ':')
+			return std::strtod(line.c_str() + fl + 1, nullptr) * 1024.0;
+	}
+	return -1;
+}
+
+void set_decode_mode(torch_runtime *rt)
+{
+	if (rt->cuda && rt->want_graph && rt->has_decode_at && !rt->graph_failed)
+		rt->decode_mode = rt->graph.graph ? "cuda graph" : "cuda graph (captured at the first step)";
+	else if (rt->graph_failed)
+		; /* keeps the failure text */
+	else if (rt->static_decode && rt->has_decode_at)
+		rt->decode_mode = "static (llm_decode_at, no graph)";
+	else if (rt->cuda && rt->want_graph && !rt->has_decode_at)
+		rt->decode_mode = "eager (the bundle has no llm_decode_at: re-export it for CUDA graphs)";
+	else if (rt->cuda && !rt->want_graph)
+		rt->decode_mode = "eager (cuda_graph off)";
+	else
+		rt->decode_mode = "eager";
+}
+
+} // namespace
 
 extern "C" {
 
@@ -233,6 +306,18 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		rt->mod = torch::jit::load(cfg->model_path, rt->device);
 		rt->mod.eval();
 		rt->device_name = rt->device.str();
+		rt->has_decode_at = rt->mod.find_method("llm_decode_at").has_value();
+		rt->static_decode = cfg->static_decode != 0;
+		if (cfg->fault && cfg->fault[0]) {
+			std::string f(cfg->fault);
+			size_t c1 = f.find(':');
+			rt->fault_entry = f.substr(0, c1);
+			rt->fault_n = c1 == std::string::npos ? 1 : std::strtol(f.c_str() + c1 + 1, nullptr, 10);
+			rt->fault_oom = f.find(":oom") != std::string::npos;
+			if (rt->fault_n < 1)
+				rt->fault_n = 1;
+		}
+		set_decode_mode(rt.get());
 		*out = rt.release();
 		return CV_OK;
 	});
@@ -259,6 +344,19 @@ int torch_runtime_is_cuda(const struct torch_runtime *rt)
 int torch_runtime_graph_active(const struct torch_runtime *rt)
 {
 	return rt && rt->graph.graph ? 1 : 0;
+}
+
+const char *torch_runtime_decode_mode(const struct torch_runtime *rt)
+{
+	return rt ? rt->decode_mode.c_str() : "none";
+}
+
+void torch_runtime_fault_arm(struct torch_runtime *rt)
+{
+	if (rt && !rt->fault_entry.empty()) {
+		rt->fault_armed = true;
+		rt->fault_calls = 0;
+	}
 }
 
 void torch_runtime_seed(struct torch_runtime *rt, uint64_t seed)
@@ -293,6 +391,12 @@ int torch_runtime_llm_begin(struct torch_runtime *rt, size_t capacity, char *err
 		rt->k_cache = r->elements()[0].toTensor();
 		rt->v_cache = r->elements()[1].toTensor();
 		rt->capacity = want;
+		if (rt->has_decode_at) {
+			auto o = torch::TensorOptions().dtype(torch::kInt64).device(rt->device);
+			rt->tok_t = torch::zeros({1, 1}, o);
+			rt->pos_t = torch::zeros({1}, o);
+		}
+		set_decode_mode(rt);
 		return CV_OK;
 	});
 }
@@ -314,6 +418,7 @@ int torch_runtime_llm_prefill(struct torch_runtime *rt, const int32_t *text_ids,
 		if (rt->cuda)
 			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
 		c10::InferenceMode im;
+		fault_check(rt, "llm_prefill");
 		auto t = ids_tensor(text_ids, n_text, rt->device);
 		auto p = ids_tensor(prompt_speech, n_prompt, rt->device);
 		auto lp = rt->mod.get_method("llm_prefill")({t, p, rt->k_cache, rt->v_cache}).toTensor();
@@ -332,44 +437,70 @@ int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos
 		set_err(err, errlen, "llm_decode: position beyond the KV cache");
 		return CV_EINVAL;
 	}
-	return guarded("llm_decode_one", err, errlen, [&]() -> int {
+	return guarded("llm_decode", err, errlen, [&]() -> int {
 		std::unique_ptr<c10::cuda::CUDAGuard> guard;
 		if (rt->cuda)
 			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
 		c10::InferenceMode im;
-		auto tok = torch::full({1, 1}, (int64_t)token, torch::kInt64).to(rt->device);
-		if (rt->want_graph && rt->cuda) {
-			/* CUDA graph of one decode step (issue 6 builds on this). model.ts
-			 * takes the position as a Python int, which a graph bakes in at
-			 * capture; a graph is therefore only replayable for the position it
-			 * was captured at, so this path captures, checks and replays one
-			 * step and falls back to eager for the rest. A tensor-position
-			 * decode entry point is what makes replay general. */
+		fault_check(rt, "llm_decode");
+		if (rt->cuda && rt->want_graph && rt->has_decode_at && !rt->graph_failed) {
+			rt->tok_t.fill_((int64_t)token);
+			rt->pos_t.fill_((int64_t)pos);
 			if (!rt->graph.graph) {
-				/* Warm-up on a side stream, then capture. */
-				auto stream = c10::cuda::getStreamFromPool();
-				c10::cuda::CUDAStreamGuard sg(stream);
+				/* Capture once per cache: warm up on a side stream (cuBLAS
+				 * handles, allocator blocks), then record one step. Warm-up
+				 * writes this step's own k/v at pos, which the replay below
+				 * writes again with the same values. */
 				graph_state g;
-				g.token = tok.clone();
-				g.pos = pos;
-				auto kc = rt->k_cache.clone(), vc = rt->v_cache.clone();
-				for (int i = 0; i < 2; i++)
-					rt->mod.get_method("llm_decode_one")({g.token, (int64_t)pos, kc, vc});
-				g.graph = std::make_unique<at::cuda::CUDAGraph>();
-				g.graph->capture_begin();
-				g.logp = rt->mod
-					     .get_method("llm_decode_one")(
-						 {g.token, (int64_t)pos, rt->k_cache, rt->v_cache})
-					     .toTensor();
-				g.graph->capture_end();
-				rt->graph = std::move(g);
+				try {
+					torch::cuda::synchronize();
+					auto stream = c10::cuda::getStreamFromPool();
+					{
+						c10::cuda::CUDAStreamGuard sg(stream);
+						for (int i = 0; i < 3; i++)
+							rt->mod.get_method("llm_decode_at")(
+							    {rt->tok_t, rt->pos_t, rt->k_cache, rt->v_cache});
+						stream.synchronize();
+						g.graph = std::make_unique<at::cuda::CUDAGraph>();
+						g.graph->capture_begin();
+						try {
+							g.logp = rt->mod
+								     .get_method("llm_decode_at")(
+									 {rt->tok_t, rt->pos_t, rt->k_cache,
+									  rt->v_cache})
+								     .toTensor();
+						} catch (...) {
+							try {
+								g.graph->capture_end();
+							} catch (...) {
+							}
+							throw;
+						}
+						g.graph->capture_end();
+					}
+					torch::cuda::synchronize();
+					rt->graph = std::move(g);
+				} catch (const c10::Error &e) {
+					rt->graph_failed = true;
+					rt->graph = graph_state();
+					rt->decode_mode = "eager (CUDA graph capture failed: " +
+							  first_lines(e.what_without_backtrace()) + ")";
+				}
+				set_decode_mode(rt);
 			}
-			if (rt->graph.pos == pos) {
-				rt->graph.token.copy_(tok);
+			if (rt->graph.graph) {
 				rt->graph.graph->replay();
 				return copy_logp(rt->graph.logp, logp, vocab, err, errlen);
 			}
 		}
+		if (rt->has_decode_at && (rt->static_decode || (rt->cuda && rt->want_graph && !rt->graph_failed))) {
+			rt->tok_t.fill_((int64_t)token);
+			rt->pos_t.fill_((int64_t)pos);
+			auto lp = rt->mod.get_method("llm_decode_at")({rt->tok_t, rt->pos_t, rt->k_cache, rt->v_cache})
+				      .toTensor();
+			return copy_logp(lp, logp, vocab, err, errlen);
+		}
+		auto tok = torch::full({1, 1}, (int64_t)token, torch::kInt64).to(rt->device);
 		auto lp = rt->mod.get_method("llm_decode_one")({tok, (int64_t)pos, rt->k_cache, rt->v_cache})
 			      .toTensor();
 		return copy_logp(lp, logp, vocab, err, errlen);
@@ -393,6 +524,7 @@ int torch_runtime_flow(struct torch_runtime *rt, const struct torch_runtime_flow
 		if (rt->cuda)
 			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
 		c10::InferenceMode im;
+		fault_check(rt, "flow_inference");
 		auto tok = ids_tensor(a->tokens, a->n_tokens, rt->device);
 		auto ptok = ids_tensor(a->prompt_tokens, a->n_prompt_tokens, rt->device);
 		auto feat = float_tensor(a->prompt_feat, {1, (int64_t)a->n_prompt_feat, (int64_t)a->mel_bins},
@@ -435,6 +567,7 @@ int torch_runtime_hift(struct torch_runtime *rt, const float *mel, size_t mel_bi
 		if (rt->cuda)
 			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
 		c10::InferenceMode im;
+		fault_check(rt, "hift_inference");
 		auto m = float_tensor(mel, {1, (int64_t)mel_bins, (int64_t)frames}, rt->device);
 		auto cs = float_tensor(cache_source, {1, 1, (int64_t)n_cache}, rt->device);
 		c10::IValue r;
@@ -485,6 +618,58 @@ void torch_runtime_memory(struct torch_runtime *rt, struct torch_runtime_memory 
 	} catch (...) {
 		m->valid = 0;
 	}
+}
+
+void torch_runtime_usage_reset(struct torch_runtime *rt)
+{
+	if (!rt)
+		return;
+	try {
+		if (rt->cuda) {
+			auto idx = rt->device.has_index() ? rt->device.index() : (c10::DeviceIndex)0;
+			c10::cuda::CUDACachingAllocator::resetPeakStats(idx);
+		} else {
+			/* Give freed heap pages back first, so reuse shows up as growth;
+			 * "5" resets the peak resident set size (VmHWM), Linux >= 4.0. */
+			malloc_trim(0);
+			std::ofstream f("/proc/self/clear_refs");
+			f << "5";
+		}
+	} catch (...) {
+	}
+}
+
+int torch_runtime_usage(struct torch_runtime *rt, struct torch_runtime_usage *u)
+{
+	if (!rt || !u)
+		return CV_EINVAL;
+	u->current = u->peak = 0;
+	try {
+		if (rt->cuda) {
+			auto idx = rt->device.has_index() ? rt->device.index() : (c10::DeviceIndex)0;
+			auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(idx);
+			const size_t agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+			u->current = (double)st.allocated_bytes[agg].current;
+			u->peak = (double)st.allocated_bytes[agg].peak;
+			return CV_OK;
+		}
+	} catch (...) {
+		return CV_EUNSUPPORTED;
+	}
+	u->current = proc_status_bytes("VmRSS");
+	u->peak = proc_status_bytes("VmHWM");
+	if (u->current < 0 || u->peak < 0) {
+		u->current = u->peak = 0;
+		return CV_EUNSUPPORTED;
+	}
+	return CV_OK;
+}
+
+size_t torch_runtime_kv_bytes_per_position(const struct torch_runtime *rt)
+{
+	if (!rt || !rt->k_cache.defined() || !rt->capacity)
+		return 0;
+	return (size_t)(rt->k_cache.nbytes() + rt->v_cache.nbytes()) / rt->capacity;
 }
 
 void torch_runtime_empty_cache(struct torch_runtime *rt)

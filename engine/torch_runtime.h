@@ -33,14 +33,28 @@ struct torch_runtime_config {
 	int half;		/* 1: the file holds fp16 LLM/flow weights (CUDA only) */
 	int cuda_graph;		/* 1: try to capture the LLM decode step as a CUDA graph */
 	int jit_optimize;	/* 1: TorchScript's profiling/optimizing executor (0: plain) */
+	int static_decode;	/* 1: decode through llm_decode_at (the graph's fixed-shape form)
+				 * even without a graph; tests use it on the CPU */
+	const char *fault;	/* fault injection for tests, NULL = none: "<entry>:<n>[:oom]"
+				 * makes the n-th call of entry (llm_prefill, llm_decode,
+				 * flow_inference, hift_inference) after torch_runtime_fault_arm()
+				 * throw a c10::Error (or c10::OutOfMemoryError with :oom) */
 };
 
 struct torch_runtime_memory {
 	int valid;	     /* 1 on CUDA, 0 on CPU (nothing to report) */
 	double allocated;    /* bytes currently allocated by the caching allocator */
 	double reserved;     /* bytes reserved from the driver */
-	double peak;	     /* peak allocated bytes since start */
+	double peak;	     /* peak allocated bytes since start (or since the last reset) */
 	double device_total; /* total device memory, 0 when unknown */
+};
+
+/* What the memory guard measures with: on CUDA the caching allocator's
+ * allocated bytes and their peak; on the CPU the process's resident set
+ * (VmRSS) and its high-water mark (VmHWM, reset through /proc/self/clear_refs). */
+struct torch_runtime_usage {
+	double current; /* bytes in use now */
+	double peak;	/* most bytes in use since the last torch_runtime_usage_reset */
 };
 
 /* Version of the libtorch this binary was built against, e.g. "2.15.0". */
@@ -56,6 +70,11 @@ const char *torch_runtime_device(const struct torch_runtime *rt);
 int torch_runtime_is_cuda(const struct torch_runtime *rt);
 /* 1 when llm decode steps replay a captured CUDA graph. */
 int torch_runtime_graph_active(const struct torch_runtime *rt);
+/* How decode steps run, for logs and /readyz: "cuda graph", "eager (...why...)",
+ * "static (llm_decode_at, no graph)"... Never NULL. */
+const char *torch_runtime_decode_mode(const struct torch_runtime *rt);
+/* Start counting calls for cfg->fault (no-op without one). */
+void torch_runtime_fault_arm(struct torch_runtime *rt);
 
 /* Seed the libtorch generators (CPU and CUDA) used by the vocoder noise. */
 void torch_runtime_seed(struct torch_runtime *rt, uint64_t seed);
@@ -100,6 +119,12 @@ int torch_runtime_hift(struct torch_runtime *rt, const float *mel, size_t mel_bi
 		       size_t errlen);
 
 void torch_runtime_memory(struct torch_runtime *rt, struct torch_runtime_memory *m);
+/* Reset the peak of torch_runtime_usage (allocator peak stats / VmHWM). */
+void torch_runtime_usage_reset(struct torch_runtime *rt);
+/* CV_OK with u filled; CV_EUNSUPPORTED when the platform cannot say. */
+int torch_runtime_usage(struct torch_runtime *rt, struct torch_runtime_usage *u);
+/* Bytes of the KV cache per position (k and v, all layers), 0 before llm_begin. */
+size_t torch_runtime_kv_bytes_per_position(const struct torch_runtime *rt);
 /* Free cached device blocks (after an out-of-memory). */
 void torch_runtime_empty_cache(struct torch_runtime *rt);
 

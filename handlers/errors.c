@@ -39,7 +39,8 @@ int errors_status_for_code(int code)
 	switch (code) {
 	case CV_EINVAL:
 	case CV_EUNSUPPORTED: return 400;
-	case CV_E2BIG: return 413;
+	case CV_E2BIG:
+	case CV_EBUDGET: return 413;
 	case CV_ENOTFOUND: return 422;
 	case CV_EFULL:
 	case CV_ESHUTDOWN:

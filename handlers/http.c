@@ -681,8 +681,12 @@ static void http_observe_job(struct conn *c, const struct job_status *st)
 		metrics_add_audio_seconds(m, audio_s);
 	} else if (st->result == CV_ETIMEDOUT) {
 		metrics_inc_deadline_miss(m);
+	} else if (st->result == CV_EBUDGET) {
+		metrics_inc_rejection(m, METRICS_REJECT_MEMORY);
 	} else if (st->result == CV_EENGINE || st->result == CV_ENOMEM) {
 		metrics_inc_engine_error(m);
+		if (st->result == CV_ENOMEM)
+			metrics_inc_engine_oom(m);
 	}
 }
 
@@ -723,8 +727,12 @@ static enum MHD_Result http_send_job_error(struct conn *c, const struct job_stat
 				       NULL);
 	case CV_ESHUTDOWN: return http_send_unavailable(c, "server is shutting down", 5);
 	case CV_E2BIG:
-		snprintf(msg, sizeof msg, "audio longer than the limit of %d seconds",
-			 c->srv->cfg.max_audio_seconds);
+	case CV_EBUDGET:
+		if (st->error[0])
+			snprintf(msg, sizeof msg, "%s", st->error);
+		else
+			snprintf(msg, sizeof msg, "audio longer than the limit of %d seconds",
+				 c->srv->cfg.max_audio_seconds);
 		return http_send_error(c, 413, c->style == ERRORS_STYLE_OPENAI ? "input" : "text", msg, NULL,
 				       NULL);
 	case CV_EINVAL:

@@ -89,6 +89,7 @@ struct metrics_state {
 	uint64_t cancellations;
 	uint64_t deadline_misses;
 	uint64_t engine_errors;
+	uint64_t engine_oom;
 	int64_t inflight;
 };
 
@@ -358,6 +359,12 @@ void metrics_inc_deadline_miss(struct metrics *m)
 		inc_counter(m, &m->st.deadline_misses);
 }
 
+void metrics_inc_engine_oom(struct metrics *m)
+{
+	if (m)
+		inc_counter(m, &m->st.engine_oom);
+}
+
 void metrics_inc_engine_error(struct metrics *m)
 {
 	if (m)
@@ -612,6 +619,10 @@ static int render_state(struct buf *b, const struct metrics_state *st, const cha
 			    st->deadline_misses));
 	TRY(put_counter_u64(b, PFX "engine_errors_total", "Synthesis jobs that failed inside the engine.",
 			    st->engine_errors));
+	TRY(put_counter_u64(
+	    b, PFX "engine_out_of_memory_total",
+	    "Synthesis jobs that ran out of (GPU) memory; each fails alone, caches are freed.",
+	    st->engine_oom));
 
 	TRY(put_scalar(b, PFX "queue_depth", "gauge", "Synthesis jobs waiting in the queue.",
 		       (double)g->queue_depth));

@@ -68,6 +68,8 @@ void metrics_inc_rejection(struct metrics *m, enum metrics_reject r);
 void metrics_inc_cancellation(struct metrics *m);
 void metrics_inc_deadline_miss(struct metrics *m);
 void metrics_inc_engine_error(struct metrics *m);
+/* An engine error that was an out-of-memory (also counted as an engine error). */
+void metrics_inc_engine_oom(struct metrics *m);
 void metrics_add_inflight(struct metrics *m, int delta);
 
 /* Render everything (including process_* style gauges of this process:

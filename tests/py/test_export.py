@@ -146,6 +146,30 @@ def test_scripted_llm_equals_eager(loaded):
     assert a[0].shape == (1, 6564) and k.shape == (2, 1, 1, 64, 8)
 
 
+def test_decode_at_equals_decode_one(loaded):
+    """llm_decode_at (tensor position, whole-cache attention: the CUDA-graph form) gives the logits of
+    llm_decode_one, including over a cache that still holds a longer earlier request's entries."""
+    m, _, llm, _, _ = loaded
+    g = torch.Generator().manual_seed(5)
+    text = torch.randint(0, 151646, (1, 7), generator=g)
+    prompt = torch.randint(0, 6561, (1, 4), generator=g)
+    toks = torch.randint(0, 6561, (1, 8), generator=g)
+    with torch.no_grad():
+        k, v = m.llm_new_cache(48)
+        ks, vs = m.llm_new_cache(48)
+        k.normal_(generator=g)  # stale entries from an "earlier request": must be masked
+        v.normal_(generator=g)
+        a = [m.llm_prefill(text, prompt, k, v)]
+        b = [m.llm_prefill(text, prompt, ks, vs)]
+        pos = 7 + 4 + 2
+        for j in range(8):
+            a.append(m.llm_decode_at(toks[:, j: j + 1], torch.tensor([pos + j]), k, v))
+            b.append(m.llm_decode_one(toks[:, j: j + 1], pos + j, ks, vs))
+        e = [llm.decode_at(toks[:, 0:1], torch.tensor([pos + 8]), k.clone(), v.clone())]
+    torch.testing.assert_close(torch.stack(a), torch.stack(b), rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(e[0]).all()
+
+
 def _flow_inputs(seed, n=30, p=10):
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(0, 6561, (1, n), generator=g), torch.randint(0, 6561, (1, p), generator=g),

@@ -48,6 +48,10 @@ static const struct tkey tkeys[] = {
     TK(default_speaker, 's', "en-us", "\"en-us\"", "de", "\"de\""),
     TK(engine_threads, 'i', "2", "2", "3", "3"),
     TK(warmup, 'b', "off", "false", "on", "true"),
+    TK(cuda_graph, 'b', "off", "false", "on", "true"),
+    TK(llm_max_positions, 'i', "256", "256", "65536", "65536"),
+    TK(memory_budget_mb, 'i', "0", "0", "8192", "8192"),
+    TK(split_max_tokens, 'i', "4", "4", "512", "512"),
     TK(queue_capacity, 'i', "32", "32", "1", "1"),
     TK(deadline_ms, 'i', "5000", "5000", "100", "100"),
     TK(max_body_bytes, 'i', "1024", "1024", "2048", "2048"),
@@ -203,6 +207,10 @@ START_TEST(defaults_match_spec)
 	ck_assert_str_eq(c.default_speaker, "");
 	ck_assert_int_eq(c.engine_threads, 0);
 	ck_assert_int_eq(c.warmup, 1);
+	ck_assert_int_eq(c.cuda_graph, 1);
+	ck_assert_int_eq(c.llm_max_positions, 4096);
+	ck_assert_int_eq(c.memory_budget_mb, 3072);
+	ck_assert_int_eq(c.split_max_tokens, 80);
 	ck_assert_int_eq(c.queue_capacity, 16);
 	ck_assert_int_eq(c.deadline_ms, 120000);
 	ck_assert_int_eq(c.max_body_bytes, 65536);
@@ -338,6 +346,14 @@ START_TEST(flag_spellings)
 	ck_assert_int_eq(cli.version, 1);
 	ck_assert_int_eq(cli.check_config, 0);
 	ck_assert_str_eq(cli.config_path, "/y.json");
+
+	/* --model is the short form of --model-dir */
+	char *argv3[] = {"cosyvoiced", "--model", "/srv/cv2", "--device=cpu"};
+	ck_assert_int_eq(config_apply_args(&c, &cli, 4, argv3, err, sizeof err), CV_OK);
+	ck_assert_str_eq(c.model_dir, "/srv/cv2");
+	char *argv4[] = {"cosyvoiced", "--model=/srv/other"};
+	ck_assert_int_eq(config_apply_args(&c, &cli, 2, argv4, err, sizeof err), CV_OK);
+	ck_assert_str_eq(c.model_dir, "/srv/other");
 }
 END_TEST
 

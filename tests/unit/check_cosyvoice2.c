@@ -424,6 +424,128 @@ START_TEST(errors_are_clear)
 }
 END_TEST
 
+/* llm_decode_at (tensor position, whole-cache attention: the form the CUDA
+ * graph captures) decodes the same greedy tokens as llm_decode_one, also
+ * after a longer request left stale entries in the preallocated cache. */
+START_TEST(static_decode_equals_eager)
+{
+	static const int32_t ids[][6] = {{9707, 1879, 13, 0, 0, 0}, {40, 1079, 264, 2699, 3364, 13}};
+	static const size_t n_ids[] = {3, 6};
+	static const char *const spk[] = {"zero_shot_0", "zero_shot_1/cross-lingual"};
+	struct cv2 *eager = open_cv2(), *stat;
+	char err[512] = "";
+
+	setenv("COSYVOICED_STATIC_DECODE", "1", 1);
+	stat = open_cv2();
+	unsetenv("COSYVOICED_STATIC_DECODE");
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; i < 2; i++) {
+			size_t k = round ? 1 - i : i; /* second round: the other order (stale cache) */
+			struct cv2_llm_request r = {
+			    .speaker = spk[k], .text_ids = ids[k], .n_text = n_ids[k], .greedy = 1};
+			int32_t *a = NULL, *b = NULL;
+			size_t na = 0, nb = 0;
+			ck_assert_msg(cv2_llm_generate(eager, &r, &a, &na, err, sizeof err) == CV_OK, "%s",
+				      err);
+			ck_assert_msg(cv2_llm_generate(stat, &r, &b, &nb, err, sizeof err) == CV_OK, "%s",
+				      err);
+			ck_assert_uint_eq(na, nb);
+			ck_assert_uint_ge(na, 2 * n_ids[k]);
+			ck_assert_msg(memcmp(a, b, na * sizeof *a) == 0, "round %d %s: tokens differ", round,
+				      spk[k]);
+			free(a);
+			free(b);
+		}
+	}
+	cv2_free(eager);
+	cv2_free(stat);
+}
+END_TEST
+
+static struct engine *open_engine_cfg(const struct engine_config *cfg, int want, char *err, size_t errlen)
+{
+	struct engine *e = NULL;
+	int rc = engine_open(cfg, &e, err, errlen);
+	ck_assert_msg(rc == want, "engine_open: %d (%s), want %d", rc, err, want);
+	return e;
+}
+
+static double gauge_value(struct engine *e, const char *name)
+{
+	struct engine_gauges g = {0};
+	engine_read_gauges(e, &g);
+	for (size_t i = 0; i < g.n; i++)
+		if (strcmp(g.g[i].name, name) == 0)
+			return g.g[i].value;
+	return -1;
+}
+
+/* The KV cache is sized at start-up (llm_max_positions) and the memory guard
+ * measures the engine and refuses, before any audio, what would not fit. */
+START_TEST(positions_and_memory_guard)
+{
+	struct engine_config cfg = {.backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cpu"};
+	struct engine *e;
+	struct cv2 *m;
+	struct pcm_sink s = {0};
+	char err[512] = "", longtext[1300];
+	double base, a, p_short, p_long, budget;
+
+	for (size_t i = 0; i + 7 < sizeof longtext; i += 6)
+		memcpy(longtext + i, "hello ", 6);
+	longtext[6 * 200] = '\0'; /* 200 words: one sentence (normalize off) of about 200 ids */
+	/* positions: 300 cannot hold prompt + 200 ids + 20 * 200 tokens */
+	cfg.llm_max_positions = 300;
+	e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	ck_assert_double_eq(gauge_value(e, "llm_max_positions"), 300);
+	ck_assert_int_eq(synth(e, longtext, NULL, 0, 1.0f, 1, &s, err, sizeof err), CV_E2BIG);
+	ck_assert_msg(strstr(err, "llm_max_positions") && strstr(err, "sentence 1 of 1"), "%s", err);
+	ck_assert_uint_eq(s.n, 0);
+	ck_assert_int_eq(synth(e, "Hi.", NULL, 0, 1.0f, 1, &s, err, sizeof err), CV_OK);
+	ck_assert_uint_gt(s.n, 0);
+	free(s.pcm);
+	memset(&s, 0, sizeof s);
+	engine_close(e);
+
+	/* the memory model: measured base and per-frame workspace */
+	cfg.llm_max_positions = 8192;
+	cfg.memory_budget_mb = 1 << 20;
+	ck_assert_int_eq(cv2_open(&cfg, &m, err, sizeof err), CV_OK);
+	p_short = cv2_memory_predict(m, NULL, 2);
+	p_long = cv2_memory_predict(m, NULL, 200);
+	cv2_free(m);
+	e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	base = gauge_value(e, "memory_base_bytes");
+	a = gauge_value(e, "memory_workspace_bytes_per_frame");
+	engine_close(e);
+	ck_assert_msg(base > 50e6, "base %.0f bytes: libtorch and the model are resident", base);
+	ck_assert_msg(a > 0, "no workspace measured (%g bytes/frame)", a);
+	ck_assert_msg(p_short > base * 0.5 && p_long > p_short, "short %.0f long %.0f", p_short, p_long);
+	fprintf(stderr,
+		"memory model: base %.1f MiB, %.1f KiB/frame; 2 ids -> %.1f MiB, 200 ids -> %.1f MiB\n",
+		base / 1048576.0, a / 1024.0, p_short / 1048576.0, p_long / 1048576.0);
+
+	/* a budget well between the two (this engine measures again, with some
+	 * noise on a CPU): the short sentence runs, the long one is refused */
+	budget = base + (p_long - base) / 4;
+	cfg.memory_budget_mb = (size_t)(budget / 1048576.0);
+	e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	ck_assert_int_eq(synth(e, longtext, NULL, 0, 1.0f, 1, &s, err, sizeof err), CV_EBUDGET);
+	ck_assert_msg(strstr(err, "memory") && strstr(err, "memory_budget_mb"), "%s", err);
+	ck_assert_uint_eq(s.n, 0);
+	ck_assert_int_eq(synth(e, "Hi.", NULL, 0, 1.0f, 1, &s, err, sizeof err), CV_OK);
+	ck_assert_uint_gt(s.n, 0);
+	free(s.pcm);
+	engine_close(e);
+
+	/* a budget below what the model itself holds: refused at start-up */
+	cfg.memory_budget_mb = 1;
+	e = open_engine_cfg(&cfg, CV_EBUDGET, err, sizeof err);
+	ck_assert_ptr_null(e);
+	ck_assert_msg(strstr(err, "memory_budget_mb 1") != NULL, "%s", err);
+}
+END_TEST
+
 START_TEST(cancel_between_chunks)
 {
 	struct engine *e = open_engine();
@@ -724,7 +846,9 @@ static void http(const char *method, const char *route, const char *body, struct
 	curl_easy_cleanup(c);
 }
 
-static void daemon_start(void)
+/* Start the daemon on the tiny bundle; extra: more flags (NULL-terminated,
+ * may be NULL); fault: COSYVOICED_FAULT for the daemon, or NULL. */
+static void daemon_start_with(const char *const *extra, const char *fault)
 {
 	const char *bin = env_or_fail("COSYVOICED_BIN");
 	char port[16];
@@ -733,16 +857,21 @@ static void daemon_start(void)
 	daemon_pid = fork();
 	ck_assert_int_ge(daemon_pid, 0);
 	if (daemon_pid == 0) {
-		char *argv[] = {
-		    (char *)bin,	  "--listen", "127.0.0.1", "--port",   port, "--model-dir",
-		    (char *)bundle_dir(), "--device", "cpu",	   "--warmup", "0",  NULL};
+		const char *argv[32] = {bin,	      "--listen", "127.0.0.1", "--port",   port, "--model",
+					bundle_dir(), "--device", "cpu",       "--warmup", "0"};
+		size_t n = 11;
 		int fd = open("/dev/null", O_WRONLY);
+		for (size_t i = 0; extra && extra[i] && n < 31; i++)
+			argv[n++] = extra[i];
+		argv[n] = NULL;
+		if (fault)
+			setenv("COSYVOICED_FAULT", fault, 1);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* dies with the test process */
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
-		execv(bin, argv);
+		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
 	for (int i = 0; i < 600; i++) {
@@ -755,6 +884,11 @@ static void daemon_start(void)
 		usleep(100000);
 	}
 	ck_abort_msg("daemon did not become ready");
+}
+
+static void daemon_start(void)
+{
+	daemon_start_with(NULL, NULL);
 }
 
 static void daemon_stop(void)
@@ -845,6 +979,166 @@ START_TEST(http_end_to_end)
 }
 END_TEST
 
+/* The s16 samples of a 24 kHz WAV reply (malloc'ed), *n samples. */
+static int16_t *wav_samples(const struct http_resp *r, size_t *n)
+{
+	int16_t *s;
+	*n = check_wav(r);
+	s = malloc(*n * sizeof *s + 1);
+	memcpy(s, r->body + 44, *n * sizeof *s);
+	return s;
+}
+
+static double metric_value(const char *name)
+{
+	struct http_resp r;
+	double v = -1;
+	const char *p;
+	size_t nl = strlen(name);
+	http("GET", "/metrics", NULL, &r);
+	ck_assert_int_eq(r.status, 200);
+	for (p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		if (strncmp(p, name, nl) == 0 && (p[nl] == ' ' || p[nl] == '{')) {
+			const char *sp = strchr(p, ' ');
+			v = sp ? strtod(sp + 1, NULL) : -1;
+			break;
+		}
+	}
+	free(r.body);
+	return v;
+}
+
+/* No spaces after the periods: each piece then tokenizes as the sentence alone
+ * (" The" and "The" are different ids). */
+#define THREE_SENTENCES "Good morning to you all.The weather is fine today.We meet again at noon."
+static const char *const three_sentences[] = {"Good morning to you all.", "The weather is fine today.",
+					      "We meet again at noon."};
+static const char *const split_small[] = {"--split-max-tokens", "6", NULL};
+
+/* Long input: every sentence is synthesized, in order, none dropped: the
+ * reply for three sentences with seed s is, sample for sample, the replies
+ * for each sentence alone with seeds s, s + 1, s + 2 put end to end. */
+START_TEST(http_every_sentence_in_order)
+{
+	struct http_resp r;
+	int16_t *all, *one;
+	size_t n_all, n_one, at = 0;
+	char body[256];
+
+	daemon_start_with(split_small, NULL);
+	http("POST", "/v1/text/normalize", "{\"text\":\"" THREE_SENTENCES "\"}", &r);
+	ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body ? r.body : "");
+	{
+		json_error_t je;
+		json_t *j = json_loads(r.body, 0, &je), *s = json_object_get(j, "sentences");
+		ck_assert_msg(json_array_size(s) == 3, "%zu sentences: %s", json_array_size(s), r.body);
+		for (size_t i = 0; i < 3; i++)
+			ck_assert_str_eq(json_string_value(json_object_get(json_array_get(s, i), "text")),
+					 three_sentences[i]);
+		json_decref(j);
+	}
+	free(r.body);
+	http("POST", "/tts", "{\"text\":\"" THREE_SENTENCES "\",\"seed\":7}", &r);
+	ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body ? r.body : "");
+	all = wav_samples(&r, &n_all);
+	free(r.body);
+	for (int i = 0; i < 3; i++) {
+		snprintf(body, sizeof body, "{\"text\":\"%s\",\"seed\":%d}", three_sentences[i], 7 + i);
+		http("POST", "/tts", body, &r);
+		ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body ? r.body : "");
+		one = wav_samples(&r, &n_one);
+		free(r.body);
+		ck_assert_uint_gt(n_one, 0);
+		ck_assert_msg(at + n_one <= n_all, "sentence %d ends at %zu, the reply has %zu samples",
+			      i + 1, at + n_one, n_all);
+		ck_assert_msg(memcmp(all + at, one, n_one * sizeof *one) == 0,
+			      "sentence %d is not at samples %zu..%zu of the reply", i + 1, at, at + n_one);
+		at += n_one;
+		free(one);
+	}
+	ck_assert_uint_eq(at, n_all);
+	free(all);
+	daemon_stop();
+}
+END_TEST
+
+/* One failing sentence fails the request (a libtorch exception thrown in the
+ * second sentence's flow), with a clear error and no shortened audio; the
+ * daemon stays ready and serves the next request. */
+START_TEST(http_failing_sentence_fails_request)
+{
+	struct http_resp r;
+
+	daemon_start_with(split_small, "flow_inference:2");
+	http("POST", "/tts", "{\"text\":\"" THREE_SENTENCES "\",\"seed\":7}", &r);
+	ck_assert_msg(r.status == 500, "status %ld", r.status);
+	ck_assert_msg(strstr(r.body, "sentence 2 of 3") && strstr(r.body, "fault injected"), "%s", r.body);
+	ck_assert_int_eq(memcmp(r.body, "{", 1), 0);
+	free(r.body);
+	ck_assert_double_eq(metric_value("cosyvoiced_engine_errors_total"), 1);
+	http("GET", "/readyz", NULL, &r);
+	ck_assert_int_eq(r.status, 200);
+	free(r.body);
+	http("POST", "/tts", "{\"text\":\"" THREE_SENTENCES "\",\"seed\":7}", &r);
+	ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body ? r.body : "");
+	check_wav(&r);
+	free(r.body);
+	daemon_stop();
+}
+END_TEST
+
+/* An out-of-memory inside the model (c10::OutOfMemoryError, as a CUDA OOM
+ * throws) in the middle of a stream: that request fails (the client sees a
+ * truncated stream, not a clean end), the caches are freed, the OOM is
+ * counted, and the daemon stays ready. */
+START_TEST(http_out_of_memory_fails_only_that_request)
+{
+	struct http_resp r;
+
+	daemon_start_with(split_small, "hift_inference:2:oom");
+	ck_assert_double_eq(metric_value("cosyvoiced_engine_out_of_memory_total"), 0);
+	http("POST", "/tts", "{\"text\":\"" THREE_SENTENCES "\",\"seed\":7,\"stream\":true}", &r);
+	ck_assert_msg(r.status == -1, "a failed stream must not end cleanly (status %ld, %zu bytes)",
+		      r.status, r.n);
+	free(r.body);
+	ck_assert_double_eq(metric_value("cosyvoiced_engine_out_of_memory_total"), 1);
+	ck_assert_double_eq(metric_value("cosyvoiced_engine_errors_total"), 1);
+	http("GET", "/readyz", NULL, &r);
+	ck_assert_int_eq(r.status, 200);
+	free(r.body);
+	http("POST", "/tts", "{\"text\":\"Hello again.\",\"seed\":4,\"stream\":true}", &r);
+	ck_assert_msg(r.status == 200, "status %ld", r.status);
+	ck_assert_int_eq(memcmp(r.body, "RIFF", 4), 0);
+	free(r.body);
+	daemon_stop();
+}
+END_TEST
+
+/* Requests the KV cache or the memory budget cannot hold: 413 naming text. */
+START_TEST(http_over_budget_is_413)
+{
+	static const char *const small[] = {"--llm-max-positions", "300", "--split-max-tokens", "512", NULL};
+	struct http_resp r;
+	char body[1400];
+	size_t o = (size_t)snprintf(body, sizeof body, "{\"normalize\":false,\"text\":\"");
+	for (int i = 0; i < 150; i++)
+		o += (size_t)snprintf(body + o, sizeof body - o, "hello ");
+	snprintf(body + o, sizeof body - o, "\"}");
+	daemon_start_with(small, NULL);
+	ck_assert_double_eq(metric_value("cosyvoiced_engine_llm_max_positions"), 300);
+	ck_assert_msg(metric_value("cosyvoiced_engine_memory_base_bytes") > 50e6,
+		      "no memory model in /metrics");
+	http("POST", "/tts", body, &r);
+	ck_assert_int_eq(r.status, 413);
+	ck_assert_msg(strstr(r.body, "\"text\"") && strstr(r.body, "llm_max_positions"), "%s", r.body);
+	free(r.body);
+	http("POST", "/tts", "{\"text\":\"Hi.\",\"seed\":1}", &r);
+	ck_assert_int_eq(r.status, 200);
+	free(r.body);
+	daemon_stop();
+}
+END_TEST
+
 START_TEST(http_over_long_text)
 {
 	struct http_resp r;
@@ -902,6 +1196,8 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, modes_produce_audio_and_seed_reproduces);
 	tcase_add_test(tc, errors_are_clear);
 	tcase_add_test(tc, cancel_between_chunks);
+	tcase_add_test(tc, static_decode_equals_eager);
+	tcase_add_test(tc, positions_and_memory_guard);
 	tcase_add_test(tc, stream_first_chunk_after_first_hop);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("parity");
@@ -912,6 +1208,10 @@ Suite *suite_cosyvoice2(void)
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, http_end_to_end);
 	tcase_add_test(tc, http_over_long_text);
+	tcase_add_test(tc, http_every_sentence_in_order);
+	tcase_add_test(tc, http_failing_sentence_fails_request);
+	tcase_add_test(tc, http_out_of_memory_fails_only_that_request);
+	tcase_add_test(tc, http_over_budget_is_413);
 	suite_add_tcase(s, tc);
 #else
 	tcase_add_test(tc, built_without_libtorch);

@@ -285,7 +285,7 @@ START_TEST(input_errors_and_limits)
 	ck_assert_uint_eq(r.n, 0);
 
 	struct frontend *f = NULL;
-	struct frontend_limits lim = {64, 10};
+	struct frontend_limits lim = {64, 10, 0};
 	ck_assert_int_eq(frontend_open(MODEL_DIR, NULL, &lim, &f, err, sizeof err), CV_OK);
 	char big[100];
 	memset(big, 'a', sizeof big);

@@ -98,6 +98,10 @@ class CosyVoice2Bundle(nn.Module):
         return self.llm.decode_one(token.to(torch.int64), pos, k_cache, v_cache)
 
     @torch.jit.export
+    def llm_decode_at(self, token: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        return self.llm.decode_at(token, pos, k_cache, v_cache)
+
+    @torch.jit.export
     def llm_step_embeds(self, x: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         return self.llm.step_embeds(x, start, k_cache, v_cache)
 
@@ -166,6 +170,8 @@ ENTRY_POINTS = {
     "runs [sos, text_ids, task_id, prompt_speech] at positions 0..Lt+P+1 (text_ids = prompt text ++ sentence)",
     "llm_decode_one": "(token (1,1) int, pos:int, k_cache, v_cache) -> logp (1,speech_vocab) fp32; "
     "first call pos = Lt+P+2, then +1 per token",
+    "llm_decode_at": "(token (1,1) int64, pos (1,) int64 tensor, k_cache, v_cache) -> logp; llm_decode_one with "
+    "fixed shapes (whole cache attended, later positions masked): what the daemon captures as a CUDA graph",
     "llm_step_embeds": "(x (1,L,hidden), start:int, k_cache, v_cache) -> logp of the last position (bistream)",
     "llm_embed_text": "(ids (1,L) int) -> (1,L,hidden)",
     "llm_embed_speech": "(ids (1,L) int) -> (1,L,hidden)",
@@ -320,7 +326,11 @@ def smoke_run(m, cfg: C.ModelConfig, device: str = "cpu") -> Dict[str, List[int]
         text = torch.randint(0, 1000, (1, 4), generator=g)
         prompt = torch.randint(0, cfg.llm.speech_token_size, (1, 3), generator=g)
         lp = m.llm_prefill(text, prompt, k, v)
-        lp2 = m.llm_decode_one(torch.tensor([[int(lp.argmax())]]) % cfg.llm.speech_token_size, 9, k, v)
+        tok = torch.tensor([[int(lp.argmax())]]) % cfg.llm.speech_token_size
+        lp2 = m.llm_decode_one(tok, 9, k, v)
+        lp3 = m.llm_decode_at(tok, torch.tensor([9]), k, v)
+        if not torch.allclose(lp2, lp3, atol=1e-3, rtol=1e-3):
+            raise ExportError("smoke run: llm_decode_at differs from llm_decode_one")
         tokens = torch.randint(0, cfg.llm.speech_token_size, (1, 6), generator=g)
         ptok = torch.randint(0, cfg.llm.speech_token_size, (1, 2), generator=g)
         pfeat = torch.randn(1, 4, cfg.flow.output_size, generator=g) - 5.0

@@ -84,6 +84,29 @@ class Attention(nn.Module):
         out = out.reshape(B, self.num_heads, L, self.head_dim).transpose(1, 2).reshape(B, L, -1)
         return self.o_proj(out)
 
+    def forward_at(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        # One position (L = 1) at the position held by the tensor pos (shape (1,), int64), attending over
+        # the whole cache with the positions after pos masked. Every shape is fixed by the cache, and no
+        # value is read back to the host, so the step can be captured once as a CUDA graph and replayed
+        # for any position. Same arithmetic as forward(): masked keys get probability exactly 0.
+        B = x.shape[0]
+        q = self.q_proj(x).view(B, 1, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, 1, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, 1, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        k_cache.index_copy_(2, pos, k)
+        v_cache.index_copy_(2, pos, v)
+        qg = q.reshape(B, self.num_kv_heads, self.groups, self.head_dim)
+        scores = torch.matmul(qg, k_cache.transpose(2, 3)) * self.scaling  # (B,kv,g,cap)
+        scores = scores.to(torch.float32)
+        kpos = torch.arange(0, k_cache.shape[2], device=x.device)
+        scores = scores.masked_fill(kpos > pos, float("-inf"))
+        probs = torch.softmax(scores, dim=-1).to(x.dtype)
+        out = torch.matmul(probs, v_cache)  # (B,kv,g,hd)
+        out = out.reshape(B, self.num_heads, 1, self.head_dim).transpose(1, 2).reshape(B, 1, -1)
+        return self.o_proj(out)
+
 
 class MLP(nn.Module):
     def __init__(self, q: QwenConfig):
@@ -106,6 +129,10 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         h = x + self.self_attn(self.input_layernorm(x), cos, sin, start, k_cache, v_cache)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+    def forward_at(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        h = x + self.self_attn.forward_at(self.input_layernorm(x), cos, sin, pos, k_cache, v_cache)
         return h + self.mlp(self.post_attention_layernorm(h))
 
 
@@ -135,6 +162,18 @@ class Qwen2Model(nn.Module):
             i += 1
         return self.norm(x)
 
+    def forward_at(self, x: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        """One position given as a tensor (see Attention.forward_at); x (B,1,H)."""
+        freqs = pos.to(torch.float32).unsqueeze(1) * self.inv_freq_fp32.to(torch.float32).unsqueeze(0)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos().to(x.dtype)
+        sin = emb.sin().to(x.dtype)
+        i = 0
+        for layer in self.layers:
+            x = layer.forward_at(x, cos, sin, pos, k_cache[i], v_cache[i])
+            i += 1
+        return self.norm(x)
+
 
 class _CausalLMShell(nn.Module):
     """HF ``Qwen2ForCausalLM`` minus the (tied, unused) lm_head: holds ``.model``."""
@@ -161,6 +200,8 @@ class Qwen2LM(nn.Module):
       0..Lt+P+1 (text_ids = prompt text ids ++ sentence ids) and returns the log-probabilities of the first
       speech token. The prefix length is ``Lt + P + 2``.
     * ``decode_one(token (B,1) int64, pos, k, v) -> logp``: feed ``speech_embedding[token]`` at ``pos``.
+    * ``decode_at(token (B,1) int64, pos (1,) int64 tensor, k, v) -> logp``: the same step with fixed
+      shapes (attends over the whole cache, later positions masked): the CUDA-graph form.
     * ``step_embeds(x (B,L,H), start, k, v) -> logp``: general form (bistream); logp of the last position.
     * ``embed_text``, ``embed_speech``, ``sos_embedding``, ``task_embedding``: the input tables.
     * ``forward(x (B,L,H)) -> hidden (B,L,H)``: whole sequence without a caller cache (reference path).
@@ -231,6 +272,14 @@ class Qwen2LM(nn.Module):
     @torch.jit.export
     def decode_one(self, token: Tensor, pos: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         return self.step_embeds(self.embed_speech(token), pos, k_cache, v_cache)
+
+    @torch.jit.export
+    def decode_at(self, token: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        """decode_one with the position as a (1,) int64 tensor on the model's device: fixed shapes and no
+        host reads, so one CUDA graph serves every step (the caller keeps pos < cache length)."""
+        x = self.embed_speech(token).to(self.speech_embedding.weight.dtype)
+        h = self.llm.model.model.forward_at(x, pos, k_cache, v_cache)
+        return self.logp(h[:, -1])
 
     def forward(self, x: Tensor) -> Tensor:
         k, v = self.new_cache(x.shape[1], x.shape[0])
