@@ -40,7 +40,8 @@ TEST_PKGS  := check libcurl
 
 # pkg-config is evaluated lazily (recipes run after $(DEPS_STAMP) exists).
 PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS    = $(shell pkg-config --libs $(PKGS)) -lmp3lame -lm -lpthread
+# -ldl: engine/nvml.c dlopens libnvidia-ml (in libc since glibc 2.34; libdl.a is an empty stub there).
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS)) -lmp3lame -lm -lpthread -ldl
 TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS))
 
@@ -97,7 +98,8 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:%.cpp=$(BUILD)/obj/
 # Link with the C++ driver when any C++ is in the library (libstdc++ comes along).
 LINK      := $(if $(LIB_CXX_SRCS),$(CXX),$(CC))
 MAIN_OBJ  := $(BUILD)/obj/daemon/main.o
-UNIT_SRCS := $(wildcard tests/unit/*.c)
+# tests/unit/nvml_standin.c is a shared-library fixture (NVML_STANDIN below), not part of the unit binary.
+UNIT_SRCS := $(filter-out tests/unit/nvml_standin.c,$(wildcard tests/unit/*.c))
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/obj/%.o)
 INTEG_SRCS:= $(wildcard tests/integration/*.c)
 INTEG_OBJS:= $(INTEG_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -202,8 +204,21 @@ bench-frontend: $(BUILD)/bench_frontend
 $(BUILD)/bench_frontend: $(BUILD)/obj/tools/bench_frontend.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
-check: $(UNIT_BIN) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(DAEMON))
-	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(COSYVOICE2_TEST_ENV) $(UNIT_BIN)
+# A stand-in libnvidia-ml for tests/unit/check_nvml.c (no NVIDIA driver on the build machines):
+# the real NVML names and signatures with fixed values, and a copy without
+# nvmlDeviceGetUtilizationRates. Plain flags, no sanitizers: the ASan unit binary dlopens it as is.
+NVML_STANDIN        := $(BUILD)/libnvml_standin.so
+NVML_STANDIN_NOUTIL := $(BUILD)/libnvml_standin_noutil.so
+NVML_TEST_ENV = NVML_STANDIN_LIB=$(abspath $(NVML_STANDIN)) NVML_STANDIN_NOUTIL_LIB=$(abspath $(NVML_STANDIN_NOUTIL))
+$(NVML_STANDIN): tests/unit/nvml_standin.c
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(WARN) $(OPT) $(DEBUG) -fPIC -shared $< -o $@
+$(NVML_STANDIN_NOUTIL): tests/unit/nvml_standin.c
+	@mkdir -p $(@D)
+	$(CC) $(STD) $(WARN) $(OPT) $(DEBUG) -DNVML_STANDIN_MISSING_UTIL -fPIC -shared $< -o $@
+
+check: $(UNIT_BIN) $(NVML_STANDIN) $(NVML_STANDIN_NOUTIL) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(DAEMON))
+	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(COSYVOICE2_TEST_ENV) $(NVML_TEST_ENV) $(UNIT_BIN)
 
 # A bundle-shaped text frontend (tokenizer/ + tn/) for the /v1/text/normalize tests.
 $(BUILD)/frontend/.ok: tools/fetch_tn.sh | $(DEPS_STAMP)
