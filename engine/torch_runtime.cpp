@@ -204,8 +204,9 @@ void fault_check(torch_runtime *rt, const char *entry)
 	if (++rt->fault_calls != rt->fault_n)
 		return;
 	if (rt->fault_oom)
-		TORCH_CHECK_WITH(OutOfMemoryError, false, "CUDA out of memory. Tried to allocate 2.00 GiB "
-							  "(fault injected by COSYVOICED_FAULT)");
+		TORCH_CHECK_WITH(OutOfMemoryError, false,
+				 "CUDA out of memory. Tried to allocate 2.00 GiB "
+				 "(fault injected by COSYVOICED_FAULT)");
 	TORCH_CHECK(false, "fault injected by COSYVOICED_FAULT in ", entry);
 }
 
@@ -312,7 +313,8 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 			std::string f(cfg->fault);
 			size_t c1 = f.find(':');
 			rt->fault_entry = f.substr(0, c1);
-			rt->fault_n = c1 == std::string::npos ? 1 : std::strtol(f.c_str() + c1 + 1, nullptr, 10);
+			rt->fault_n =
+			    c1 == std::string::npos ? 1 : std::strtol(f.c_str() + c1 + 1, nullptr, 10);
 			rt->fault_oom = f.find(":oom") != std::string::npos;
 			if (rt->fault_n < 1)
 				rt->fault_n = 1;
@@ -493,11 +495,14 @@ int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos
 				return copy_logp(rt->graph.logp, logp, vocab, err, errlen);
 			}
 		}
-		if (rt->has_decode_at && (rt->static_decode || (rt->cuda && rt->want_graph && !rt->graph_failed))) {
+		if (rt->has_decode_at &&
+		    (rt->static_decode || (rt->cuda && rt->want_graph && !rt->graph_failed))) {
 			rt->tok_t.fill_((int64_t)token);
 			rt->pos_t.fill_((int64_t)pos);
-			auto lp = rt->mod.get_method("llm_decode_at")({rt->tok_t, rt->pos_t, rt->k_cache, rt->v_cache})
-				      .toTensor();
+			auto lp =
+			    rt->mod
+				.get_method("llm_decode_at")({rt->tok_t, rt->pos_t, rt->k_cache, rt->v_cache})
+				.toTensor();
 			return copy_logp(lp, logp, vocab, err, errlen);
 		}
 		auto tok = torch::full({1, 1}, (int64_t)token, torch::kInt64).to(rt->device);
