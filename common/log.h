@@ -53,5 +53,10 @@ void log_write_limited(enum log_level lvl, const char *comp, const char *key, co
 		if (LOG_ENABLED(LOG_LEVEL_ERROR))                                   \
 			log_write_limited(LOG_LEVEL_ERROR, comp, key, __VA_ARGS__); \
 	} while (0)
+#define log_warn_limited(comp, key, ...)                                           \
+	do {                                                                       \
+		if (LOG_ENABLED(LOG_LEVEL_WARN))                                   \
+			log_write_limited(LOG_LEVEL_WARN, comp, key, __VA_ARGS__); \
+	} while (0)
 
 #endif

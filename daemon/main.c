@@ -32,6 +32,7 @@
 #include "common/version.h"
 #include "daemon/config.h"
 #include "engine/frontend.h"
+#include "engine/nvml.h"
 #include "engine/sched.h"
 #include "handlers/http.h"
 #include "handlers/metrics.h"
@@ -81,6 +82,7 @@ int main(int argc, char **argv, char **envp)
 	struct metrics *metrics = NULL;
 	struct http_server *http = NULL;
 	struct frontend *frontend = NULL;
+	struct nvml *nvml = NULL;
 	char err[512];
 	char **keys = NULL;
 	size_t n_keys = 0;
@@ -189,6 +191,14 @@ int main(int argc, char **argv, char **envp)
 	hc.access_log = cfg.access_log;
 	hc.embedded_default = strcmp(backend, "espeak") == 0;
 	hc.frontend = frontend;
+	if (strcmp(backend, "cosyvoice2") == 0 && strcmp(cfg.device, "cuda") == 0) {
+		if (nvml_open(0, &nvml, err, sizeof err) == CV_OK)
+			log_info("main", "NVML: GPU 0 is %s (utilization gauges on /metrics)",
+				 nvml_device_name(nvml));
+		else
+			log_info("main", "%s", err);
+	}
+	hc.nvml = nvml;
 	if (http_server_start(&hc, sched, metrics, &http, err, sizeof err) != CV_OK) {
 		log_err("main", "%s", err);
 		goto out;
@@ -264,6 +274,7 @@ out:
 	if (http)
 		http_server_stop(http, MAIN_FLUSH_WAIT_MS);
 	http_server_free(http);
+	nvml_close(nvml);
 	sched_free(sched);
 	metrics_free(metrics);
 	frontend_free(frontend);

@@ -619,6 +619,28 @@ static enum MHD_Result http_answer_metrics(struct conn *c)
 	g.engine_name = f ? f->name : "none";
 	g.engine_load_seconds = load_ms / 1e3;
 	g.engine_warmup_seconds = warm_ms / 1e3;
+	if (h->cfg.nvml) {
+		/* NVML at scrape time (thread-safe), next to the worker's snapshot. */
+		struct nvml_sample ns;
+		char nerr[160];
+		static const char *const nv_name[] = {"gpu_utilization_ratio", "gpu_memory_utilization_ratio",
+						      "gpu_nvml_memory_used_bytes", "gpu_nvml_memory_total_bytes"};
+		static const char *const nv_help[] = {
+		    "NVML: share of the last sample period a GPU kernel ran (0..1).",
+		    "NVML: share of the last sample period GPU memory was read or written (0..1).",
+		    "NVML: GPU memory in use by all processes, bytes.", "NVML: GPU memory installed, bytes."};
+		if (nvml_read(h->cfg.nvml, &ns, nerr, sizeof nerr) == CV_OK) {
+			double v[] = {ns.utilization_gpu_ratio, ns.utilization_memory_ratio, ns.memory_used_bytes,
+				      ns.memory_total_bytes};
+			for (size_t i = 0; i < 4 && eg.n < ENGINE_GAUGES_MAX; i++, eg.n++) {
+				cv_strlcpy(eg.g[eg.n].name, nv_name[i], sizeof eg.g[eg.n].name);
+				cv_strlcpy(eg.g[eg.n].help, nv_help[i], sizeof eg.g[eg.n].help);
+				eg.g[eg.n].value = v[i];
+			}
+		} else {
+			log_warn_limited("http", "nvml_read", "NVML: %s", nerr);
+		}
+	}
 	g.engine = &eg;
 	buf_init(&b, 4u << 20);
 	if (metrics_render(h->metrics, &g, &b) != CV_OK) {

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "engine/frontend.h"
+#include "engine/nvml.h"
 #include "engine/sched.h"
 #include "handlers/audio.h"
 #include "handlers/metrics.h"
@@ -35,6 +36,7 @@ struct http_config {
 	int access_log;
 	int embedded_default;		 /* 1 when running the built-in espeak-ng default */
 	const struct frontend *frontend; /* for /v1/text/normalize; NULL = route unavailable (501) */
+	struct nvml *nvml;		 /* GPU utilization/memory read at each scrape; NULL = none */
 };
 
 struct http_server;
