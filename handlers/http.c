@@ -624,14 +624,15 @@ static enum MHD_Result http_answer_metrics(struct conn *c)
 		struct nvml_sample ns;
 		char nerr[160];
 		static const char *const nv_name[] = {"gpu_utilization_ratio", "gpu_memory_utilization_ratio",
-						      "gpu_nvml_memory_used_bytes", "gpu_nvml_memory_total_bytes"};
+						      "gpu_nvml_memory_used_bytes",
+						      "gpu_nvml_memory_total_bytes"};
 		static const char *const nv_help[] = {
 		    "NVML: share of the last sample period a GPU kernel ran (0..1).",
 		    "NVML: share of the last sample period GPU memory was read or written (0..1).",
 		    "NVML: GPU memory in use by all processes, bytes.", "NVML: GPU memory installed, bytes."};
 		if (nvml_read(h->cfg.nvml, &ns, nerr, sizeof nerr) == CV_OK) {
-			double v[] = {ns.utilization_gpu_ratio, ns.utilization_memory_ratio, ns.memory_used_bytes,
-				      ns.memory_total_bytes};
+			double v[] = {ns.utilization_gpu_ratio, ns.utilization_memory_ratio,
+				      ns.memory_used_bytes, ns.memory_total_bytes};
 			for (size_t i = 0; i < 4 && eg.n < ENGINE_GAUGES_MAX; i++, eg.n++) {
 				cv_strlcpy(eg.g[eg.n].name, nv_name[i], sizeof eg.g[eg.n].name);
 				cv_strlcpy(eg.g[eg.n].help, nv_help[i], sizeof eg.g[eg.n].help);
