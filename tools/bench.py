@@ -22,6 +22,9 @@ cores or the card), in this order, and writes one JSON document plus a printed t
    streamed (time to first audio per request).
 5. ``/metrics`` (engine load/warm-up seconds, engine gauges such as GPU memory, resident memory) and the
    daemon's VmHWM from /proc before SIGTERM.
+6. memory growth: after the first request and again after ``--growth-requests`` more (short case, buffered),
+   the engine's memory as the daemon reports it (CUDA caching allocator: allocated and reserved bytes; CPU:
+   resident set): steady state means no growth per request.
 
 HTTP is spoken over a plain socket (HTTP/1.1, ``Connection: close``) because the standard library's
 client drops chunked trailers, which carry the streamed ``Server-Timing``.
@@ -278,6 +281,17 @@ def engine_request(port: int, text: str, speaker: Optional[str], seed: int, stre
             "trailers": bool(r.trailers)}
 
 
+def memory_reading(port: int) -> dict:
+    """What the daemon says about its memory now: CUDA allocator gauges when on a GPU, resident set always."""
+    r = http(port, "GET", "/metrics", keep_body=True)
+    met = parse_metrics(r.body.decode("utf-8", "replace"))
+    keys = {"gpu_allocated_bytes": "cosyvoiced_engine_gpu_memory_allocated_bytes",
+            "gpu_reserved_bytes": "cosyvoiced_engine_gpu_memory_reserved_bytes",
+            "gpu_peak_bytes": "cosyvoiced_engine_gpu_memory_peak_bytes",
+            "rss_bytes": "cosyvoiced_process_resident_memory_bytes"}
+    return {k: met.get(v) for k, v in keys.items() if met.get(v) is not None}
+
+
 def pick_stage(stages: Dict[str, float], key: str) -> Optional[float]:
     for name in STAGE_ALIASES[key]:
         if name in stages:
@@ -417,6 +431,16 @@ def report(doc: dict) -> str:
         out.append(f"engine: start-up to ready {fmt(eng.get('startup_s'), ' s', 2)} (load "
                    f"{fmt(eng.get('load_s'), ' s', 2)}, warm-up {fmt(eng.get('warmup_s'), ' s', 2)}), RSS peak "
                    f"{mib(eng.get('rss_peak_bytes'))}, GPU peak {mib(eng.get('gpu_peak_bytes'))}")
+        mg = eng.get("memory_growth")
+        if mg:
+            f, b, z = mg.get("after_first_request") or {}, mg.get("before") or {}, mg.get("after") or {}
+            parts = []
+            for k, name in (("gpu_allocated_bytes", "GPU allocated"), ("gpu_reserved_bytes", "GPU reserved"),
+                            ("rss_bytes", "RSS")):
+                if k in z and k in f:
+                    parts.append(f"{name} {mib(f[k])} after the first request, {mib(b.get(k))} before and "
+                                 f"{mib(z[k])} after {mg['requests']} more ({(z[k] - b.get(k, z[k])) / 2**20:+.1f} MiB)")
+            out.append(f"memory growth ({mg['case']}, {mg['errors']} errors): " + "; ".join(parts))
     return "\n".join(out)
 
 
@@ -483,6 +507,8 @@ def main(argv=None) -> int:
     ap.add_argument("--daemon-env", action="append", default=[], help="NAME=VALUE for the daemon (repeatable)")
     ap.add_argument("--graph-env", help="env switch of the engine's CUDA graphs (e.g. COSYVOICED_CUDA_GRAPH): the "
                     "main pass runs with NAME=1, a second short pass with NAME=0 gives the no-graph LLM figures")
+    ap.add_argument("--growth-requests", type=int, default=100,
+                    help="requests between the two memory readings of the growth check (0: skip)")
     ap.add_argument("--engine-espeak", action="store_true",
                     help="harness self-test: run the daemon without the bundle (its espeak-ng engine)")
     a = ap.parse_args(argv)
@@ -581,6 +607,7 @@ def main(argv=None) -> int:
                     eng["speaker_note"] = f"speaker {speaker!r} not offered by the daemon; its default was used"
                 eng["speaker"] = eng_speaker
                 engine_request(d.port, cases[0]["text"][:12], eng_speaker, a.seed, False)  # warm-up (a few words)
+                mem_first = memory_reading(d.port)
                 for c in cases:
                     engine_cases[c["id"]] = engine_case(d.port, c, eng_speaker, a.seed, a.runs)
                 levels = [int(x) for x in a.concurrency.split(",") if x.strip()]
@@ -593,6 +620,19 @@ def main(argv=None) -> int:
                               flush=True)
                         eng["concurrency"].append(concurrency(d.port, cc["text"], eng_speaker, a.seed, lvl,
                                                               a.conc_runs, stream))
+                if a.growth_requests > 0:
+                    print(f"bench: memory growth over {a.growth_requests} requests ...", file=sys.stderr, flush=True)
+                    short = min(cases, key=lambda c: len(c["text"]))
+                    mem_before = memory_reading(d.port)
+                    t0 = time.monotonic()
+                    errors = 0
+                    for i in range(a.growth_requests):
+                        rr = engine_request(d.port, short["text"], eng_speaker, a.seed + i, False)
+                        errors += 0 if rr.get("ok") else 1
+                    mem_after = memory_reading(d.port)
+                    eng["memory_growth"] = {"case": short["id"], "requests": a.growth_requests, "errors": errors,
+                                            "seconds": time.monotonic() - t0, "after_first_request": mem_first,
+                                            "before": mem_before, "after": mem_after}
                 r = http(d.port, "GET", "/metrics", keep_body=True)
                 met = parse_metrics(r.body.decode("utf-8", "replace"))
                 eng["load_s"] = met.get("cosyvoiced_engine_load_seconds")

@@ -90,7 +90,7 @@ def _bench(args, tmp_path):
 @pytest.mark.skipif(not os.access(DAEMON, os.X_OK), reason=f"{DAEMON} not built (make)")
 def test_bench_harness_with_espeak_daemon(tiny_bundle, tmp_path):
     doc, text = _bench(["--bundle", tiny_bundle[0], "--case-ids", "en_short", "--runs", "2", "--concurrency", "1,2",
-                        "--conc-runs", "1", "--engine-espeak"], tmp_path)
+                        "--conc-runs", "1", "--growth-requests", "3", "--engine-espeak"], tmp_path)
     assert doc["eager"]["available"] and doc["engine"]["available"]
     case = doc["cases"][0]
     assert case["id"] == "en_short"
@@ -103,6 +103,10 @@ def test_bench_harness_with_espeak_daemon(tiny_bundle, tmp_path):
         (1, False, 1, 0), (1, True, 1, 0), (2, False, 2, 0), (2, True, 2, 0)]
     assert doc["engine"]["rss_peak_bytes"] > 0 and doc["eager"]["rss_peak_bytes"] > 0
     assert "en_short" in text and "speed-up" in text
+    mg = doc["engine"]["memory_growth"]
+    assert mg["requests"] == 3 and mg["errors"] == 0
+    assert mg["after_first_request"]["rss_bytes"] > 0 and mg["after"]["rss_bytes"] > 0
+    assert "memory growth (en_short, 0 errors)" in text
 
 
 @pytest.mark.skipif(not os.access(DAEMON, os.X_OK), reason=f"{DAEMON} not built (make)")
