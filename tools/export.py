@@ -54,6 +54,7 @@ def main(argv=None) -> int:
                 bundle.export(a.keep_model, a.out, a.dtype, a.tn, a.spk2info, random_preset=a.random,
                               flow_encoder_zip=a.flow_encoder_zip)
             else:
+                os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
                 with tempfile.TemporaryDirectory(prefix="cosyvoice2-random-", dir=os.path.dirname(os.path.abspath(a.out))) as d:
                     randmodel.make(d, a.random, a.seed, a.tokenizer_dir)
                     bundle.export(d, a.out, a.dtype, a.tn, a.spk2info, random_preset=a.random,

@@ -29,6 +29,7 @@
 #include "common/sha256.h"
 #include "engine/cosyvoice2.h"
 #include "engine/engine.h"
+#include "engine/torch_runtime.h"
 
 /* ------------------------------------------------------------------ sha256 */
 
@@ -1139,6 +1140,109 @@ START_TEST(http_over_budget_is_413)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ CUDA
+ * Registered only with COSYVOICED_TEST_CUDA=1 (tools/gpu-check.sh sets it on
+ * a GPU machine); there a missing GPU is a failure, not a skip. */
+
+static struct cv2 *open_cv2_cuda(int graph)
+{
+	struct engine_config cfg = {
+	    .backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cuda", .cuda_graph = graph};
+	struct cv2 *m = NULL;
+	char err[512] = "";
+	ck_assert_msg(torch_runtime_cuda_available(),
+		      "COSYVOICED_TEST_CUDA=1 but libtorch sees no CUDA device");
+	ck_assert_msg(cv2_open(&cfg, &m, err, sizeof err) == CV_OK, "cv2_open(cuda): %s", err);
+	return m;
+}
+
+/* The captured CUDA graph decodes the same greedy tokens as eager decoding,
+ * across requests (the graph is captured once and replayed for every step
+ * and position), and reports itself active. */
+START_TEST(cuda_graph_decode_equals_eager)
+{
+	static const int32_t ids[][6] = {{9707, 1879, 13, 0, 0, 0}, {40, 1079, 264, 2699, 3364, 13}};
+	static const size_t n_ids[] = {3, 6};
+	struct cv2 *eager = open_cv2_cuda(0), *graph = open_cv2_cuda(1);
+	struct engine *e;
+	struct engine_config cfg = {
+	    .backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cuda", .cuda_graph = 1};
+	char err[512] = "";
+
+	for (int round = 0; round < 3; round++) {
+		size_t k = (size_t)round % 2;
+		struct cv2_llm_request r = {.text_ids = ids[k], .n_text = n_ids[k], .greedy = 1};
+		int32_t *a = NULL, *b = NULL;
+		size_t na = 0, nb = 0;
+		ck_assert_msg(cv2_llm_generate(eager, &r, &a, &na, err, sizeof err) == CV_OK, "%s", err);
+		ck_assert_msg(cv2_llm_generate(graph, &r, &b, &nb, err, sizeof err) == CV_OK, "%s", err);
+		ck_assert_uint_eq(na, nb);
+		ck_assert_msg(memcmp(a, b, na * sizeof *a) == 0, "round %d: graph tokens differ", round);
+		free(a);
+		free(b);
+	}
+	cv2_free(eager);
+	cv2_free(graph);
+	e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	{
+		struct pcm_sink s = {0};
+		ck_assert_int_eq(synth(e, "Hello there.", NULL, 0, 1.0f, 3, &s, err, sizeof err), CV_OK);
+		free(s.pcm);
+	}
+	ck_assert_double_eq(gauge_value(e, "llm_decode_cuda_graph"), 1);
+	engine_close(e);
+}
+END_TEST
+
+/* Steady state on the GPU: allocated memory after 30 requests equals the
+ * figure after the first (static KV cache, caching allocator reuse). */
+START_TEST(cuda_memory_steady)
+{
+	struct engine_config cfg = {.backend = "cosyvoice2",
+				    .model_dir = bundle_dir(),
+				    .device = "cuda",
+				    .cuda_graph = 1,
+				    .memory_budget_mb = 3072};
+	char err[512] = "";
+	struct engine *e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	double first = -1, last = -1;
+
+	ck_assert_msg(gauge_value(e, "memory_base_bytes") > 0, "no memory model on cuda");
+	for (int i = 0; i < 30; i++) {
+		struct pcm_sink s = {0};
+		ck_assert_msg(synth(e, i % 2 ? "Hello there, friend." : "Hi.", NULL, i % 3 == 0, 1.0f,
+				    (uint64_t)i, &s, err, sizeof err) == CV_OK,
+			      "%s", err);
+		free(s.pcm);
+		if (i == 1)
+			first = gauge_value(e, "gpu_memory_allocated_bytes");
+	}
+	last = gauge_value(e, "gpu_memory_allocated_bytes");
+	ck_assert_msg(first > 0 && last == first, "GPU allocated %.0f after request 2, %.0f after 30", first,
+		      last);
+	engine_close(e);
+}
+END_TEST
+
+/* The daemon on cuda answers /tts and exports the GPU gauges. */
+START_TEST(cuda_http_end_to_end)
+{
+	static const char *const cuda[] = {"--device", "cuda", NULL};
+	struct http_resp r;
+	daemon_start_with(cuda, NULL);
+	http("POST", "/tts", "{\"text\":\"Hello world.\",\"seed\":1}", &r);
+	ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body ? r.body : "");
+	check_wav(&r);
+	free(r.body);
+	http("POST", "/tts", "{\"text\":\"Hello world.\",\"seed\":1,\"stream\":true}", &r);
+	ck_assert_msg(r.status == 200, "status %ld", r.status);
+	free(r.body);
+	ck_assert_msg(metric_value("cosyvoiced_engine_gpu_memory_allocated_bytes") > 0, "no GPU gauges");
+	ck_assert_double_eq(metric_value("cosyvoiced_engine_llm_decode_cuda_graph"), 1);
+	daemon_stop();
+}
+END_TEST
+
 START_TEST(http_over_long_text)
 {
 	struct http_resp r;
@@ -1213,6 +1317,14 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, http_out_of_memory_fails_only_that_request);
 	tcase_add_test(tc, http_over_budget_is_413);
 	suite_add_tcase(s, tc);
+	if (getenv("COSYVOICED_TEST_CUDA") && strcmp(getenv("COSYVOICED_TEST_CUDA"), "1") == 0) {
+		tc = tcase_create("cuda");
+		tcase_set_timeout(tc, 600);
+		tcase_add_test(tc, cuda_graph_decode_equals_eager);
+		tcase_add_test(tc, cuda_memory_steady);
+		tcase_add_test(tc, cuda_http_end_to_end);
+		suite_add_tcase(s, tc);
+	}
 #else
 	tcase_add_test(tc, built_without_libtorch);
 	suite_add_tcase(s, tc);
