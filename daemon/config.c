@@ -138,9 +138,10 @@ static const struct config_entry config_table[] = {
     CFG_INT(llm_max_positions, LLM_MAX_POSITIONS, 256, 65536, NULL, 4096, "N",
 	    "KV-cache positions allocated at start-up (prompt + text + up to 20 speech tokens per text "
 	    "token); a sentence that could need more is refused with 413"),
-    CFG_INT(memory_budget_mb, MEMORY_BUDGET_MB, 0, 1048576, NULL, 3072, "MIB",
+    CFG_INT(memory_budget_mb, MEMORY_BUDGET_MB, -1, 1048576, NULL, -1, "MIB",
 	    "Engine memory budget in MiB (GPU memory on cuda, resident memory on cpu); a sentence whose "
-	    "predicted need is larger is refused with 413; 0 = no guard; 3072 fits a 4 GB card"),
+	    "predicted need is larger is refused with 413; -1 = auto (3072 on cuda: fits a 4 GB card; 90% "
+	    "of physical memory on cpu); 0 = no guard"),
     CFG_INT(split_max_tokens, SPLIT_MAX_TOKENS, 4, 512, NULL, 80, "N",
 	    "Longest text piece synthesized in one go (CosyVoice split_paragraph token_max_n; min_n and "
 	    "merge_len scale with it); 80 = the reference"),

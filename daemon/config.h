@@ -35,7 +35,7 @@ struct config {
 	int warmup;			      /* bool, 1 */
 	int cuda_graph;			      /* bool, 1: LLM decode step as a CUDA graph */
 	int llm_max_positions;		      /* KV cache positions allocated at start-up, 4096 */
-	int memory_budget_mb;		      /* engine memory budget in MiB, 3072; 0 = no guard */
+	int memory_budget_mb;		      /* engine memory budget in MiB; -1 = auto; 0 = no guard */
 	int split_max_tokens;		      /* split_paragraph token_max_n, 80 */
 	/* scheduling and limits */
 	int queue_capacity;    /* 16 */

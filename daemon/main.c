@@ -156,7 +156,7 @@ int main(int argc, char **argv, char **envp)
 	sc.engine.threads = cfg.engine_threads;
 	sc.engine.cuda_graph = cfg.cuda_graph;
 	sc.engine.llm_max_positions = (size_t)cfg.llm_max_positions;
-	sc.engine.memory_budget_mb = (size_t)cfg.memory_budget_mb;
+	sc.engine.memory_budget_mb = cfg.memory_budget_mb;
 	sc.engine.split_max_tokens = (size_t)cfg.split_max_tokens;
 	if (strcmp(backend, "espeak") == 0)
 		log_warn("main",

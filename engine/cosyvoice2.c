@@ -41,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -69,6 +70,7 @@
 #define CV2_PATH_MAX		  4096
 #define CV2_DEFAULT_MAX_POSITIONS 4096
 #define CV2_MIB			  (1024.0 * 1024.0)
+#define CV2_AUTO_BUDGET_CUDA_MB	  3072.0
 
 struct cv2_speaker {
 	char *id;	      /* as listed (name, or name + "/cross-lingual") */
@@ -588,7 +590,15 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 			goto fail;
 	}
 	m->max_positions = cfg->llm_max_positions ? cfg->llm_max_positions : CV2_DEFAULT_MAX_POSITIONS;
-	m->budget = (double)cfg->memory_budget_mb * 1024.0 * 1024.0;
+	if (cfg->memory_budget_mb < 0) {
+		/* auto: a 4 GB card keeps ~1 GB for the CUDA context; on the CPU, leave 10% of RAM */
+		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+		m->budget = torch_runtime_is_cuda(m->rt)      ? CV2_AUTO_BUDGET_CUDA_MB * CV2_MIB
+			    : pages > 0 && psz > 0 ? 0.9 * (double)pages * (double)psz
+						   : 0;
+	} else {
+		m->budget = (double)cfg->memory_budget_mb * CV2_MIB;
+	}
 	rc = torch_runtime_llm_begin(m->rt, m->max_positions, err, errlen);
 	if (rc != CV_OK)
 		goto fail;

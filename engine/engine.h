@@ -39,7 +39,8 @@ struct engine_config {
 	int threads;		     /* CPU threads the backend may use, 0 = auto */
 	int cuda_graph;		     /* cosyvoice2: 1 = LLM decode step as a CUDA graph */
 	size_t llm_max_positions;    /* cosyvoice2: KV cache positions (0 = 4096) */
-	size_t memory_budget_mb;     /* cosyvoice2: memory guard budget, 0 = no guard */
+	long memory_budget_mb;	     /* cosyvoice2: memory guard budget in MiB; 0 = no guard; -1 =
+				      * auto (3072 on cuda, 90% of physical memory on cpu) */
 	size_t split_max_tokens;     /* cosyvoice2: split_paragraph token_max_n (0 = 80) */
 };
 

@@ -50,7 +50,7 @@ static const struct tkey tkeys[] = {
     TK(warmup, 'b', "off", "false", "on", "true"),
     TK(cuda_graph, 'b', "off", "false", "on", "true"),
     TK(llm_max_positions, 'i', "256", "256", "65536", "65536"),
-    TK(memory_budget_mb, 'i', "0", "0", "8192", "8192"),
+    TK(memory_budget_mb, 'i', "0", "0", "3072", "3072"),
     TK(split_max_tokens, 'i', "4", "4", "512", "512"),
     TK(queue_capacity, 'i', "32", "32", "1", "1"),
     TK(deadline_ms, 'i', "5000", "5000", "100", "100"),
@@ -209,7 +209,7 @@ START_TEST(defaults_match_spec)
 	ck_assert_int_eq(c.warmup, 1);
 	ck_assert_int_eq(c.cuda_graph, 1);
 	ck_assert_int_eq(c.llm_max_positions, 4096);
-	ck_assert_int_eq(c.memory_budget_mb, 3072);
+	ck_assert_int_eq(c.memory_budget_mb, -1);
 	ck_assert_int_eq(c.split_max_tokens, 80);
 	ck_assert_int_eq(c.queue_capacity, 16);
 	ck_assert_int_eq(c.deadline_ms, 120000);

@@ -529,7 +529,7 @@ START_TEST(positions_and_memory_guard)
 	/* a budget well between the two (this engine measures again, with some
 	 * noise on a CPU): the short sentence runs, the long one is refused */
 	budget = base + (p_long - base) / 4;
-	cfg.memory_budget_mb = (size_t)(budget / 1048576.0);
+	cfg.memory_budget_mb = (long)(budget / 1048576.0);
 	e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
 	ck_assert_int_eq(synth(e, longtext, NULL, 0, 1.0f, 1, &s, err, sizeof err), CV_EBUDGET);
 	ck_assert_msg(strstr(err, "memory") && strstr(err, "memory_budget_mb"), "%s", err);
