@@ -1055,10 +1055,13 @@ static int cv2_probe_memory(struct cv2 *m, char *err, size_t errlen)
 		return CV_OK;
 	}
 	m->mem_base = u.current;
-	/* w = a*t + b*t^2 through both points; a negative slope (noise) falls back to linear. */
+	/* w = a*t + b*t^2 through both points (CUDA: the allocator's exact
+	 * figures). The resident set is too noisy for a quadratic term (repeated
+	 * start-ups gave 0..126 B/frame^2), so the CPU uses the larger per-frame
+	 * ratio, linear; so does a negative coefficient (noise). */
 	m->mem_b = (w2 / t2 - w1 / t1) / (t2 - t1);
 	m->mem_a = w1 / t1 - m->mem_b * t1;
-	if (m->mem_b < 0 || m->mem_a < 0) {
+	if (!torch_runtime_is_cuda(m->rt) || m->mem_b < 0 || m->mem_a < 0) {
 		m->mem_b = 0;
 		m->mem_a = w1 / t1 > w2 / t2 ? w1 / t1 : w2 / t2;
 	}

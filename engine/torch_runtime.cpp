@@ -16,15 +16,18 @@
  * ships libtorch_cuda; they only run when a GPU is present.
  *
  * CUDA graph of the decode step: the bundle's llm_decode_at takes the token
- * and the position as device tensors and attends over the whole cache with
- * the later positions masked, so its shapes never change. After the cache is
- * allocated the first decode step warms it up on a side stream and captures
- * it once; every later step writes token and position into the two static
- * input tensors (fill_: a kernel launch, no host sync) and replays the graph;
- * the only host sync is reading the log-probabilities for the C sampler. A
- * capture failure is remembered and the runtime decodes eagerly from then on
- * (torch_runtime_decode_mode says why). Bundles without llm_decode_at (older
- * exports) decode eagerly through llm_decode_one.
+ * and the position as device tensors and attends over the cache it is given
+ * with the later positions masked, so its shapes depend only on that cache's
+ * length. A step at position pos is given cache[:bucket] (bucket = 64, 128,
+ * 256, ... up to the allocated length, the smallest above pos), so early
+ * steps do not read the whole preallocated cache. The first step of each
+ * bucket warms the step up on a side stream and captures it (once per
+ * process and bucket); every step writes token and position into the two
+ * static input tensors (fill_: a kernel launch, no host sync) and replays
+ * its bucket's graph; the only host sync is reading the log-probabilities
+ * for the C sampler. A capture failure is remembered and the runtime decodes
+ * eagerly from then on (torch_runtime_decode_mode says why). Bundles without
+ * llm_decode_at (older exports) decode eagerly through llm_decode_one.
  *
  * Fault injection (tests only, torch_runtime_config.fault): the n-th call of
  * one entry point throws the exception libtorch itself would throw (c10::Error
@@ -49,6 +52,7 @@
 #include <fstream>
 #include <malloc.h>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <new>
 #include <string>
@@ -63,6 +67,17 @@ struct graph_state {
 	std::unique_ptr<at::cuda::CUDAGraph> graph;
 	torch::Tensor logp; /* static output of the captured step */
 };
+
+/* Position buckets of the fixed-shape decode step: a step at position pos
+ * attends over cache[:bucket], bucket = the smallest of 64, 128, 256, ...
+ * (capped at the cache length) above pos. One CUDA graph per bucket. */
+size_t decode_bucket(size_t pos, size_t capacity)
+{
+	size_t b = 64;
+	while (b <= pos && b < capacity)
+		b *= 2;
+	return b < capacity ? b : capacity;
+}
 
 void set_err(char *err, size_t errlen, const char *msg)
 {
@@ -184,7 +199,8 @@ struct torch_runtime {
 	torch::Tensor k_cache, v_cache;
 	torch::Tensor tok_t, pos_t; /* static decode inputs on the device */
 	size_t capacity = 0;
-	graph_state graph;
+	std::map<size_t, graph_state> graphs; /* by decode bucket */
+	size_t graphs_captured = 0;
 	/* fault injection */
 	std::string fault_entry;
 	long fault_n = 0;
@@ -226,7 +242,8 @@ double proc_status_bytes(const char *field)
 void set_decode_mode(torch_runtime *rt)
 {
 	if (rt->cuda && rt->want_graph && rt->has_decode_at && !rt->graph_failed)
-		rt->decode_mode = rt->graph.graph ? "cuda graph" : "cuda graph (captured at the first step)";
+		rt->decode_mode = "cuda graph (one per position bucket, captured at first use; " +
+				  std::to_string(rt->graphs_captured) + " so far)";
 	else if (rt->graph_failed)
 		; /* keeps the failure text */
 	else if (rt->static_decode && rt->has_decode_at)
@@ -237,6 +254,47 @@ void set_decode_mode(torch_runtime *rt)
 		rt->decode_mode = "eager (cuda_graph off)";
 	else
 		rt->decode_mode = "eager";
+}
+
+/* Capture llm_decode_at on cache[:bucket] into g (tok_t/pos_t hold this
+ * step's token and position). Warm-up on a side stream first (cuBLAS
+ * handles, allocator blocks); the warm-up writes this step's own k/v at pos,
+ * which the replay that follows writes again with the same values. A
+ * failure marks the runtime graph_failed (eager from then on), with why. */
+bool capture_decode(torch_runtime *rt, graph_state &g, const torch::Tensor &kc, const torch::Tensor &vc)
+{
+	graph_state ng;
+	try {
+		torch::cuda::synchronize();
+		auto stream = c10::cuda::getStreamFromPool();
+		{
+			c10::cuda::CUDAStreamGuard sg(stream);
+			for (int i = 0; i < 3; i++)
+				rt->mod.get_method("llm_decode_at")({rt->tok_t, rt->pos_t, kc, vc});
+			stream.synchronize();
+			ng.graph = std::make_unique<at::cuda::CUDAGraph>();
+			ng.graph->capture_begin();
+			try {
+				ng.logp = rt->mod.get_method("llm_decode_at")({rt->tok_t, rt->pos_t, kc, vc})
+					      .toTensor();
+			} catch (...) {
+				try {
+					ng.graph->capture_end();
+				} catch (...) {
+				}
+				throw;
+			}
+			ng.graph->capture_end();
+		}
+		torch::cuda::synchronize();
+		g = std::move(ng);
+		return true;
+	} catch (const c10::Error &e) {
+		rt->graph_failed = true;
+		rt->decode_mode =
+		    "eager (CUDA graph capture failed: " + first_lines(e.what_without_backtrace()) + ")";
+		return false;
+	}
 }
 
 } // namespace
@@ -345,7 +403,7 @@ int torch_runtime_is_cuda(const struct torch_runtime *rt)
 
 int torch_runtime_graph_active(const struct torch_runtime *rt)
 {
-	return rt && rt->graph.graph ? 1 : 0;
+	return rt && rt->graphs_captured > 0 && !rt->graph_failed ? 1 : 0;
 }
 
 const char *torch_runtime_decode_mode(const struct torch_runtime *rt)
@@ -388,7 +446,8 @@ int torch_runtime_llm_begin(struct torch_runtime *rt, size_t capacity, char *err
 		c10::InferenceMode im;
 		rt->k_cache = torch::Tensor();
 		rt->v_cache = torch::Tensor();
-		rt->graph = graph_state(); /* a captured graph points into the old cache */
+		rt->graphs.clear(); /* captured graphs point into the old cache */
+		rt->graphs_captured = 0;
 		auto r = rt->mod.get_method("llm_new_cache")({(int64_t)want}).toTuple();
 		rt->k_cache = r->elements()[0].toTensor();
 		rt->v_cache = r->elements()[1].toTensor();
@@ -445,65 +504,37 @@ int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos
 			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
 		c10::InferenceMode im;
 		fault_check(rt, "llm_decode");
-		if (rt->cuda && rt->want_graph && rt->has_decode_at && !rt->graph_failed) {
+		bool use_graph = rt->cuda && rt->want_graph && rt->has_decode_at && !rt->graph_failed;
+		if (use_graph || (rt->has_decode_at && rt->static_decode)) {
+			/* The positions attended are the bucket's (cache[:bucket]), not
+			 * the whole cache: less to read per step early in a sequence. */
+			size_t bucket = decode_bucket(pos, rt->capacity);
+			auto kc = rt->k_cache.narrow(3, 0, (int64_t)bucket);
+			auto vc = rt->v_cache.narrow(3, 0, (int64_t)bucket);
 			rt->tok_t.fill_((int64_t)token);
 			rt->pos_t.fill_((int64_t)pos);
-			if (!rt->graph.graph) {
-				/* Capture once per cache: warm up on a side stream (cuBLAS
-				 * handles, allocator blocks), then record one step. Warm-up
-				 * writes this step's own k/v at pos, which the replay below
-				 * writes again with the same values. */
-				graph_state g;
-				try {
-					torch::cuda::synchronize();
-					auto stream = c10::cuda::getStreamFromPool();
-					{
-						c10::cuda::CUDAStreamGuard sg(stream);
-						for (int i = 0; i < 3; i++)
-							rt->mod.get_method("llm_decode_at")(
-							    {rt->tok_t, rt->pos_t, rt->k_cache, rt->v_cache});
-						stream.synchronize();
-						g.graph = std::make_unique<at::cuda::CUDAGraph>();
-						g.graph->capture_begin();
-						try {
-							g.logp = rt->mod
-								     .get_method("llm_decode_at")(
-									 {rt->tok_t, rt->pos_t, rt->k_cache,
-									  rt->v_cache})
-								     .toTensor();
-						} catch (...) {
-							try {
-								g.graph->capture_end();
-							} catch (...) {
-							}
-							throw;
-						}
-						g.graph->capture_end();
+			if (use_graph) {
+				auto it = rt->graphs.find(bucket);
+				if (it == rt->graphs.end()) {
+					graph_state g;
+					if (capture_decode(rt, g, kc, vc)) {
+						it = rt->graphs.emplace(bucket, std::move(g)).first;
+						rt->graphs_captured++;
+						set_decode_mode(rt);
+					} else {
+						rt->graphs.clear(); /* eager from now on */
+						rt->graphs_captured = 0;
 					}
-					torch::cuda::synchronize();
-					rt->graph = std::move(g);
-				} catch (const c10::Error &e) {
-					rt->graph_failed = true;
-					rt->graph = graph_state();
-					rt->decode_mode = "eager (CUDA graph capture failed: " +
-							  first_lines(e.what_without_backtrace()) + ")";
 				}
-				set_decode_mode(rt);
+				if (it != rt->graphs.end()) {
+					it->second.graph->replay();
+					return copy_logp(it->second.logp, logp, vocab, err, errlen);
+				}
+			} else {
+				auto lp = rt->mod.get_method("llm_decode_at")({rt->tok_t, rt->pos_t, kc, vc})
+					      .toTensor();
+				return copy_logp(lp, logp, vocab, err, errlen);
 			}
-			if (rt->graph.graph) {
-				rt->graph.graph->replay();
-				return copy_logp(rt->graph.logp, logp, vocab, err, errlen);
-			}
-		}
-		if (rt->has_decode_at &&
-		    (rt->static_decode || (rt->cuda && rt->want_graph && !rt->graph_failed))) {
-			rt->tok_t.fill_((int64_t)token);
-			rt->pos_t.fill_((int64_t)pos);
-			auto lp =
-			    rt->mod
-				.get_method("llm_decode_at")({rt->tok_t, rt->pos_t, rt->k_cache, rt->v_cache})
-				.toTensor();
-			return copy_logp(lp, logp, vocab, err, errlen);
 		}
 		auto tok = torch::full({1, 1}, (int64_t)token, torch::kInt64).to(rt->device);
 		auto lp = rt->mod.get_method("llm_decode_one")({tok, (int64_t)pos, rt->k_cache, rt->v_cache})

@@ -275,8 +275,10 @@ class Qwen2LM(nn.Module):
 
     @torch.jit.export
     def decode_at(self, token: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
-        """decode_one with the position as a (1,) int64 tensor on the model's device: fixed shapes and no
-        host reads, so one CUDA graph serves every step (the caller keeps pos < cache length)."""
+        """decode_one with the position as a (1,) int64 tensor on the model's device, attending over the
+        whole cache given (positions after pos masked): fixed shapes and no host reads, so one CUDA graph
+        serves every step for a given cache length. The caller keeps pos < cache length, and may pass a
+        prefix view of a longer cache (cache[..., :n, :]) to read less."""
         x = self.embed_speech(token).to(self.speech_embedding.weight.dtype)
         h = self.llm.model.model.forward_at(x, pos, k_cache, v_cache)
         return self.logp(h[:, -1])
