@@ -593,9 +593,9 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	if (cfg->memory_budget_mb < 0) {
 		/* auto: a 4 GB card keeps ~1 GB for the CUDA context; on the CPU, leave 10% of RAM */
 		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-		m->budget = torch_runtime_is_cuda(m->rt)      ? CV2_AUTO_BUDGET_CUDA_MB * CV2_MIB
-			    : pages > 0 && psz > 0 ? 0.9 * (double)pages * (double)psz
-						   : 0;
+		m->budget = torch_runtime_is_cuda(m->rt) ? CV2_AUTO_BUDGET_CUDA_MB * CV2_MIB
+			    : pages > 0 && psz > 0	 ? 0.9 * (double)pages * (double)psz
+							 : 0;
 	} else {
 		m->budget = (double)cfg->memory_budget_mb * CV2_MIB;
 	}
