@@ -1195,7 +1195,8 @@ START_TEST(cuda_graph_decode_equals_eager)
 END_TEST
 
 /* Steady state on the GPU: allocated memory after 30 requests equals the
- * figure after the first (static KV cache, caching allocator reuse). */
+ * figure after the first few (static KV cache, caching allocator reuse; the
+ * first requests also capture the decode graphs of the buckets they reach). */
 START_TEST(cuda_memory_steady)
 {
 	struct engine_config cfg = {.backend = "cosyvoice2",
@@ -1214,11 +1215,11 @@ START_TEST(cuda_memory_steady)
 				    (uint64_t)i, &s, err, sizeof err) == CV_OK,
 			      "%s", err);
 		free(s.pcm);
-		if (i == 1)
+		if (i == 3)
 			first = gauge_value(e, "gpu_memory_allocated_bytes");
 	}
 	last = gauge_value(e, "gpu_memory_allocated_bytes");
-	ck_assert_msg(first > 0 && last == first, "GPU allocated %.0f after request 2, %.0f after 30", first,
+	ck_assert_msg(first > 0 && last == first, "GPU allocated %.0f after request 4, %.0f after 30", first,
 		      last);
 	engine_close(e);
 }
