@@ -790,6 +790,36 @@ struct cv2_sentence {
 	int run_flow; /* 0: LLM only (cv2_llm_generate) */
 };
 
+/* LLM prompt layout (spec §2.4 / §3.3): instruct2 puts the instruction in
+ * the prompt text and no prompt speech; zero-shot uses the speaker's prompt
+ * text and speech; cross-lingual and SFT voices have no LLM prompt. */
+struct cv2_prompt {
+	const int32_t *text, *speech;
+	size_t n_text, n_speech;
+};
+
+static struct cv2_prompt cv2_prompt_layout(const struct cv2_speaker *spk, const int32_t *instruct_ids,
+					   size_t n_instruct)
+{
+	struct cv2_prompt p = {NULL, NULL, 0, 0};
+	if (instruct_ids) {
+		p.text = instruct_ids;
+		p.n_text = n_instruct;
+	} else if (!spk->sft && !spk->cross_lingual) {
+		p.text = spk->prompt_text;
+		p.n_text = spk->n_prompt_text;
+		p.speech = spk->prompt_tokens;
+		p.n_speech = spk->n_prompt_tokens;
+	}
+	return p;
+}
+
+/* KV-cache positions a sentence of n_text ids needs at the LLM's maximum length. */
+static size_t cv2_positions(const struct cv2_prompt *p, size_t n_text)
+{
+	return p->n_text + n_text + p->n_speech + 2 + sampler_max_len(n_text);
+}
+
 /* One sentence: LLM (prompt layout §3.3, lengths §3.4, sampling §3.5) with
  * streaming chunks cut as soon as they are due, then the final/buffered
  * token2wav. *tokens_out (optional) receives the generated tokens. */
@@ -797,8 +827,9 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 			    int32_t **tokens_out, size_t *n_out, char *err, size_t errlen)
 {
 	const struct cv2_speaker *spk = se->spk;
-	const int32_t *ptext = NULL, *pspeech = NULL;
-	size_t n_ptext = 0, n_pspeech = 0, min_len, max_len, n = 0, pos;
+	struct cv2_prompt pr = cv2_prompt_layout(spk, se->instruct_ids, se->n_instruct);
+	const int32_t *ptext = pr.text, *pspeech = pr.speech;
+	size_t n_ptext = pr.n_text, n_pspeech = pr.n_speech, min_len, max_len, n = 0, pos;
 	int32_t *text = NULL, *tokens = NULL;
 	struct cv2_stream_sched sched;
 	struct cv2_stream_chunk ch;
@@ -808,16 +839,6 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 	if (se->n_text == 0) {
 		cv2_set_err(err, errlen, "empty sentence");
 		return CV_EINVAL;
-	}
-	/* Prompt layout (spec §2.4 / §3.3). */
-	if (se->instruct_ids) {
-		ptext = se->instruct_ids;
-		n_ptext = se->n_instruct;
-	} else if (!spk->sft && !spk->cross_lingual) {
-		ptext = spk->prompt_text;
-		n_ptext = spk->n_prompt_text;
-		pspeech = spk->prompt_tokens;
-		n_pspeech = spk->n_prompt_tokens;
 	}
 	min_len = sampler_min_len(se->n_text);
 	max_len = sampler_max_len(se->n_text);
@@ -834,7 +855,7 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 	cv2_stream_sched_init(&sched, spk->n_prompt_tokens);
 	cv2_hift_cache_reset(&m->hc);
 
-	rc = torch_runtime_llm_begin(m->rt, n_ptext + se->n_text + n_pspeech + 2 + max_len, err, errlen);
+	rc = torch_runtime_llm_begin(m->rt, cv2_positions(&pr, se->n_text), err, errlen);
 	if (rc != CV_OK)
 		goto out;
 	a = clock_now_ns();
@@ -1064,7 +1085,7 @@ static int cv2_probe_memory(struct cv2 *m, char *err, size_t errlen)
 	 * ratio, linear; so does a negative coefficient (noise). */
 	m->mem_b = (w2 / t2 - w1 / t1) / (t2 - t1);
 	m->mem_a = w1 / t1 - m->mem_b * t1;
-	if (!torch_runtime_is_cuda(m->rt) || m->mem_b < 0 || m->mem_a < 0) {
+	if (!cuda || m->mem_b < 0 || m->mem_a < 0) {
 		m->mem_b = 0;
 		m->mem_a = w1 / t1 > w2 / t2 ? w1 / t1 : w2 / t2;
 	}
@@ -1073,10 +1094,9 @@ static int cv2_probe_memory(struct cv2 *m, char *err, size_t errlen)
 		 "memory model (%s, %.0f ms): base %.0f MiB (weights + KV cache), workspace %.1f KiB/frame + "
 		 "%.3f B/frame^2 (probes %.0f and %.0f frames: %.1f and %.1f MiB); 30 s of audio -> %.0f MiB "
 		 "of a %.0f MiB budget",
-		 torch_runtime_is_cuda(m->rt) ? "CUDA caching allocator" : "resident set",
-		 clock_ms_between(a, clock_now_ns()), m->mem_base / CV2_MIB, m->mem_a / 1024.0, m->mem_b, t1,
-		 t2, w1 / CV2_MIB, w2 / CV2_MIB, cv2_need(m, 1500.0 + cv2_frames(spk, 0)) / CV2_MIB,
-		 m->budget / CV2_MIB);
+		 cuda ? "CUDA caching allocator" : "resident set", clock_ms_between(a, clock_now_ns()),
+		 m->mem_base / CV2_MIB, m->mem_a / 1024.0, m->mem_b, t1, t2, w1 / CV2_MIB, w2 / CV2_MIB,
+		 cv2_need(m, 1500.0 + cv2_frames(spk, 0)) / CV2_MIB, m->budget / CV2_MIB);
 	if (m->mem_base > m->budget) {
 		cv2_set_err(err, errlen,
 			    "the model needs %.0f MiB with its KV cache (llm_max_positions %zu), over "
@@ -1098,12 +1118,11 @@ double cv2_memory_predict(const struct cv2 *m, const char *speaker, size_t n_tex
 
 /* Before any audio: every sentence must fit the KV cache and the budget. */
 static int cv2_check_sentence(const struct cv2 *m, const struct cv2_speaker *spk, size_t i, size_t n_sent,
-			      size_t n_text, size_t n_instr, char *err, size_t errlen)
+			      size_t n_text, const int32_t *instr, size_t n_instr, char *err, size_t errlen)
 {
-	size_t n_ptext = n_instr ? n_instr : (!spk->sft && !spk->cross_lingual ? spk->n_prompt_text : 0);
-	size_t n_pspeech = !n_instr && !spk->sft && !spk->cross_lingual ? spk->n_prompt_tokens : 0;
+	struct cv2_prompt pr = cv2_prompt_layout(spk, instr, n_instr);
 	size_t max_len = sampler_max_len(n_text);
-	size_t need_pos = n_ptext + n_text + n_pspeech + 2 + max_len;
+	size_t need_pos = cv2_positions(&pr, n_text);
 	double need;
 
 	if (need_pos > m->max_positions) {
@@ -1113,7 +1132,7 @@ static int cv2_check_sentence(const struct cv2 *m, const struct cv2_speaker *spk
 			    i + 1, n_sent, n_text, need_pos, m->max_positions);
 		return CV_E2BIG;
 	}
-	if (!m->mem_valid || m->budget <= 0)
+	if (!m->mem_valid) /* no guard: memory_budget_mb 0, or nothing to measure with */
 		return CV_OK;
 	need = cv2_need(m, cv2_frames(spk, max_len));
 	if (need > m->budget) {
@@ -1253,7 +1272,7 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 		goto out;
 	}
 	for (size_t i = 0; i < fr.n; i++) {
-		rc = cv2_check_sentence(m, spk, i, fr.n, fr.s[i].n_ids, n_instr, err, errlen);
+		rc = cv2_check_sentence(m, spk, i, fr.n, fr.s[i].n_ids, instr, n_instr, err, errlen);
 		if (rc != CV_OK)
 			goto out;
 	}
@@ -1288,8 +1307,6 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 		if (rc != CV_OK) {
 			cv2_set_err(err, errlen, "sentence %zu of %zu failed: %s", i + 1, fr.n, e2);
 			log_warn("cosyvoice2", "sentence %zu of %zu failed: %s", i + 1, fr.n, e2);
-			if (rc == CV_ENOMEM)
-				torch_runtime_empty_cache(m->rt);
 			goto out;
 		}
 	}
@@ -1338,51 +1355,43 @@ static int cv2_be_warmup(void *impl, char *err, size_t errlen)
 	return rc;
 }
 
-static void cv2_gauge(struct engine_gauges *g, const char *name, const char *help, double v)
-{
-	if (g->n >= ENGINE_GAUGES_MAX)
-		return;
-	cv_strlcpy(g->g[g->n].name, name, sizeof g->g[g->n].name);
-	cv_strlcpy(g->g[g->n].help, help, sizeof g->g[g->n].help);
-	g->g[g->n].value = v;
-	g->n++;
-}
-
 static void cv2_be_gauges(void *impl, struct engine_gauges *g)
 {
 	struct cv2 *m = impl;
 	struct torch_runtime_memory mem;
 
 	if (m->budget > 0)
-		cv2_gauge(g, "memory_budget_bytes", "Engine memory budget (memory_budget_mb).", m->budget);
+		engine_gauges_add(g, "memory_budget_bytes", "Engine memory budget (memory_budget_mb).",
+				  m->budget);
 	if (m->mem_valid) {
-		cv2_gauge(
+		engine_gauges_add(
 		    g, "memory_base_bytes",
 		    "Memory the engine holds with the model and its KV cache loaded (measured at start-up).",
 		    m->mem_base);
-		cv2_gauge(g, "memory_workspace_bytes_per_frame",
-			  "Measured flow + HiFT workspace per mel frame (linear term of the memory model).",
-			  m->mem_a);
-		cv2_gauge(
+		engine_gauges_add(
+		    g, "memory_workspace_bytes_per_frame",
+		    "Measured flow + HiFT workspace per mel frame (linear term of the memory model).",
+		    m->mem_a);
+		engine_gauges_add(
 		    g, "memory_workspace_bytes_per_frame_squared",
 		    "Measured flow + HiFT workspace per mel frame squared (attention term of the memory "
 		    "model).",
 		    m->mem_b);
 	}
-	cv2_gauge(g, "llm_max_positions", "KV-cache positions allocated at start-up.",
-		  (double)m->max_positions);
-	cv2_gauge(g, "llm_decode_cuda_graph", "1 when LLM decode steps replay a captured CUDA graph.",
-		  torch_runtime_graph_active(m->rt));
+	engine_gauges_add(g, "llm_max_positions", "KV-cache positions allocated at start-up.",
+			  (double)m->max_positions);
+	engine_gauges_add(g, "llm_decode_cuda_graph", "1 when LLM decode steps replay a captured CUDA graph.",
+			  torch_runtime_graph_active(m->rt));
 	torch_runtime_memory(m->rt, &mem);
 	if (!mem.valid)
 		return;
-	cv2_gauge(g, "gpu_memory_allocated_bytes", "GPU memory allocated by the CUDA caching allocator.",
-		  mem.allocated);
-	cv2_gauge(g, "gpu_memory_reserved_bytes", "GPU memory reserved by the CUDA caching allocator.",
-		  mem.reserved);
-	cv2_gauge(g, "gpu_memory_peak_bytes", "Peak GPU memory allocated since start.", mem.peak);
+	engine_gauges_add(g, "gpu_memory_allocated_bytes",
+			  "GPU memory allocated by the CUDA caching allocator.", mem.allocated);
+	engine_gauges_add(g, "gpu_memory_reserved_bytes",
+			  "GPU memory reserved by the CUDA caching allocator.", mem.reserved);
+	engine_gauges_add(g, "gpu_memory_peak_bytes", "Peak GPU memory allocated since start.", mem.peak);
 	if (mem.device_total > 0)
-		cv2_gauge(g, "gpu_memory_total_bytes", "Total memory of the GPU.", mem.device_total);
+		engine_gauges_add(g, "gpu_memory_total_bytes", "Total memory of the GPU.", mem.device_total);
 }
 
 #else /* !CV2_HAVE_TORCH */

@@ -160,6 +160,16 @@ void engine_read_gauges(struct engine *e, struct engine_gauges *g)
 		e->be->read_gauges(e->impl, g);
 }
 
+void engine_gauges_add(struct engine_gauges *g, const char *name, const char *help, double value)
+{
+	if (!g || g->n >= ENGINE_GAUGES_MAX)
+		return;
+	cv_strlcpy(g->g[g->n].name, name, sizeof g->g[g->n].name);
+	cv_strlcpy(g->g[g->n].help, help, sizeof g->g[g->n].help);
+	g->g[g->n].value = value;
+	g->n++;
+}
+
 void engine_timings_set(struct engine_timings *t, const char *name, double ms)
 {
 	char key[sizeof t->stage[0].name];

@@ -119,6 +119,9 @@ int engine_synthesize(struct engine *e, const struct engine_params *p, const str
 /* Fill backend gauges (may be empty). */
 void engine_read_gauges(struct engine *e, struct engine_gauges *g);
 
+/* Append a gauge (name: metric suffix; help: one line); dropped when g is full. */
+void engine_gauges_add(struct engine_gauges *g, const char *name, const char *help, double value);
+
 /* Helper for backends: add or overwrite a named stage. */
 void engine_timings_set(struct engine_timings *t, const char *name, double ms);
 

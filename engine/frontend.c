@@ -72,12 +72,7 @@ int frontend_open(const char *tokenizer_dir, const char *tn_dir, const struct fr
 		f->lim.max_input_bytes = FRONTEND_DEFAULT_MAX_INPUT;
 	if (f->lim.max_tokens_per_sentence == 0)
 		f->lim.max_tokens_per_sentence = FRONTEND_DEFAULT_MAX_TOKENS;
-	if (f->lim.split_max_tokens == 0)
-		f->lim.split_max_tokens = 80;
-	f->split.token_max_n = f->lim.split_max_tokens;
-	f->split.token_min_n = f->lim.split_max_tokens * 60 / 80;
-	f->split.merge_len = f->lim.split_max_tokens * 20 / 80;
-	f->split.comma_split = 0;
+	f->split = split_params_scaled(f->lim.split_max_tokens);
 	char dir[4096];
 	if (file_exists(tokenizer_dir, "/tokenizer", "vocab.json"))
 		snprintf(dir, sizeof dir, "%s/tokenizer", tokenizer_dir);

@@ -82,10 +82,21 @@ static int result_push(struct split_result *r, size_t *cap, struct utext *piece)
 	return CV_OK;
 }
 
+struct split_params split_params_scaled(size_t token_max_n)
+{
+	struct split_params p;
+	size_t n = token_max_n ? token_max_n : SPLIT_DEFAULT_TOKEN_MAX_N;
+	p.token_max_n = n;
+	p.token_min_n = n * 60 / SPLIT_DEFAULT_TOKEN_MAX_N;
+	p.merge_len = n * 20 / SPLIT_DEFAULT_TOKEN_MAX_N;
+	p.comma_split = 0;
+	return p;
+}
+
 int split_paragraph(const uint32_t *text, size_t n, int lang_zh, const struct tokenizer *tok,
 		    const struct split_params *params, struct split_result *out, char *err, size_t errlen)
 {
-	struct split_params def = {80, 60, 20, 0};
+	struct split_params def = split_params_scaled(0);
 	const struct split_params *p = params ? params : &def;
 	struct split_result utts = {0, NULL};
 	size_t ucap = 0, fcap = 0;

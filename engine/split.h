@@ -16,6 +16,12 @@ struct split_params {
 	int comma_split;    /* 0 */
 };
 
+#define SPLIT_DEFAULT_TOKEN_MAX_N 80 /* the reference's split_paragraph defaults: 80/60/20 */
+
+/* The reference's parameters scaled to token_max_n (token_min_n = 60/80 of
+ * it, merge_len = 20/80, no comma split); 0 = the reference's 80/60/20. */
+struct split_params split_params_scaled(size_t token_max_n);
+
 struct split_result {
 	size_t n;
 	struct utext *piece;

@@ -200,7 +200,6 @@ struct torch_runtime {
 	torch::Tensor tok_t, pos_t; /* static decode inputs on the device */
 	size_t capacity = 0;
 	std::map<size_t, graph_state> graphs; /* by decode bucket */
-	size_t graphs_captured = 0;
 	/* fault injection */
 	std::string fault_entry;
 	long fault_n = 0;
@@ -211,6 +210,11 @@ struct torch_runtime {
 
 namespace
 {
+
+c10::DeviceIndex device_index(const torch_runtime *rt)
+{
+	return rt->device.has_index() ? rt->device.index() : (c10::DeviceIndex)0;
+}
 
 /* Throw what libtorch would, on the configured call (tests only). */
 void fault_check(torch_runtime *rt, const char *entry)
@@ -243,7 +247,7 @@ void set_decode_mode(torch_runtime *rt)
 {
 	if (rt->cuda && rt->want_graph && rt->has_decode_at && !rt->graph_failed)
 		rt->decode_mode = "cuda graph (one per position bucket, captured at first use; " +
-				  std::to_string(rt->graphs_captured) + " so far)";
+				  std::to_string(rt->graphs.size()) + " so far)";
 	else if (rt->graph_failed)
 		; /* keeps the failure text */
 	else if (rt->static_decode && rt->has_decode_at)
@@ -403,7 +407,7 @@ int torch_runtime_is_cuda(const struct torch_runtime *rt)
 
 int torch_runtime_graph_active(const struct torch_runtime *rt)
 {
-	return rt && rt->graphs_captured > 0 && !rt->graph_failed ? 1 : 0;
+	return rt && !rt->graphs.empty() ? 1 : 0;
 }
 
 const char *torch_runtime_decode_mode(const struct torch_runtime *rt)
@@ -447,7 +451,6 @@ int torch_runtime_llm_begin(struct torch_runtime *rt, size_t capacity, char *err
 		rt->k_cache = torch::Tensor();
 		rt->v_cache = torch::Tensor();
 		rt->graphs.clear(); /* captured graphs point into the old cache */
-		rt->graphs_captured = 0;
 		auto r = rt->mod.get_method("llm_new_cache")({(int64_t)want}).toTuple();
 		rt->k_cache = r->elements()[0].toTensor();
 		rt->v_cache = r->elements()[1].toTensor();
@@ -519,11 +522,9 @@ int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos
 					graph_state g;
 					if (capture_decode(rt, g, kc, vc)) {
 						it = rt->graphs.emplace(bucket, std::move(g)).first;
-						rt->graphs_captured++;
 						set_decode_mode(rt);
 					} else {
 						rt->graphs.clear(); /* eager from now on */
-						rt->graphs_captured = 0;
 					}
 				}
 				if (it != rt->graphs.end()) {
@@ -643,7 +644,7 @@ void torch_runtime_memory(struct torch_runtime *rt, struct torch_runtime_memory 
 	if (!rt || !rt->cuda)
 		return;
 	try {
-		auto idx = rt->device.has_index() ? rt->device.index() : (c10::DeviceIndex)0;
+		auto idx = device_index(rt);
 		auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(idx);
 		const size_t agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
 		m->allocated = (double)st.allocated_bytes[agg].current;
@@ -662,7 +663,7 @@ void torch_runtime_usage_reset(struct torch_runtime *rt)
 		return;
 	try {
 		if (rt->cuda) {
-			auto idx = rt->device.has_index() ? rt->device.index() : (c10::DeviceIndex)0;
+			auto idx = device_index(rt);
 			c10::cuda::CUDACachingAllocator::resetPeakStats(idx);
 		} else {
 			/* Give freed heap pages back first, so reuse shows up as growth;
@@ -682,7 +683,7 @@ int torch_runtime_usage(struct torch_runtime *rt, struct torch_runtime_usage *u)
 	u->current = u->peak = 0;
 	try {
 		if (rt->cuda) {
-			auto idx = rt->device.has_index() ? rt->device.index() : (c10::DeviceIndex)0;
+			auto idx = device_index(rt);
 			auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(idx);
 			const size_t agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
 			u->current = (double)st.allocated_bytes[agg].current;
@@ -699,23 +700,6 @@ int torch_runtime_usage(struct torch_runtime *rt, struct torch_runtime_usage *u)
 		return CV_EUNSUPPORTED;
 	}
 	return CV_OK;
-}
-
-size_t torch_runtime_kv_bytes_per_position(const struct torch_runtime *rt)
-{
-	if (!rt || !rt->k_cache.defined() || !rt->capacity)
-		return 0;
-	return (size_t)(rt->k_cache.nbytes() + rt->v_cache.nbytes()) / rt->capacity;
-}
-
-void torch_runtime_empty_cache(struct torch_runtime *rt)
-{
-	if (!rt || !rt->cuda)
-		return;
-	try {
-		c10::cuda::CUDACachingAllocator::emptyCache();
-	} catch (...) {
-	}
 }
 
 } /* extern "C" */

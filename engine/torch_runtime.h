@@ -123,10 +123,6 @@ void torch_runtime_memory(struct torch_runtime *rt, struct torch_runtime_memory 
 void torch_runtime_usage_reset(struct torch_runtime *rt);
 /* CV_OK with u filled; CV_EUNSUPPORTED when the platform cannot say. */
 int torch_runtime_usage(struct torch_runtime *rt, struct torch_runtime_usage *u);
-/* Bytes of the KV cache per position (k and v, all layers), 0 before llm_begin. */
-size_t torch_runtime_kv_bytes_per_position(const struct torch_runtime *rt);
-/* Free cached device blocks (after an out-of-memory). */
-void torch_runtime_empty_cache(struct torch_runtime *rt);
 
 #ifdef __cplusplus
 }

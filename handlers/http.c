@@ -633,11 +633,8 @@ static enum MHD_Result http_answer_metrics(struct conn *c)
 		if (nvml_read(h->cfg.nvml, &ns, nerr, sizeof nerr) == CV_OK) {
 			double v[] = {ns.utilization_gpu_ratio, ns.utilization_memory_ratio,
 				      ns.memory_used_bytes, ns.memory_total_bytes};
-			for (size_t i = 0; i < 4 && eg.n < ENGINE_GAUGES_MAX; i++, eg.n++) {
-				cv_strlcpy(eg.g[eg.n].name, nv_name[i], sizeof eg.g[eg.n].name);
-				cv_strlcpy(eg.g[eg.n].help, nv_help[i], sizeof eg.g[eg.n].help);
-				eg.g[eg.n].value = v[i];
-			}
+			for (size_t i = 0; i < 4; i++)
+				engine_gauges_add(&eg, nv_name[i], nv_help[i], v[i]);
 		} else {
 			log_warn_limited("http", "nvml_read", "NVML: %s", nerr);
 		}

@@ -30,6 +30,7 @@
 #include "engine/cosyvoice2.h"
 #include "engine/engine.h"
 #include "engine/torch_runtime.h"
+#include "tests/unit/promcheck.h"
 
 /* ------------------------------------------------------------------ sha256 */
 
@@ -990,21 +991,15 @@ static int16_t *wav_samples(const struct http_resp *r, size_t *n)
 	return s;
 }
 
+/* Value of an unlabelled series on /metrics; -1 when absent. */
 static double metric_value(const char *name)
 {
 	struct http_resp r;
-	double v = -1;
-	const char *p;
-	size_t nl = strlen(name);
+	double v;
 	http("GET", "/metrics", NULL, &r);
 	ck_assert_int_eq(r.status, 200);
-	for (p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-		if (strncmp(p, name, nl) == 0 && (p[nl] == ' ' || p[nl] == '{')) {
-			const char *sp = strchr(p, ' ');
-			v = sp ? strtod(sp + 1, NULL) : -1;
-			break;
-		}
-	}
+	if (promcheck_value(r.body, name, &v) != CV_OK)
+		v = -1;
 	free(r.body);
 	return v;
 }
