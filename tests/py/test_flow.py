@@ -13,43 +13,16 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
 
-from cosyvoice2 import config, flow, hyperyaml, keys, presets  # noqa: E402
+from cosyvoice2 import flow, keys  # noqa: E402
+from jitutil import freeze  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated:FutureWarning")
 
 
-def freeze(module, attrs):
-    """torch.jit.freeze inlines only with the optimizing graph executor on (conftest may turn it off)."""
-    opt = torch._C._get_graph_executor_optimize()
-    torch._C._set_graph_executor_optimize(True)
-    try:
-        return torch.jit.freeze(module.eval(), preserved_attrs=attrs)
-    finally:
-        torch._C._set_graph_executor_optimize(opt)
-
-
-def model_config(preset, tmp_path_factory):
-    d = tmp_path_factory.mktemp(f"qwen_{preset}")
-    p = os.path.join(str(d), "config.json")
-    with open(p, "w") as f:
-        f.write(presets.qwen_config_json(preset))
-    return config.from_yaml_data(hyperyaml.loads(presets.yaml_text(preset)), config.QwenConfig.from_json(p))
-
-
 @pytest.fixture(scope="module")
-def full_cfg(tmp_path_factory):
-    return model_config("full", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_cfg(tmp_path_factory):
-    return model_config("tiny", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_cfg):
+def tiny(tiny_config):
     torch.manual_seed(1234)
-    m = flow.build_flow(tiny_cfg.flow)
+    m = flow.build_flow(tiny_config.flow)
     # random weights have tiny biases/LayerNorm affine at init; perturb everything so no path is trivial
     with torch.no_grad():
         for p in m.parameters():
@@ -78,8 +51,8 @@ def shapes(sd):
     return {k: tuple(v.shape) for k, v in sd.items()}
 
 
-def test_full_key_layout_matches_spec_counts(full_cfg):
-    m = flow.build_flow(full_cfg.flow, torch.device("meta"))
+def test_full_key_layout_matches_spec_counts(full_config):
+    m = flow.build_flow(full_config.flow, torch.device("meta"))
     sd = m.state_dict()
     assert all(v.is_meta for v in m.parameters())
     assert len(sd) == 1121  # spec §4.5
@@ -89,17 +62,17 @@ def test_full_key_layout_matches_spec_counts(full_cfg):
     assert "decoder.rand_noise" not in sd  # not a checkpoint tensor (§9)
 
 
-def test_full_key_layout_matches_key_table(full_cfg):
-    m = flow.build_flow(full_cfg.flow, torch.device("meta"))
-    want = dict(keys.flow_keys(full_cfg.flow))
+def test_full_key_layout_matches_key_table(full_config):
+    m = flow.build_flow(full_config.flow, torch.device("meta"))
+    want = dict(keys.flow_keys(full_config.flow))
     got = shapes(m.state_dict())
     assert sorted(set(want) - set(got)) == []
     assert sorted(set(got) - set(want)) == []
     assert {k: v for k, v in got.items() if want[k] != v} == {}
 
 
-def test_full_spec_spot_shapes(full_cfg):
-    got = shapes(flow.build_flow(full_cfg.flow, torch.device("meta")).state_dict())
+def test_full_spec_spot_shapes(full_config):
+    got = shapes(flow.build_flow(full_config.flow, torch.device("meta")).state_dict())
     spec = {  # spec §4.5, verbatim
         "input_embedding.weight": (6561, 512),
         "spk_embed_affine_layer.weight": (80, 192),
@@ -143,13 +116,13 @@ def test_full_spec_spot_shapes(full_cfg):
         assert absent not in got
 
 
-def test_tiny_key_layout_and_strict_load(tiny_cfg, tiny):
-    assert shapes(tiny.state_dict()) == dict(keys.flow_keys(tiny_cfg.flow))
+def test_tiny_key_layout_and_strict_load(tiny_config, tiny):
+    assert shapes(tiny.state_dict()) == dict(keys.flow_keys(tiny_config.flow))
     buf = io.BytesIO()
     torch.save(tiny.state_dict(), buf)
     buf.seek(0)
     sd = torch.load(buf, weights_only=True)
-    fresh = flow.build_flow(tiny_cfg.flow)
+    fresh = flow.build_flow(tiny_config.flow)
     fresh.load_state_dict(sd, strict=True)
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, sd[k]), k
@@ -163,12 +136,12 @@ def test_tiny_key_layout_and_strict_load(tiny_cfg, tiny):
         fresh.load_state_dict(bad, strict=True)
 
 
-def test_config_forms_agree(tiny_cfg, full_cfg):
-    for mc in (tiny_cfg, full_cfg):
+def test_config_forms_agree(tiny_config, full_config):
+    for mc in (tiny_config, full_config):
         a = flow.flow_params(mc.flow)  # FlowConfig dataclass
         b = flow.flow_params(mc.flow_args)  # the yaml's nested constructor arguments
         assert a == b
-    assert flow.flow_params(full_cfg.flow) == flow.flow_params(None)  # None = the released 0.5B values
+    assert flow.flow_params(full_config.flow) == flow.flow_params(None)  # None = the released 0.5B values
 
 
 def test_config_rejects_unsupported():
@@ -427,10 +400,10 @@ def test_frozen_module_equals_eager(tiny, tiny_scripted):
     assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_fp16_weights_run_and_stay_close(tiny_cfg, tiny):
+def test_fp16_weights_run_and_stay_close(tiny_config, tiny):
     """A half-precision copy (as a fp16 bundle would hold) gives float32 mel close to the fp32 result.
     CPU half kernels are slow and not all exist in every torch build, so this is a short sequence."""
-    half = flow.build_flow(tiny_cfg.flow)
+    half = flow.build_flow(tiny_config.flow)
     half.load_state_dict(tiny.state_dict())
     half = half.half()
     tok, ptok, pfeat, emb = inputs(8, 4, seed=12)

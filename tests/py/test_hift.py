@@ -13,43 +13,16 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
 
-from cosyvoice2 import config, hift, hyperyaml, keys, presets  # noqa: E402
+from cosyvoice2 import hift, keys  # noqa: E402
+from jitutil import freeze  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated:FutureWarning")
 
 
-def freeze(module, attrs):
-    """torch.jit.freeze inlines only with the optimizing graph executor on (conftest may turn it off)."""
-    opt = torch._C._get_graph_executor_optimize()
-    torch._C._set_graph_executor_optimize(True)
-    try:
-        return torch.jit.freeze(module.eval(), preserved_attrs=attrs)
-    finally:
-        torch._C._set_graph_executor_optimize(opt)
-
-
-def model_config(preset, tmp_path_factory):
-    d = tmp_path_factory.mktemp(f"qwen_{preset}")
-    p = os.path.join(str(d), "config.json")
-    with open(p, "w") as f:
-        f.write(presets.qwen_config_json(preset))
-    return config.from_yaml_data(hyperyaml.loads(presets.yaml_text(preset)), config.QwenConfig.from_json(p))
-
-
 @pytest.fixture(scope="module")
-def full_cfg(tmp_path_factory):
-    return model_config("full", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny_cfg(tmp_path_factory):
-    return model_config("tiny", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_cfg):
+def tiny(tiny_config):
     torch.manual_seed(4321)
-    m = hift.build_hift(tiny_cfg.hift)
+    m = hift.build_hift(tiny_config.hift)
     with torch.no_grad():
         for name, p in m.named_parameters():
             if name.endswith("alpha"):
@@ -83,28 +56,28 @@ def shapes(sd):
 # ------------------------------------------------------------------------------------------------ layout
 
 
-def test_full_official_layout_counts(full_cfg):
-    m = hift.build_hift(full_cfg.hift, torch.device("meta"))
-    official = hift.unfold_weight_norm(m.state_dict(), hift.weight_norm_modules(full_cfg.hift))
+def test_full_official_layout_counts(full_config):
+    m = hift.build_hift(full_config.hift, torch.device("meta"))
+    official = hift.unfold_weight_norm(m.state_dict(), hift.weight_norm_modules(full_config.hift))
     assert len(official) == 328  # spec §5.2
     assert sum(v.numel() for v in official.values()) == 20_821_295
-    assert len(hift.weight_norm_modules(full_cfg.hift)) == 82
+    assert len(hift.weight_norm_modules(full_config.hift)) == 82
     assert len(m.state_dict()) == 328 - 82  # one plain weight instead of each g/v pair
 
 
-def test_full_layout_matches_key_table(full_cfg):
-    m = hift.build_hift(full_cfg.hift, torch.device("meta"))
+def test_full_layout_matches_key_table(full_config):
+    m = hift.build_hift(full_config.hift, torch.device("meta"))
     got = shapes(m.state_dict())
-    assert got == dict(keys.hift_keys(full_cfg.hift, style="folded"))
-    official = shapes(hift.unfold_weight_norm(m.state_dict(), hift.weight_norm_modules(full_cfg.hift)))
-    assert official == dict(keys.hift_keys(full_cfg.hift, style="parametrizations"))
-    legacy = shapes(hift.unfold_weight_norm(m.state_dict(), hift.weight_norm_modules(full_cfg.hift), "weight_g"))
-    assert legacy == dict(keys.hift_keys(full_cfg.hift, style="weight_g"))
+    assert got == dict(keys.hift_keys(full_config.hift, style="folded"))
+    official = shapes(hift.unfold_weight_norm(m.state_dict(), hift.weight_norm_modules(full_config.hift)))
+    assert official == dict(keys.hift_keys(full_config.hift, style="parametrizations"))
+    legacy = shapes(hift.unfold_weight_norm(m.state_dict(), hift.weight_norm_modules(full_config.hift), "weight_g"))
+    assert legacy == dict(keys.hift_keys(full_config.hift, style="weight_g"))
 
 
-def test_full_spec_spot_shapes(full_cfg):
-    m = hift.build_hift(full_cfg.hift, torch.device("meta"))
-    got = shapes(hift.unfold_weight_norm(m.state_dict(), hift.weight_norm_modules(full_cfg.hift)))
+def test_full_spec_spot_shapes(full_config):
+    m = hift.build_hift(full_config.hift, torch.device("meta"))
+    got = shapes(hift.unfold_weight_norm(m.state_dict(), hift.weight_norm_modules(full_config.hift)))
     spec = {  # spec §5.2
         "m_source.l_linear.weight": (1, 9),
         "m_source.l_linear.bias": (1,),
@@ -135,10 +108,10 @@ def test_full_spec_spot_shapes(full_cfg):
     assert {k: got.get(k) for k in spec} == spec
 
 
-def test_config_forms_agree(tiny_cfg, full_cfg):
-    for mc in (tiny_cfg, full_cfg):
+def test_config_forms_agree(tiny_config, full_config):
+    for mc in (tiny_config, full_config):
         assert hift.hift_params(mc.hift) == hift.hift_params(mc.hift_args)
-    assert hift.hift_params(full_cfg.hift) == hift.hift_params(None)
+    assert hift.hift_params(full_config.hift) == hift.hift_params(None)
     assert hift.hift_params(None)["sinegen_type"] == "2"  # 24 kHz -> SineGen2 (HEAD, §11)
     assert hift.hift_params({"sampling_rate": 22050})["sinegen_type"] == "1"
 
@@ -184,15 +157,15 @@ def test_fold_errors_name_the_key():
         hift.fold_weight_norm({"conv_post.weight_g": torch.ones(17, 1, 1), "conv_post.weight_v": torch.ones(18, 4, 7)})
 
 
-def test_official_layout_round_trip_and_strict_load(tiny_cfg, tiny):
-    names = hift.weight_norm_modules(tiny_cfg.hift)
+def test_official_layout_round_trip_and_strict_load(tiny_config, tiny):
+    names = hift.weight_norm_modules(tiny_config.hift)
     official = hift.unfold_weight_norm(tiny.state_dict(), names)
-    assert shapes(official) == dict(keys.hift_keys(tiny_cfg.hift, style="parametrizations"))
+    assert shapes(official) == dict(keys.hift_keys(tiny_config.hift, style="parametrizations"))
     buf = io.BytesIO()
     torch.save({"generator." + k: v for k, v in official.items()}, buf)  # as some releases prefix keys
     buf.seek(0)
     loaded_sd = torch.load(buf, weights_only=True)
-    fresh = hift.build_hift(tiny_cfg.hift)
+    fresh = hift.build_hift(tiny_config.hift)
     fresh.load_official(loaded_sd)
     for k, v in tiny.state_dict().items():
         assert torch.allclose(fresh.state_dict()[k], v, atol=1e-6), k
@@ -216,8 +189,8 @@ def test_shapes_range_and_f0(tiny):
         assert f0.shape == (1, frames) and bool((f0 >= 0).all())
 
 
-def test_audio_limit_clamps(tiny_cfg, tiny):
-    loud = hift.build_hift(tiny_cfg.hift)
+def test_audio_limit_clamps(tiny_config, tiny):
+    loud = hift.build_hift(tiny_config.hift)
     loud.load_state_dict(tiny.state_dict())
     with torch.no_grad():
         # DC only: magnitude exp(4) ~ 54.6 in bin 0, ~0 elsewhere, phase sin(0) = 0 -> a constant signal of
@@ -387,10 +360,10 @@ def test_save_load_and_freeze(tiny, tiny_scripted, tmp_path):
     assert torch.equal(loaded.stft_window, tiny.stft_window)
 
 
-def test_classic_sinegen_variant(tiny_cfg, tiny):
+def test_classic_sinegen_variant(tiny_config, tiny):
     """sinegen_type "1" (classic NSF SineGen, §5.1): runs, scripts, and with explicit noise + phases is
     deterministic; the phases matter for it (unlike SineGen2)."""
-    p = hift.hift_params(tiny_cfg.hift)
+    p = hift.hift_params(tiny_config.hift)
     p["sinegen_type"] = "1"
     m1 = hift.build_hift(p)
     m1.load_state_dict(tiny.state_dict())

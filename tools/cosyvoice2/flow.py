@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .hyperyaml import section
+
 __all__ = [
     "FLOW_DEFAULTS",
     "flow_params",
@@ -97,17 +99,6 @@ FLOW_DEFAULTS: Dict[str, Any] = {
 }
 
 
-def _section(v: Any) -> Dict[str, Any]:
-    """A yaml constructor-argument mapping: a dict, or a Tagged-like record with ``.args``."""
-    if v is None:
-        return {}
-    if hasattr(v, "args") and not isinstance(v, dict):
-        v = v.args
-    if not isinstance(v, dict):
-        raise ValueError(f"flow config: expected a mapping, got {type(v).__name__}")
-    return v
-
-
 def flow_params(cfg: Any = None) -> Dict[str, Any]:
     """Normalize a flow config to a flat dict with the field names of ``FlowConfig`` (+ a few extras).
 
@@ -120,14 +111,14 @@ def flow_params(cfg: Any = None) -> Dict[str, Any]:
         return p
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         cfg = dataclasses.asdict(cfg)
-    cfg = _section(cfg)
+    cfg = section(cfg, "flow")
     if "encoder" in cfg or "decoder" in cfg:  # nested yaml arguments
-        enc = _section(cfg.get("encoder"))
-        dec = _section(cfg.get("decoder"))
-        cfm = _section(dec.get("cfm_params"))
+        enc = section(cfg.get("encoder"), "flow")
+        dec = section(cfg.get("decoder"), "flow")
+        cfm = section(dec.get("cfm_params"), "flow")
         if isinstance(cfm.get("content"), dict):
             cfm = cfm["content"]
-        est = _section(dec.get("estimator"))
+        est = section(dec.get("estimator"), "flow")
         top = {k: cfg[k] for k in ("input_size", "output_size", "spk_embed_dim", "vocab_size",
                                    "token_mel_ratio", "pre_lookahead_len") if k in cfg}
         p.update(top)

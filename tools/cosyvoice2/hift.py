@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .hyperyaml import section
+
 __all__ = [
     "HIFT_DEFAULTS",
     "hift_params",
@@ -81,16 +83,6 @@ HIFT_DEFAULTS: Dict[str, Any] = {
 }
 
 
-def _section(v: Any) -> Dict[str, Any]:
-    if v is None:
-        return {}
-    if hasattr(v, "args") and not isinstance(v, dict):
-        v = v.args
-    if not isinstance(v, dict):
-        raise ValueError(f"hift config: expected a mapping, got {type(v).__name__}")
-    return v
-
-
 def hift_params(cfg: Any = None) -> Dict[str, Any]:
     """Normalize a HiFT config to a flat dict with the field names of ``HiftConfig`` (+ a few extras).
 
@@ -103,17 +95,17 @@ def hift_params(cfg: Any = None) -> Dict[str, Any]:
         return _finish(p)
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         cfg = dataclasses.asdict(cfg)
-    cfg = _section(cfg)
+    cfg = section(cfg, "hift")
     flat = {k: v for k, v in cfg.items() if k in HIFT_DEFAULTS}
     p.update(flat)
     if "istft_params" in cfg:
-        ist = _section(cfg["istft_params"])
+        ist = section(cfg["istft_params"], "hift")
         if "n_fft" in ist:
             p["istft_n_fft"] = ist["n_fft"]
         if "hop_len" in ist:
             p["istft_hop_len"] = ist["hop_len"]
     if "f0_predictor" in cfg:
-        f0 = _section(cfg["f0_predictor"])
+        f0 = section(cfg["f0_predictor"], "hift")
         for src, dst in (("num_class", "f0_num_class"), ("in_channels", "f0_in_channels"),
                          ("cond_channels", "f0_cond_channels")):
             if src in f0:

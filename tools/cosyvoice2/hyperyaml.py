@@ -192,3 +192,15 @@ def loads(text: str, overrides: dict | None = None) -> dict:
 def load(path: str, overrides: dict | None = None) -> dict:
     with open(path, encoding="utf-8") as f:
         return loads(f.read(), overrides)
+
+
+def section(v: Any, what: str) -> dict:
+    """A yaml constructor-argument mapping: None gives {}, a dict itself, a Tagged-like record its
+    ``.args``; anything else is a ValueError naming ``what`` ("flow", "hift")."""
+    if v is None:
+        return {}
+    if hasattr(v, "args") and not isinstance(v, dict):
+        v = v.args
+    if not isinstance(v, dict):
+        raise ValueError(f"{what} config: expected a mapping, got {type(v).__name__}")
+    return v
