@@ -123,24 +123,34 @@ static struct engine_sink sink_of(struct pcm_sink *s)
 	return k;
 }
 
+static struct engine *open_engine_cfg(const struct engine_config *cfg, int want, char *err, size_t errlen)
+{
+	struct engine *e = NULL;
+	int rc = engine_open(cfg, &e, err, errlen);
+	ck_assert_msg(rc == want, "engine_open: %d (%s), want %d", rc, err, want);
+	return e;
+}
+
 static struct engine *open_engine(void)
 {
 	struct engine_config cfg = {.backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cpu"};
-	struct engine *e = NULL;
 	char err[512] = "";
-	int rc = engine_open(&cfg, &e, err, sizeof err);
-	ck_assert_msg(rc == CV_OK, "engine_open: %s", err);
-	return e;
+	return open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+}
+
+static struct cv2 *open_cv2_cfg(const struct engine_config *cfg)
+{
+	struct cv2 *m = NULL;
+	char err[512] = "";
+	int rc = cv2_open(cfg, &m, err, sizeof err);
+	ck_assert_msg(rc == CV_OK, "cv2_open(%s): %s", cfg->device, err);
+	return m;
 }
 
 static struct cv2 *open_cv2(void)
 {
 	struct engine_config cfg = {.backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cpu"};
-	struct cv2 *m = NULL;
-	char err[512] = "";
-	int rc = cv2_open(&cfg, &m, err, sizeof err);
-	ck_assert_msg(rc == CV_OK, "cv2_open: %s", err);
-	return m;
+	return open_cv2_cfg(&cfg);
 }
 
 static int run_cmd(char *const argv[])
@@ -463,14 +473,6 @@ START_TEST(static_decode_equals_eager)
 	cv2_free(stat);
 }
 END_TEST
-
-static struct engine *open_engine_cfg(const struct engine_config *cfg, int want, char *err, size_t errlen)
-{
-	struct engine *e = NULL;
-	int rc = engine_open(cfg, &e, err, errlen);
-	ck_assert_msg(rc == want, "engine_open: %d (%s), want %d", rc, err, want);
-	return e;
-}
 
 static double gauge_value(struct engine *e, const char *name)
 {
@@ -1143,12 +1145,9 @@ static struct cv2 *open_cv2_cuda(int graph)
 {
 	struct engine_config cfg = {
 	    .backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cuda", .cuda_graph = graph};
-	struct cv2 *m = NULL;
-	char err[512] = "";
 	ck_assert_msg(torch_runtime_cuda_available(),
 		      "COSYVOICED_TEST_CUDA=1 but libtorch sees no CUDA device");
-	ck_assert_msg(cv2_open(&cfg, &m, err, sizeof err) == CV_OK, "cv2_open(cuda): %s", err);
-	return m;
+	return open_cv2_cfg(&cfg);
 }
 
 /* The captured CUDA graph decodes the same greedy tokens as eager decoding,
