@@ -57,14 +57,20 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(q.hidden_size, q.num_kv_heads * q.head_dim, bias=True)
         self.o_proj = nn.Linear(q.num_heads * q.head_dim, q.hidden_size, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
-        # x (B,L,H); cos/sin (L,hd) in x's dtype; caches (B,kv,max_len,hd), written at [start, start+L).
+    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Projections of x (B,L,H) as (B,heads,L,hd) / (B,kv,L,hd), RoPE applied to q and k."""
         B, L = x.shape[0], x.shape[1]
         q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
+        return q, k, v
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        # x (B,L,H); cos/sin (L,hd) in x's dtype; caches (B,kv,max_len,hd), written at [start, start+L).
+        B, L = x.shape[0], x.shape[1]
+        q, k, v = self._qkv(x, cos, sin)
         end = start + L
         k_cache[:, :, start:end] = k
         v_cache[:, :, start:end] = v
@@ -90,11 +96,7 @@ class Attention(nn.Module):
         # value is read back to the host, so the step can be captured once as a CUDA graph and replayed
         # for any position. Same arithmetic as forward(): masked keys get probability exactly 0.
         B = x.shape[0]
-        q = self.q_proj(x).view(B, 1, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, 1, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, 1, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        q, k, v = self._qkv(x, cos, sin)
         k_cache.index_copy_(2, pos, k)
         v_cache.index_copy_(2, pos, v)
         qg = q.reshape(B, self.num_kv_heads, self.groups, self.head_dim)
@@ -149,13 +151,15 @@ class Qwen2Model(nn.Module):
         inv = 1.0 / (q.rope_theta ** (torch.arange(0, q.head_dim, 2, dtype=torch.int64).float() / q.head_dim))
         self.register_buffer("inv_freq_fp32", inv, persistent=False)
 
+    def _rope(self, pos: Tensor, dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
+        """cos, sin (L, hd) in dtype for the positions pos (L,), computed in float32."""
+        freqs = pos.to(torch.float32).unsqueeze(1) * self.inv_freq_fp32.to(torch.float32).unsqueeze(0)  # (L, hd/2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
     def forward(self, x: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         L = x.shape[1]
-        pos = torch.arange(start, start + L, device=x.device).to(torch.float32)
-        freqs = pos.unsqueeze(1) * self.inv_freq_fp32.to(torch.float32).unsqueeze(0)  # (L, hd/2)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos = emb.cos().to(x.dtype)
-        sin = emb.sin().to(x.dtype)
+        cos, sin = self._rope(torch.arange(start, start + L, device=x.device), x.dtype)
         i = 0
         for layer in self.layers:
             x = layer(x, cos, sin, start, k_cache[i], v_cache[i])
@@ -164,10 +168,7 @@ class Qwen2Model(nn.Module):
 
     def forward_at(self, x: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         """One position given as a tensor (see Attention.forward_at); x (B,1,H)."""
-        freqs = pos.to(torch.float32).unsqueeze(1) * self.inv_freq_fp32.to(torch.float32).unsqueeze(0)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos = emb.cos().to(x.dtype)
-        sin = emb.sin().to(x.dtype)
+        cos, sin = self._rope(pos, x.dtype)
         i = 0
         for layer in self.layers:
             x = layer.forward_at(x, cos, sin, pos, k_cache[i], v_cache[i])
