@@ -380,6 +380,16 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 			rt->fault_oom = f.find(":oom") != std::string::npos;
 			if (rt->fault_n < 1)
 				rt->fault_n = 1;
+			if (rt->fault_entry != "llm_prefill" && rt->fault_entry != "llm_decode" &&
+			    rt->fault_entry != "flow_inference" && rt->fault_entry != "hift_inference") {
+				set_err(err, errlen,
+					("COSYVOICED_FAULT: unknown entry '" + rt->fault_entry +
+					 "' (want llm_prefill, llm_decode, flow_inference or hift_inference, "
+					 "then "
+					 ":<n>[:oom])")
+					    .c_str());
+				return CV_EINVAL;
+			}
 		}
 		set_decode_mode(rt.get());
 		*out = rt.release();

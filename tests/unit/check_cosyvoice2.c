@@ -319,6 +319,17 @@ START_TEST(bad_bundle_torch_version)
 }
 END_TEST
 
+/* A fault-injection spec naming no entry point is refused, not ignored. */
+START_TEST(bad_fault_spec)
+{
+	char err[512] = "";
+	setenv("COSYVOICED_FAULT", "flow:2", 1);
+	ck_assert_int_eq(open_dir(bundle_dir(), err, sizeof err), CV_EINVAL);
+	unsetenv("COSYVOICED_FAULT");
+	ck_assert_msg(strstr(err, "COSYVOICED_FAULT") && strstr(err, "'flow'"), "%s", err);
+}
+END_TEST
+
 START_TEST(bad_bundle_hash_mismatch)
 {
 	char *tmp = make_tmpdir(), err[512] = "", path[600];
@@ -1289,6 +1300,7 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, bad_bundle_version);
 	tcase_add_test(tc, bad_bundle_torch_version);
 	tcase_add_test(tc, bad_bundle_hash_mismatch);
+	tcase_add_test(tc, bad_fault_spec);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("synth");
 	tcase_set_timeout(tc, 240);
