@@ -31,7 +31,7 @@ RUN bash tools/deps.sh && rm -rf /var/lib/apt/lists/*
 # libtorch inside it, and its nvidia-* wheels carry the CUDA runtime. It lives
 # in a fixed cache path so the runtime stage can copy it to the same place
 # (the binary's rpath points there). The wheel cache is dropped.
-ENV COSYVOICED_CACHE=/opt/cosyvoiced/cache
+ENV CV_CACHE_DIR=/opt/cosyvoiced/cache
 COPY tools/torch-venv.sh tools/requirements-export.txt tools/
 RUN bash tools/torch-venv.sh >/dev/null && rm -rf /opt/cosyvoiced/cache/wheels
 COPY . .

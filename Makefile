@@ -58,12 +58,17 @@ EXTRA_LIBS  ?=
 CXXFLAGS_tn_fst := -std=c++17  # OpenFst 1.7.9 headers need std::allocator members removed in C++20
 EXTRA_LIBS += -lfst
 
-# libtorch (CosyVoice2 engine, engine/torch_runtime.cpp) from the pinned torch venv (tools/torch-venv.sh).
-#   WITH_TORCH=auto (default): with libtorch when the venv exists, or when the goal is `test`
+# libtorch (CosyVoice2 engine). The daemon never links it: engine/torch_runtime.cpp becomes the plugin
+# $(BUILD)/libcosyvoiced_torch.so, which engine/torch_loader.c loads at run time after the host's libtorch
+# (torch_lib setting, else the torch built against, else python3's torch; versions must match).
+#   WITH_TORCH=auto (default): build the plugin when the pinned venv exists, or when the goal is `test`
 #                              (which installs it first); WITH_TORCH=1 always; WITH_TORCH=0 never
 #                              (the cosyvoice2 engine then reports "built without libtorch").
-# The venv's torch dir and C++ ABI are read into $(TORCH_STAMP) once it exists; the flags below
-# are expanded lazily, in recipes that run after the stamp.
+#   TORCH_VERSION=x.y.z        build the plugin against that torch (PyPI wheel's headers/libraries, fetched
+#                              by tools/torch-wheel.sh); default: the pin of tools/requirements-export.txt.
+#   DIST=1                     a relocatable build (make dist): RPATH $ORIGIN/../lib, no build-time torch path.
+# The torch dir, C++ ABI, CUDA runtime and version are read into $(TORCH_STAMP) (tools/torch-stamp.sh);
+# the flags below are expanded lazily, in recipes that run after the stamp.
 WITH_TORCH ?= auto
 ifeq ($(WITH_TORCH),auto)
   ifneq ($(filter test,$(MAKECMDGOALS))$(MODEL),)
@@ -72,28 +77,41 @@ ifeq ($(WITH_TORCH),auto)
     override WITH_TORCH := $(shell bash tools/torch-venv.sh --check >/dev/null 2>&1 && echo 1 || echo 0)
   endif
 endif
-TORCH_STAMP := build/.torch-ok
+TORCH_PIN     := $(shell sed -n 's/^torch==\([^[:space:]]*\).*/\1/p' tools/requirements-export.txt)
+TORCH_VERSION ?= $(TORCH_PIN)
+DIST          ?=
+TORCH_STAMP := $(BUILD)/.torch-$(TORCH_VERSION)
 TINY_BUNDLE := build/tiny-bundle
 TINY_MODEL  := build/tiny-model
 TORCH_DIR    = $(shell sed -n 1p $(TORCH_STAMP))
 TORCH_ABI    = $(shell sed -n 2p $(TORCH_STAMP))
 TORCH_CUDART = $(shell sed -n 3p $(TORCH_STAMP))
+TORCH_FOUND  = $(shell sed -n 4p $(TORCH_STAMP))
 CUDA_INC    ?= /usr/local/cuda/include
 comma       := ,
+PLUGIN      := $(BUILD)/libcosyvoiced_torch.so
 ifeq ($(WITH_TORCH),1)
   CXXFLAGS_torch_runtime = -isystem $(TORCH_DIR)/include -isystem $(TORCH_DIR)/include/torch/csrc/api/include \
-                           -isystem $(CUDA_INC) -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI) -Wno-unused-parameter
-  TORCH_LIBS = -L$(TORCH_DIR)/lib -Wl,-rpath,$(TORCH_DIR)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu \
-                -ltorch_cuda -lc10 -lc10_cuda $(CUDART_LIBS) -Wl,--as-needed
-  EXTRA_LIBS += $(TORCH_LIBS)
-  CUDART_LIBS = $(if $(TORCH_CUDART),-L$(dir $(TORCH_CUDART)) -Wl$(comma)-rpath$(comma)$(dir $(TORCH_CUDART)) \
-                -l:$(notdir $(TORCH_CUDART)))
+                           -isystem $(CUDA_INC) -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI) -Wno-unused-parameter \
+                           -fPIC -fvisibility=hidden
+  # A development build finds its torch through the plugin's RUNPATH too; a release build leaves it to
+  # the loader (the host's torch).
+  PLUGIN_RPATH = $(if $(DIST),,-Wl$(comma)-rpath$(comma)$(TORCH_DIR)/lib \
+                 $(if $(TORCH_CUDART),-Wl$(comma)-rpath$(comma)$(dir $(TORCH_CUDART))))
+  PLUGIN_LIBS = -L$(TORCH_DIR)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda \
+                $(if $(TORCH_CUDART),-L$(dir $(TORCH_CUDART)) -l:$(notdir $(TORCH_CUDART))) -Wl,--as-needed
   TORCH_DEP := $(TORCH_STAMP)
+  PLUGIN_DEP := $(PLUGIN)
+endif
+# Relocatable binaries (make dist): libraries from ../lib beside bin/ (and ../../lib for libexec/cosyvoiced/),
+# DT_RPATH (not RUNPATH) so the bundled libraries' own dependencies resolve there too.
+ifneq ($(DIST),)
+  LDFLAGS += -Wl,--disable-new-dtags -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../../lib'
 endif
 
 LIB_SRCS  := $(wildcard common/*.c) $(wildcard engine/*.c) $(wildcard handlers/*.c) \
              $(filter-out daemon/main.c,$(wildcard daemon/*.c))
-LIB_CXX_SRCS := $(if $(filter 1,$(WITH_TORCH)),$(wildcard engine/*.cpp),$(filter-out engine/torch_runtime.cpp,$(wildcard engine/*.cpp)))
+LIB_CXX_SRCS := $(filter-out engine/torch_runtime.cpp,$(wildcard engine/*.cpp))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:%.cpp=$(BUILD)/obj/%.o)
 # Link with the C++ driver when any C++ is in the library (libstdc++ comes along).
 LINK      := $(if $(LIB_CXX_SRCS),$(CXX),$(CC))
@@ -144,8 +162,12 @@ $(LIBA): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(DAEMON): $(MAIN_OBJ) $(LIBA)
-	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
+$(DAEMON): $(MAIN_OBJ) $(LIBA) | $(PLUGIN_DEP)
+	$(LINK) $(ALL_LDFLAGS) $(MAIN_OBJ) $(LIBA) -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
+
+# The libtorch plugin (engine/torch_plugin.h): torch_runtime.cpp alone, only cosyvoiced_torch_plugin exported.
+$(PLUGIN): $(BUILD)/obj/engine/torch_runtime.o
+	$(CXX) $(ALL_LDFLAGS) -shared $(if $(TORCH_CUDART),-Wl$(comma)--no-undefined) $^ -o $@ $(PLUGIN_RPATH) $(PLUGIN_LIBS)
 
 # Suite lists are generated from the file names: tests/unit/check_foo.c
 # defines `Suite *suite_foo(void)`.
@@ -159,29 +181,33 @@ $(BUILD)/gen/integration_suites.inc: FORCE | $(DEPS_STAMP)
 $(BUILD)/gen/cv_git.h: FORCE
 	@mkdir -p $(@D)
 	@echo '#define CV_GIT "$(GIT_REV)"' | cmp -s - $@ || echo '#define CV_GIT "$(GIT_REV)"' > $@
+# What the loader knows of the plugin's torch: its version and (development builds) its lib directory.
+$(BUILD)/gen/cv_torch.h: FORCE $(TORCH_DEP)
+	@mkdir -p $(@D)
+	@printf '#define CV_TORCH_BUILD_VERSION "%s"\n#define CV_TORCH_LIB_DEFAULT "%s"\n' \
+	  '$(if $(TORCH_DEP),$(TORCH_FOUND))' '$(if $(and $(TORCH_DEP),$(if $(DIST),,1)),$(TORCH_DIR)/lib)' \
+	  | cmp -s - $@ || printf '#define CV_TORCH_BUILD_VERSION "%s"\n#define CV_TORCH_LIB_DEFAULT "%s"\n' \
+	  '$(if $(TORCH_DEP),$(TORCH_FOUND))' '$(if $(and $(TORCH_DEP),$(if $(DIST),,1)),$(TORCH_DIR)/lib)' > $@
+$(BUILD)/obj/engine/torch_loader.o: $(BUILD)/gen/cv_torch.h
 $(BUILD)/obj/tests/unit/main.o: $(BUILD)/gen/unit_suites.inc
 $(BUILD)/obj/tests/integration/main.o: $(BUILD)/gen/integration_suites.inc
 
-$(UNIT_BIN): $(UNIT_OBJS) $(LIBA)
-	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(TEST_LIBS)
+$(UNIT_BIN): $(UNIT_OBJS) $(LIBA) | $(PLUGIN_DEP)
+	$(LINK) $(ALL_LDFLAGS) $(UNIT_OBJS) $(LIBA) -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(TEST_LIBS)
 
 $(INTEG_BIN): $(INTEG_OBJS) $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(TEST_LIBS)
 
 # Tokenizer benchmark (tools/bench_tokenizer.c): load time, MB/s, bounds.
 bench-tokenizer: $(BUILD)/bench_tokenizer
-	$(BUILD)/bench_tokenizer ../shared/models/CosyVoice-BlankEN
+	$(BUILD)/bench_tokenizer models/CosyVoice-BlankEN
 $(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench_tokenizer.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
-# The venv's torch: its dir, C++ ABI flag and the wheel's libcudart (the CUDA paths call the CUDA
-# runtime directly), one per line (what the flags above read).
-$(TORCH_STAMP): tools/torch-venv.sh tools/requirements-export.txt
+# The plugin's torch (tools/torch-stamp.sh): dir, C++ ABI flag, CUDA runtime, version; one per line.
+$(TORCH_STAMP): tools/torch-stamp.sh tools/torch-venv.sh tools/torch-wheel.sh tools/requirements-export.txt
 	@mkdir -p $(@D)
-	@py=$$(bash tools/torch-venv.sh) && "$$py" -c 'import glob, os, torch; d = os.path.dirname(torch.__file__); \
-	  print(d); print(int(torch._C._GLIBCXX_USE_CXX11_ABI)); \
-	  c = sorted(glob.glob(os.path.join(d, "..", "nvidia", "*", "lib", "libcudart.so.*"))); \
-	  print(os.path.realpath(c[0]) if c else "")' > $@.tmp && mv $@.tmp $@
+	@bash tools/torch-stamp.sh $(TORCH_VERSION) > $@.tmp && mv $@.tmp $@
 # The tiny random CosyVoice2 bundle the engine tests load (seconds to export).
 $(TINY_BUNDLE)/manifest.json: tools/export.py $(wildcard tools/cosyvoice2/*.py) | $(TORCH_STAMP)
 	@rm -rf $(TINY_MODEL)
@@ -191,16 +217,15 @@ $(TINY_BUNDLE)/manifest.json: tools/export.py $(wildcard tools/cosyvoice2/*.py) 
 tiny-bundle: $(TINY_BUNDLE)/manifest.json
 # What the CosyVoice2 engine tests read (tests/unit/check_cosyvoice2.c): the bundle, its random model
 # directory (eager reference modules), the venv's python and the daemon binary.
-COSYVOICE2_TEST_ENV = $(if $(TORCH_DEP),COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) \
-  COSYVOICE2_TEST_MODEL=$(abspath $(TINY_MODEL)) TORCH_PYTHON=$$(bash tools/torch-venv.sh --dir)/bin/python \
-  COSYVOICED_BIN=$(abspath $(DAEMON)))
+COSYVOICE2_TEST_ENV = CVTEST_BIN=$(abspath $(DAEMON)) $(if $(TORCH_DEP),COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) \
+  COSYVOICE2_TEST_MODEL=$(abspath $(TINY_MODEL)) TORCH_PYTHON=$$(bash tools/torch-venv.sh --dir)/bin/python)
 .PHONY: tiny-bundle
 
 # Text frontend: load time, corpus speed, pathological inputs (with the wetext
 # grammars copied by tools/fetch_tn.sh into $(BUILD)/tn).
 bench-frontend: $(BUILD)/bench_frontend
 	bash tools/fetch_tn.sh $(BUILD)/tn
-	$(BUILD)/bench_frontend ../shared/models/CosyVoice-BlankEN $(BUILD)/tn tests/data/frontend_corpus.txt
+	$(BUILD)/bench_frontend models/CosyVoice-BlankEN $(BUILD)/tn tests/data/frontend_corpus.txt
 $(BUILD)/bench_frontend: $(BUILD)/obj/tools/bench_frontend.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
@@ -217,20 +242,34 @@ $(NVML_STANDIN_NOUTIL): tests/unit/nvml_standin.c
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(WARN) $(OPT) $(DEBUG) -DNVML_STANDIN_MISSING_UTIL -fPIC -shared $< -o $@
 
-check: $(UNIT_BIN) $(NVML_STANDIN) $(NVML_STANDIN_NOUTIL) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(DAEMON))
+check: $(UNIT_BIN) $(NVML_STANDIN) $(NVML_STANDIN_NOUTIL) $(DAEMON) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
 	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(COSYVOICE2_TEST_ENV) $(NVML_TEST_ENV) $(UNIT_BIN)
 
 # A bundle-shaped text frontend (tokenizer/ + tn/) for the /v1/text/normalize tests.
 $(BUILD)/frontend/.ok: tools/fetch_tn.sh | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	ln -sfn $(abspath ../shared/models/CosyVoice-BlankEN) $(@D)/tokenizer
+	ln -sfn $(abspath models/CosyVoice-BlankEN) $(@D)/tokenizer
 	bash tools/fetch_tn.sh $(@D)/tn
 	@touch $@
 
 integration: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
-	$(COSYVOICE2_TEST_ENV) COSYVOICED_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
+	$(COSYVOICE2_TEST_ENV) CVTEST_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
 test: lint check integration valgrind lint-systemd fuzz test-export
+
+# A relocatable release (tools/dist.sh): build/dist/cosyvoiced-<version>-linux-x86_64-torch<torch>.tar.gz,
+# built in its own tree (DIST=1: RPATH $ORIGIN/../lib, the plugin against TORCH_VERSION's headers).
+# `make dist-check` proves it in a bare Debian 12 root (tools/dist-check.sh; README "Release tarball").
+DIST_BUILD = build/dist/torch-$(TORCH_VERSION)
+DIST_BASE  = build/dist/cosyvoiced-$(VERSION)-linux-x86_64-torch$(TORCH_VERSION)
+.PHONY: dist dist-bins dist-check
+dist:
+	$(MAKE) BUILD=$(DIST_BUILD) WITH_TORCH=1 DIST=1 TORCH_VERSION=$(TORCH_VERSION) dist-bins
+	bash tools/dist.sh $(DIST_BUILD) $(DIST_BASE)
+dist-bins: $(DAEMON) $(PLUGIN) $(UNIT_BIN)
+dist-check: dist $(TINY_BUNDLE)/manifest.json
+	bash tools/dist-check.sh $(DIST_BASE).tar.gz --torch-site $$(bash tools/torch-venv.sh --dir)/lib/python3.11/site-packages \
+	  --bundle $(abspath $(TINY_BUNDLE))
 
 # systemd unit must pass systemd-analyze verify (binary path mapped to ours).
 lint-systemd: $(DAEMON)
@@ -254,7 +293,7 @@ valgrind:
 	$(MAKE) BUILD=build/valgrind WITH_TORCH=0 valgrind-run
 valgrind-run: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok
 	@set -e; for s in $(VALGRIND_SUITES); do \
-	  CK_RUN_SUITE=$$s COSYVOICED_BIN=$(DAEMON) COSYVOICED_VALGRIND=1 PROMTOOL=$(PROMTOOL) \
+	  CK_RUN_SUITE=$$s CVTEST_BIN=$(DAEMON) CVTEST_VALGRIND=1 PROMTOOL=$(PROMTOOL) \
 	    CK_DEFAULT_TIMEOUT=600 $(INTEG_BIN); done
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null; ls tests/*/*.c tests/*/*.h */*.c */*.h 2>/dev/null) 
@@ -262,7 +301,7 @@ lint:
 	@bash tools/lint.sh
 
 format:
-	@clang-format -i $(sort $(C_FILES))
+	@clang-format -i $(sort $(C_FILES) $(wildcard engine/*.cpp))
 
 clean:
 	rm -rf build
@@ -306,7 +345,7 @@ FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzz
 FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
 
 # The C++ units (engine/*.cpp, e.g. the OpenFst TN runtime) with clang++, instrumented, linked in.
-# libtorch stays out of the fuzzers (cosyvoice2.c builds its no-libtorch stub there: no CV_WITH_TORCH).
+# libtorch stays out of the fuzzers (no plugin beside them: the cosyvoice2 engine says "built without libtorch").
 FUZZ_CXX_OBJS = $(filter-out build/fuzz/obj/torch_runtime.o,$(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o))
 .PRECIOUS: build/fuzz/obj/%.o
 build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
@@ -314,9 +353,9 @@ build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
 	clang++ -std=c++20 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr,function \
 	  $(CXXFLAGS_$*) -c $< -o $@
 
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(FUZZ_CXX_OBJS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(FUZZ_CXX_OBJS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h $(BUILD)/gen/cv_torch.h
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) $(FUZZ_CXX_OBJS) -o $@ $(PKG_LIBS) $(filter-out $(TORCH_LIBS),$(EXTRA_LIBS)) \
+	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIB_SRCS) $(FUZZ_CXX_OBJS) -o $@ $(PKG_LIBS) $(EXTRA_LIBS) \
 	  $(if $(FUZZ_CXX_OBJS),-lstdc++)
 
 fuzz-build: $(FUZZ_BINS)

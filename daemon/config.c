@@ -142,6 +142,15 @@ static const struct config_entry config_table[] = {
 	    "Engine memory budget in MiB (GPU memory on cuda, resident memory on cpu); a sentence whose "
 	    "predicted need is larger is refused with 413; -1 = auto (3072 on cuda: fits a 4 GB card; 90% "
 	    "of physical memory on cpu); 0 = no guard"),
+    CFG_INT(cuda_memory_limit_mb, CUDA_MEMORY_LIMIT_MB, 0, 1048576, NULL, 0, "MIB",
+	    "Cap of the CUDA caching allocator in MiB, set before the model loads (libtorch's per-process "
+	    "memory fraction): a big card then behaves like a small one; 0 = no cap"),
+    CFG_STR(torch_lib, TORCH_LIB, CONFIG_TYPE_STRING, NULL, NULL, NULL, "", "DIR",
+	    "Directory of the libtorch to load (torch/lib of a torch of the version this build was made "
+	    "for); empty = the build's own torch, else the torch of python3"),
+    CFG_BOOL(cpu_half, CPU_HALF, 0,
+	     "Run fp16/bf16 bundles on the CPU (slow without native half-precision units; for tests and "
+	     "experiments; fp32 is the CPU's bundle)"),
     CFG_INT(split_max_tokens, SPLIT_MAX_TOKENS, 4, 512, NULL, 80, "N",
 	    "Longest text piece synthesized in one go (CosyVoice split_paragraph token_max_n; min_n and "
 	    "merge_len scale with it); 80 = the reference"),
@@ -187,12 +196,10 @@ static const struct config_entry config_table[] = {
 
 #define CONFIG_N (sizeof config_table / sizeof config_table[0])
 
-/* COSYVOICED_* variables that are not settings: the config file path, and
- * variables of the test harness and tools. */
-static const char *const config_env_allowed[] = {
-    "COSYVOICED_CONFIG",	"COSYVOICED_BIN",	   "COSYVOICED_VALGRIND",
-    "COSYVOICED_CACHE",		"COSYVOICED_JIT_OPTIMIZE", "COSYVOICED_FAULT",
-    "COSYVOICED_STATIC_DECODE", "COSYVOICED_NVML_LIB",	   NULL};
+/* The one COSYVOICED_* variable that is not a setting: the config file path.
+ * Test and tool variables use other prefixes (CVTEST_*, CV_*), so none of
+ * them can stop a daemon from starting and no COSYVOICED_* is ignored. */
+static const char *const config_env_allowed[] = {"COSYVOICED_CONFIG", NULL};
 
 /* ---- field access ---------------------------------------------------- */
 

@@ -36,6 +36,9 @@ struct config {
 	int cuda_graph;			      /* bool, 1: LLM decode step as a CUDA graph */
 	int llm_max_positions;		      /* KV cache positions allocated at start-up, 4096 */
 	int memory_budget_mb;		      /* engine memory budget in MiB; -1 = auto; 0 = no guard */
+	int cuda_memory_limit_mb;	      /* CUDA allocator cap in MiB, 0 = none */
+	char torch_lib[CONFIG_STR_MAX];	      /* libtorch directory, "" = search */
+	int cpu_half;			      /* bool, 0: fp16/bf16 bundles allowed on the CPU */
 	int split_max_tokens;		      /* split_paragraph token_max_n, 80 */
 	/* scheduling and limits */
 	int queue_capacity;    /* 16 */

@@ -29,6 +29,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/path.h"
 #include "common/version.h"
 #include "daemon/config.h"
 #include "engine/frontend.h"
@@ -63,6 +64,14 @@ static int main_open_frontend(const struct config *c, struct frontend **out, cha
 	snprintf(tn, sizeof tn, "%s/tn", dir);
 	return frontend_open(tok, stat(tn, &sb) == 0 && S_ISDIR(sb.st_mode) ? tn : NULL, &lim, out, err,
 			     errlen);
+}
+
+/* A release tarball ships espeak-ng's data in ../share beside bin/ (the library's own default path
+ * does not exist on a host without the espeak-ng-data package); NULL = the library default. */
+static const char *main_shipped_espeak_data(void)
+{
+	static char dir[4096];
+	return path_beside_exe(dir, sizeof dir, "../share/espeak-ng-data") == CV_OK ? dir : NULL;
 }
 
 static const char *main_pick_backend(const struct config *c)
@@ -151,13 +160,16 @@ int main(int argc, char **argv, char **envp)
 	sc.engine.backend = backend;
 	sc.engine.model_dir = cfg.model_dir[0] ? cfg.model_dir : NULL;
 	sc.engine.device = cfg.device;
-	sc.engine.data_dir = cfg.espeak_data[0] ? cfg.espeak_data : NULL;
+	sc.engine.data_dir = cfg.espeak_data[0] ? cfg.espeak_data : main_shipped_espeak_data();
 	sc.engine.default_speaker = cfg.default_speaker[0] ? cfg.default_speaker : NULL;
 	sc.engine.threads = cfg.engine_threads;
 	sc.engine.cuda_graph = cfg.cuda_graph;
 	sc.engine.llm_max_positions = (size_t)cfg.llm_max_positions;
 	sc.engine.memory_budget_mb = cfg.memory_budget_mb;
 	sc.engine.split_max_tokens = (size_t)cfg.split_max_tokens;
+	sc.engine.torch_lib = cfg.torch_lib[0] ? cfg.torch_lib : NULL;
+	sc.engine.cuda_memory_limit_mb = cfg.cuda_memory_limit_mb;
+	sc.engine.cpu_half = cfg.cpu_half;
 	if (strcmp(backend, "espeak") == 0)
 		log_warn("main",
 			 "no CosyVoice2 model configured (model_dir empty): serving the embedded espeak-ng "

@@ -52,14 +52,6 @@
 #include "common/sha256.h"
 #include "engine/backend.h"
 
-#if defined(CV_WITH_TORCH) && CV_WITH_TORCH
-#define CV2_HAVE_TORCH 1
-#else
-#define CV2_HAVE_TORCH 0
-#endif
-
-#if CV2_HAVE_TORCH
-
 #include "engine/cv2_stream.h"
 #include "engine/frontend.h"
 #include "engine/safetensors.h"
@@ -483,20 +475,21 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	}
 	s = json_string_value(json_object_get(man, "torch_version"));
 	{
-		const char *have = torch_runtime_version();
-		size_t hl = strlen(have);
-		if (!s || strncmp(s, have, hl) != 0 || (s[hl] != '\0' && s[hl] != '+')) {
+		const char *have = torch_runtime_build_version();
+		if (!s || (have[0] && !torch_runtime_version_matches(s))) {
 			cv2_set_err(
 			    err, errlen,
-			    "%s: written by torch %s but this daemon is built against libtorch %s: re-export "
-			    "the bundle with the pinned venv (make bundle ...)",
+			    "%s: written by torch %s but this daemon's libtorch plugin is built for torch "
+			    "%s: re-export the bundle with that torch (make bundle ..., or the host's "
+			    "python3 tools/export.py)",
 			    mpath, s ? s : "(unknown)", have);
 			goto fail;
 		}
 	}
 	dtype = json_string_value(json_object_get(man, "dtype"));
-	if (!dtype || (strcmp(dtype, "fp32") != 0 && strcmp(dtype, "fp16") != 0)) {
-		cv2_set_err(err, errlen, "%s: dtype '%s' (want fp32 or fp16)", mpath,
+	if (!dtype ||
+	    (strcmp(dtype, "fp32") != 0 && strcmp(dtype, "fp16") != 0 && strcmp(dtype, "bf16") != 0)) {
+		cv2_set_err(err, errlen, "%s: dtype '%s' (want fp32, fp16 or bf16)", mpath,
 			    dtype ? dtype : "(none)");
 		goto fail;
 	}
@@ -568,7 +561,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	cv2_hift_cache_init(&m->hc, m->mel_bins);
 	{
 		struct torch_runtime_config rc_cfg = {0};
-		const char *g = getenv("COSYVOICED_CUDA_GRAPH");
+		const char *g;
 		if (cv2_path(path, sizeof path, m->dir, json_string_value(json_object_get(man, "model"))) !=
 		    CV_OK) {
 			cv2_set_err(err, errlen, "bundle directory name too long");
@@ -578,22 +571,30 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		rc_cfg.model_path = path;
 		rc_cfg.device = cfg->device && cfg->device[0] ? cfg->device : "cpu";
 		rc_cfg.threads = cfg->threads;
-		rc_cfg.half = strcmp(dtype, "fp16") == 0;
+		rc_cfg.torch_lib = cfg->torch_lib;
+		rc_cfg.dtype = dtype;
+		rc_cfg.allow_half_cpu = cfg->cpu_half;
+		rc_cfg.cuda_memory_limit_mb = cfg->cuda_memory_limit_mb;
 		rc_cfg.cuda_graph = cfg->cuda_graph;
-		g = getenv("COSYVOICED_JIT_OPTIMIZE");
+		/* test-only switches: CVTEST_* (never COSYVOICED_*, which the config owns) */
+		g = getenv("CVTEST_JIT_OPTIMIZE");
 		rc_cfg.jit_optimize = g && strcmp(g, "1") == 0;
-		g = getenv("COSYVOICED_STATIC_DECODE");
+		g = getenv("CVTEST_STATIC_DECODE");
 		rc_cfg.static_decode = g && strcmp(g, "1") == 0;
-		rc_cfg.fault = getenv("COSYVOICED_FAULT");
+		rc_cfg.fault = getenv("CVTEST_FAULT");
 		rc = torch_runtime_open(&rc_cfg, &m->rt, err, errlen);
 		if (rc != CV_OK)
 			goto fail;
 	}
 	m->max_positions = cfg->llm_max_positions ? cfg->llm_max_positions : CV2_DEFAULT_MAX_POSITIONS;
 	if (cfg->memory_budget_mb < 0) {
-		/* auto: a 4 GB card keeps ~1 GB for the CUDA context; on the CPU, leave 10% of RAM */
+		/* auto: a 4 GB card keeps ~1 GB for the CUDA context (and never more than the
+		 * allocator cap); on the CPU, leave 10% of RAM */
 		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-		m->budget = torch_runtime_is_cuda(m->rt) ? CV2_AUTO_BUDGET_CUDA_MB * CV2_MIB
+		double cuda = CV2_AUTO_BUDGET_CUDA_MB;
+		if (cfg->cuda_memory_limit_mb > 0 && (double)cfg->cuda_memory_limit_mb < cuda)
+			cuda = (double)cfg->cuda_memory_limit_mb;
+		m->budget = torch_runtime_is_cuda(m->rt) ? cuda * CV2_MIB
 			    : pages > 0 && psz > 0	 ? 0.9 * (double)pages * (double)psz
 							 : 0;
 	} else {
@@ -1392,130 +1393,10 @@ static void cv2_be_gauges(void *impl, struct engine_gauges *g)
 	engine_gauges_add(g, "gpu_memory_peak_bytes", "Peak GPU memory allocated since start.", mem.peak);
 	if (mem.device_total > 0)
 		engine_gauges_add(g, "gpu_memory_total_bytes", "Total memory of the GPU.", mem.device_total);
+	if (mem.limit > 0)
+		engine_gauges_add(g, "gpu_memory_limit_bytes",
+				  "Cap of the CUDA caching allocator (cuda_memory_limit_mb).", mem.limit);
 }
-
-#else /* !CV2_HAVE_TORCH */
-
-int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_t errlen)
-{
-	(void)cfg;
-	*out = NULL;
-	if (err && errlen)
-		snprintf(err, errlen,
-			 "cosyvoice2 engine: built without libtorch (rebuild with WITH_TORCH=1 after "
-			 "tools/torch-venv.sh)");
-	return CV_EUNSUPPORTED;
-}
-
-void cv2_free(struct cv2 *m)
-{
-	(void)m;
-}
-
-double cv2_memory_predict(const struct cv2 *m, const char *speaker, size_t n_text)
-{
-	(void)m;
-	(void)speaker;
-	(void)n_text;
-	return 0;
-}
-
-int cv2_llm_generate(struct cv2 *m, const struct cv2_llm_request *r, int32_t **tokens, size_t *n_tokens,
-		     char *err, size_t errlen)
-{
-	(void)m;
-	(void)r;
-	*tokens = NULL;
-	*n_tokens = 0;
-	return cv2_open(NULL, &m, err, errlen);
-}
-
-int cv2_token2wav(struct cv2 *m, const char *speaker, const int32_t *tokens, size_t n_tokens, int stream,
-		  double speed, int zero_noise, const struct engine_sink *sink, char *err, size_t errlen)
-{
-	(void)speaker;
-	(void)tokens;
-	(void)n_tokens;
-	(void)stream;
-	(void)speed;
-	(void)zero_noise;
-	(void)sink;
-	return cv2_open(NULL, &m, err, errlen);
-}
-
-static int cv2_be_open(const struct engine_config *cfg, void **impl, char *err, size_t errlen)
-{
-	struct cv2 *m = NULL;
-	int rc = cv2_open(cfg, &m, err, errlen);
-	*impl = m;
-	return rc;
-}
-
-static void cv2_be_close(void *impl)
-{
-	(void)impl;
-}
-
-static const char *cv2_be_name(void *impl)
-{
-	(void)impl;
-	return "cosyvoice2";
-}
-
-static const char *cv2_be_describe(void *impl)
-{
-	(void)impl;
-	return "cosyvoice2 (built without libtorch)";
-}
-
-static int cv2_be_rate(void *impl)
-{
-	(void)impl;
-	return 24000;
-}
-
-static size_t cv2_be_count(void *impl)
-{
-	(void)impl;
-	return 0;
-}
-
-static const struct engine_speaker *cv2_be_at(void *impl, size_t i)
-{
-	(void)impl;
-	(void)i;
-	return NULL;
-}
-
-static const char *cv2_be_default(void *impl)
-{
-	(void)impl;
-	return NULL;
-}
-
-static int cv2_be_warmup(void *impl, char *err, size_t errlen)
-{
-	struct cv2 *m = impl;
-	return cv2_open(NULL, &m, err, errlen);
-}
-
-static int cv2_be_synthesize(void *impl, const struct engine_params *p, const struct engine_sink *sink,
-			     struct engine_timings *t, char *err, size_t errlen)
-{
-	struct cv2 *m = impl;
-	(void)p;
-	(void)sink;
-	(void)t;
-	return cv2_open(NULL, &m, err, errlen);
-}
-
-static void cv2_be_gauges(void *impl, struct engine_gauges *g)
-{
-	(void)impl;
-	(void)g;
-}
-
-#endif /* CV2_HAVE_TORCH */
 
 const struct engine_backend engine_backend_cosyvoice2 = {
     .name = "cosyvoice2",

@@ -42,6 +42,9 @@ struct engine_config {
 	long memory_budget_mb;	     /* cosyvoice2: memory guard budget in MiB; 0 = no guard; -1 =
 				      * auto (3072 on cuda, 90% of physical memory on cpu) */
 	size_t split_max_tokens;     /* cosyvoice2: split_paragraph token_max_n (0 = 80) */
+	const char *torch_lib;	     /* cosyvoice2: libtorch directory, NULL = search (torch_runtime.h) */
+	long cuda_memory_limit_mb;   /* cosyvoice2: cap of the CUDA allocator in MiB, 0 = none */
+	int cpu_half;		     /* cosyvoice2: allow fp16/bf16 bundles on the CPU */
 };
 
 struct engine_speaker {

@@ -4,7 +4,7 @@
  * it nor needs NVIDIA headers to build, and a host without the NVIDIA driver
  * simply gets CV_EUNSUPPORTED from nvml_open() and exports no GPU gauges.
  * The library is the one named by the environment variable
- * COSYVOICED_NVML_LIB when set (tests point it at a stand-in), otherwise
+ * CVTEST_NVML_LIB when set (tests point it at a stand-in), otherwise
  * "libnvidia-ml.so.1" (the driver's soname; the unversioned .so is only in
  * the CUDA development packages).
  *
@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 /* Environment variable that overrides the library path or soname. */
-#define NVML_ENV_LIB	 "COSYVOICED_NVML_LIB"
+#define NVML_ENV_LIB	 "CVTEST_NVML_LIB"
 #define NVML_DEFAULT_LIB "libnvidia-ml.so.1"
 /* Cap of the cached device name, NUL included (NVML_DEVICE_NAME_V2_BUFFER_SIZE). */
 #define NVML_NAME_CAP 96

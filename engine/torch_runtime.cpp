@@ -1,5 +1,11 @@
 /* engine/torch_runtime.cpp — the C API of torch_runtime.h over libtorch (the only C++ TU for the model).
  *
+ * Built into the plugin libcosyvoiced_torch.so, never into the daemon: the
+ * daemon loads it at run time through engine/torch_loader.c (after the
+ * host's libtorch), so one binary serves espeak-ng without any torch and
+ * CosyVoice2 with the torch it finds. Only cosyvoiced_torch_plugin() is
+ * exported (engine/torch_plugin.h); the extern "C" bodies below are hidden.
+ *
  * DESIGN: the bundle's model.ts is a scripted (not frozen) module with flat
  * entry points (tools/cosyvoice2/bundle.py); this file only moves host arrays
  * in and out of tensors and calls those methods, so all numerics stay in the
@@ -33,6 +39,7 @@
  * one entry point throws the exception libtorch itself would throw (c10::Error
  * or c10::OutOfMemoryError), so the catch path above is exercised for real.
  */
+#include "engine/torch_plugin.h"
 #include "engine/torch_runtime.h"
 
 #include <ATen/Parallel.h>
@@ -190,7 +197,8 @@ struct torch_runtime {
 	torch::Device device{torch::kCPU};
 	std::string device_name;
 	bool cuda = false;
-	bool half = false;
+	bool half = false;	 /* fp16 or bf16 weights */
+	double memory_limit = 0; /* bytes the CUDA allocator may hold (cuda_memory_limit_mb), 0 = none */
 	bool want_graph = false;
 	bool has_decode_at = false; /* the bundle exports llm_decode_at */
 	bool static_decode = false; /* use llm_decode_at without a graph */
@@ -226,8 +234,8 @@ void fault_check(torch_runtime *rt, const char *entry)
 	if (rt->fault_oom)
 		TORCH_CHECK_WITH(OutOfMemoryError, false,
 				 "CUDA out of memory. Tried to allocate 2.00 GiB "
-				 "(fault injected by COSYVOICED_FAULT)");
-	TORCH_CHECK(false, "fault injected by COSYVOICED_FAULT in ", entry);
+				 "(fault injected by CVTEST_FAULT)");
+	TORCH_CHECK(false, "fault injected by CVTEST_FAULT in ", entry);
 }
 
 /* "VmRSS:  1234 kB" style field of /proc/self/status, in bytes; -1 if absent. */
@@ -346,14 +354,32 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 			set_err(err, errlen, ("unknown device '" + dev + "' (cpu or cuda)").c_str());
 			return CV_EINVAL;
 		}
-		if (cfg->half && !rt->cuda) {
+		std::string dtype = cfg->dtype && cfg->dtype[0] ? cfg->dtype : "fp32";
+		if (dtype != "fp32" && dtype != "fp16" && dtype != "bf16") {
 			set_err(err, errlen,
-				"an fp16 bundle needs --device cuda; for CPU export with --dtype fp32 (make "
-				"bundle "
-				"... DTYPE=fp32)");
+				("unknown bundle dtype '" + dtype + "' (fp32, fp16 or bf16)").c_str());
+			return CV_EINVAL;
+		}
+		if (dtype != "fp32" && !rt->cuda && !cfg->allow_half_cpu) {
+			set_err(err, errlen,
+				("a " + dtype +
+				 " bundle is made for --device cuda; for the CPU export it with --dtype fp32 "
+				 "(make bundle ... DTYPE=fp32), or set cpu_half=true (tests and experiments)")
+				    .c_str());
 			return CV_EUNSUPPORTED;
 		}
-		rt->half = cfg->half != 0;
+		rt->half = dtype != "fp32";
+		if (rt->cuda && cfg->cuda_memory_limit_mb > 0) {
+			/* Cap the caching allocator before anything is allocated on the device, so a big
+			 * card behaves like a small one (out-of-memory at the cap). */
+			auto idx = rt->device.has_index() ? rt->device.index() : (c10::DeviceIndex)0;
+			double total = (double)at::cuda::getDeviceProperties(idx)->totalGlobalMem;
+			double frac = (double)cfg->cuda_memory_limit_mb * 1048576.0 / total;
+			if (frac > 1.0)
+				frac = 1.0;
+			c10::cuda::CUDACachingAllocator::setMemoryFraction(frac, idx);
+			rt->memory_limit = frac * total;
+		}
 		rt->want_graph = cfg->cuda_graph != 0 && rt->cuda;
 		if (cfg->threads > 0)
 			at::set_num_threads(cfg->threads);
@@ -383,7 +409,7 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 			if (rt->fault_entry != "llm_prefill" && rt->fault_entry != "llm_decode" &&
 			    rt->fault_entry != "flow_inference" && rt->fault_entry != "hift_inference") {
 				set_err(err, errlen,
-					("COSYVOICED_FAULT: unknown entry '" + rt->fault_entry +
+					("CVTEST_FAULT: unknown entry '" + rt->fault_entry +
 					 "' (want llm_prefill, llm_decode, flow_inference or hift_inference, "
 					 "then "
 					 ":<n>[:oom])")
@@ -661,6 +687,7 @@ void torch_runtime_memory(struct torch_runtime *rt, struct torch_runtime_memory 
 		m->reserved = (double)st.reserved_bytes[agg].current;
 		m->peak = (double)st.allocated_bytes[agg].peak;
 		m->device_total = (double)at::cuda::getDeviceProperties(idx)->totalGlobalMem;
+		m->limit = rt->memory_limit;
 		m->valid = 1;
 	} catch (...) {
 		m->valid = 0;
@@ -710,6 +737,22 @@ int torch_runtime_usage(struct torch_runtime *rt, struct torch_runtime_usage *u)
 		return CV_EUNSUPPORTED;
 	}
 	return CV_OK;
+}
+
+/* The plugin's one exported symbol (built with -fvisibility=hidden). */
+__attribute__((visibility("default"))) const struct torch_plugin_api *cosyvoiced_torch_plugin(void);
+const struct torch_plugin_api *cosyvoiced_torch_plugin(void)
+{
+	static const struct torch_plugin_api api = {
+	    TORCH_PLUGIN_ABI,	       torch_runtime_version,	   torch_runtime_cuda_available,
+	    torch_runtime_open,	       torch_runtime_free,	   torch_runtime_device,
+	    torch_runtime_is_cuda,     torch_runtime_graph_active, torch_runtime_decode_mode,
+	    torch_runtime_fault_arm,   torch_runtime_seed,	   torch_runtime_llm_begin,
+	    torch_runtime_llm_prefill, torch_runtime_llm_decode,   torch_runtime_flow,
+	    torch_runtime_hift,	       torch_runtime_memory,	   torch_runtime_usage_reset,
+	    torch_runtime_usage,
+	};
+	return &api;
 }
 
 } /* extern "C" */

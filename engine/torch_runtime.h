@@ -1,5 +1,13 @@
 /* engine/torch_runtime.h — a plain-C API over libtorch for the CosyVoice2 bundle's model.ts.
  *
+ * Loading: the daemon does not link libtorch. torch_runtime_load() finds a
+ * libtorch (the torch_lib setting, else the torch this binary was built
+ * against, else the torch of the host's python3), checks that its version is
+ * the one the plugin was built for (a clear error naming both otherwise),
+ * loads it and then the plugin libcosyvoiced_torch.so from next to the
+ * binary (or ../lib). Every other function here forwards to the plugin;
+ * torch_runtime_open() loads on first use with the default search.
+ *
  * This header is C (compiled by C code); engine/torch_runtime.cpp is the only
  * translation unit that includes libtorch. Every function catches every C++
  * exception and reports it as an error code (common/err.h) with text in
@@ -27,18 +35,21 @@ extern "C" {
 struct torch_runtime;
 
 struct torch_runtime_config {
-	const char *model_path; /* the bundle's model.ts */
-	const char *device;	/* "cpu", "cuda" or "cuda:N"; NULL = "cpu" */
-	int threads;		/* intra-op CPU threads, 0 = libtorch default */
-	int half;		/* 1: the file holds fp16 LLM/flow weights (CUDA only) */
-	int cuda_graph;		/* 1: try to capture the LLM decode step as a CUDA graph */
-	int jit_optimize;	/* 1: TorchScript's profiling/optimizing executor (0: plain) */
-	int static_decode;	/* 1: decode through llm_decode_at (the graph's fixed-shape form)
-				 * even without a graph; tests use it on the CPU */
-	const char *fault;	/* fault injection for tests, NULL = none: "<entry>:<n>[:oom]"
-				 * makes the n-th call of entry (llm_prefill, llm_decode,
-				 * flow_inference, hift_inference) after torch_runtime_fault_arm()
-				 * throw a c10::Error (or c10::OutOfMemoryError with :oom) */
+	const char *torch_lib;	   /* libtorch directory for torch_runtime_load, NULL = search */
+	const char *model_path;	   /* the bundle's model.ts */
+	const char *device;	   /* "cpu", "cuda" or "cuda:N"; NULL = "cpu" */
+	int threads;		   /* intra-op CPU threads, 0 = libtorch default */
+	const char *dtype;	   /* the bundle's LLM/flow weights: "fp32" (NULL), "fp16", "bf16" */
+	int allow_half_cpu;	   /* 1: run an fp16/bf16 bundle on the CPU (else refused) */
+	long cuda_memory_limit_mb; /* >0: cap the CUDA caching allocator (per-process fraction) */
+	int cuda_graph;		   /* 1: try to capture the LLM decode step as a CUDA graph */
+	int jit_optimize;	   /* 1: TorchScript's profiling/optimizing executor (0: plain) */
+	int static_decode;	   /* 1: decode through llm_decode_at (the graph's fixed-shape form)
+				    * even without a graph; tests use it on the CPU */
+	const char *fault;	   /* fault injection for tests, NULL = none: "<entry>:<n>[:oom]"
+				    * makes the n-th call of entry (llm_prefill, llm_decode,
+				    * flow_inference, hift_inference) after torch_runtime_fault_arm()
+				    * throw a c10::Error (or c10::OutOfMemoryError with :oom) */
 };
 
 struct torch_runtime_memory {
@@ -47,6 +58,7 @@ struct torch_runtime_memory {
 	double reserved;     /* bytes reserved from the driver */
 	double peak;	     /* peak allocated bytes since start (or since the last reset) */
 	double device_total; /* total device memory, 0 when unknown */
+	double limit;	     /* allocator cap from cuda_memory_limit_mb, 0 = none */
 };
 
 /* What the memory guard measures with: on CUDA the caching allocator's
@@ -57,9 +69,23 @@ struct torch_runtime_usage {
 	double peak;	/* most bytes in use since the last torch_runtime_usage_reset */
 };
 
-/* Version of the libtorch this binary was built against, e.g. "2.15.0". */
+/* Load libtorch and the plugin (once per process; later calls return the
+ * first result). torch_lib: a directory holding libtorch.so, NULL or "" =
+ * search (see above). CV_EUNSUPPORTED when this build has no plugin or no
+ * libtorch is found, CV_EINVAL on a version mismatch, CV_EIO when dlopen
+ * fails; err says which files and versions. */
+int torch_runtime_load(const char *torch_lib, char *err, size_t errlen);
+/* The libtorch directory loaded from ("" before a successful load). */
+const char *torch_runtime_lib_dir(void);
+/* Version of the loaded libtorch (e.g. "2.15.0"); before loading, the
+ * version the plugin was built against. */
 const char *torch_runtime_version(void);
-/* 1 when a CUDA device is usable in this process. */
+/* The torch version the plugin was built against ("" without a plugin). */
+const char *torch_runtime_build_version(void);
+/* 1 when version (e.g. a bundle's "2.11.0+cu130") is the plugin's torch release: the
+ * local part after '+' (the CUDA build) does not change libtorch's C++ interface. */
+int torch_runtime_version_matches(const char *version);
+/* 1 when a CUDA device is usable in this process (loads on first use). */
 int torch_runtime_cuda_available(void);
 
 int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runtime **out, char *err,

@@ -125,7 +125,7 @@ static char *repeat(const char *unit, size_t times, size_t *len)
 
 int main(int argc, char **argv)
 {
-	const char *model = argc > 1 ? argv[1] : "../shared/models/CosyVoice-BlankEN";
+	const char *model = argc > 1 ? argv[1] : "models/CosyVoice-BlankEN";
 	const char *tn = argc > 2 && strcmp(argv[2], "-") != 0 ? argv[2] : NULL;
 	const char *corpus = argc > 3 ? argv[3] : "tests/data/frontend_corpus.txt";
 	char err[512] = "";

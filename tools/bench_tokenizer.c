@@ -132,7 +132,7 @@ static void bench_child(const struct tokenizer *tok, const char *what, const cha
 
 int main(int argc, char **argv)
 {
-	const char *dir = argc > 1 ? argv[1] : "../shared/models/CosyVoice-BlankEN";
+	const char *dir = argc > 1 ? argv[1] : "models/CosyVoice-BlankEN";
 	char err[256] = "";
 	double load[RUNS];
 	struct tokenizer *tok = NULL;

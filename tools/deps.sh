@@ -9,7 +9,7 @@
 # Usage: tools/deps.sh [--print-promtool]
 set -euo pipefail
 
-CACHE="${COSYVOICED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cosyvoiced}"
+CACHE="${CV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cosyvoiced}"
 PROM_VER="2.42.0+ds-5+deb12u1"
 PROMTOOL_DIR="$CACHE/promtool-${PROM_VER//+/_}"
 
@@ -20,6 +20,7 @@ PKGS=(
   libfst-dev
   check libsubunit-dev libcurl4-openssl-dev curl
   sox opus-tools flac mpg123 systemd
+  patchelf debootstrap zstd
   python3 python3-venv python3-pip
 )
 

@@ -1,211 +1,199 @@
 #!/usr/bin/env bash
-# tools/gpu-check.sh — the GPU check of issue 6 in one command, on any machine with an NVIDIA GPU and a
-# CUDA build of PyTorch (its python holds torch with CUDA and the C++ headers):
+# tools/gpu-check.sh — every GPU figure of cosyvoiced in one command, on an offline CUDA host, from the
+# unpacked release tarball (make dist TORCH_VERSION=<the host's torch>):
 #
-#   1. records the GPU (nvidia-smi), the date, the torch build;
-#   2. builds the daemon against THAT torch's libtorch (WITH_TORCH=1, build/.torch-ok written from it),
-#      installing Debian packages through tools/deps.sh only when some are missing (works offline when
-#      they are all present);
-#   3. exports the full-size random bundle in fp16 (and the tiny test bundle) with that torch;
-#   4. runs the test suite's CUDA cases (GPU_TESTS);
-#   5. runs `make bench` on cuda with the full bundle;
-#   6. writes $OUT/gpu-check.json (steps, exit codes, seconds, GPU, torch), $OUT/bench.json + .txt and a copy
-#      of every log under $OUT/logs.
+#   tar xzf cosyvoiced-<v>-linux-x86_64-torch<t>.tar.gz && cd cosyvoiced-<v>-linux-x86_64-torch<t>
+#   OUT=/tmp/gpu-check bash tools/gpu-check.sh            # full check, <= 8 min on an H100-class host
+#   OUT=/tmp/gpu-check bash tools/gpu-check.sh --quick    # tiny-bundle tests + one full-bundle case, <= 3 min
+#   ALLOW_NO_GPU=1 bash tools/gpu-check.sh                # dry run of every step on the CPU (make dist-check)
 #
-# Environment (all optional):
-#   OUT=build/gpu-check     where results go           TORCH_PY=python3   python with CUDA torch
-#   RUNS=2  CASES=a,b       bench runs / case ids      BENCH_ARGS=...     extra tools/bench.py arguments
-#   GPU_TESTS="..."         the CUDA test command (default below)      JOBS=$(nproc)
-#   WHEELS=DIR              local wheels for missing Python packages (numpy pyyaml safetensors tokenizers)
-#   GROWTH=1000             requests between the two GPU-memory readings (steady state: no growth)
-#   SKIP_BUILD=1 SKIP_TESTS=1 SKIP_BENCH=1   leave a step out
-#   ALLOW_NO_GPU=1 PRESET=tiny DTYPE=fp32    dry run of the script itself on a CPU machine (device cpu)
+# Needs: the host's python3 with its CUDA torch (TORCH_PY), numpy, pyyaml, safetensors; nvidia-smi when
+# present. No compiler, no package installs, no network: the daemon, its libraries and the CUDA test cases
+# (libexec/cosyvoiced/check_unit) come in the tarball; libtorch is the host's (found through TORCH_PY's torch).
 #
-# Exit status: 0 when every step that ran passed, 1 otherwise (the JSON says which).
+# Steps (each timed, each with its own log; exit codes and seconds in $OUT/gpu-check.json):
+#   host        GPU (nvidia-smi), driver, torch version and CUDA; the tarball's torch must be the host's
+#   export      tiny fp32 bundle (test cases) and the full-size random bundle in DTYPE (fp16) with the
+#               host's torch (dry run: the tiny preset in fp16, served with cpu_half)
+#   cuda-tests  the unit suites' CUDA cases (graph decode = eager decode, memory steady, daemon on cuda)
+#               and tests/gpu (pytest: graph capture, no host syncs); dry run: the same suite's http cases
+#   serve       tools/gpu_serve_check.py: the daemon on the full bundle under the 4 GiB promise
+#               (cuda_memory_limit_mb=$CAP_MB): WAV/Opus/stream, short/medium/long, a ~30 s utterance,
+#               memory-guard predictions vs measured peaks, a real out-of-memory survived
+#   bench       tools/bench.py: engine vs eager on short/medium/long zh/en, CUDA graph on/off, TTFA, RTF,
+#               decode ms/token, peak memory, $GROWTH requests of memory growth, all under the cap
+#
+# Output ($OUT, at most 8 files): gpu-check.json (steps + host facts + the serve figures), bench.json,
+# bench.txt, logs.tar.gz (every step's log and the daemons' logs), gpu-check.log.
+#
+# Environment: OUT (./gpu-check-out) TORCH_PY (python3) DTYPE (fp16) CAP_MB (3276) GROWTH (1000; quick 50)
+#              RUNS (2; quick 1) CASES (all; quick en_short) WORK (scratch, $OUT/../gpu-check-work)
+# Exit status: 0 when every step passed, 1 otherwise (the JSON says which and why).
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root" || exit 1
-OUT="${OUT:-build/gpu-check}"
+QUICK=""
+[ "${1:-}" = "--quick" ] && QUICK=1
+OUT="${OUT:-$root/gpu-check-out}"
 TORCH_PY="${TORCH_PY:-python3}"
-RUNS="${RUNS:-2}"
-CASES="${CASES:-}"
-JOBS="${JOBS:-$(nproc)}"
-PRESET="${PRESET:-full}"
 DTYPE="${DTYPE:-fp16}"
-BUNDLE_DIR="${BUNDLE_DIR:-build/bundles/$PRESET-$DTYPE}"
+CAP_MB="${CAP_MB:-3276}"
+GROWTH="${GROWTH:-$([ -n "$QUICK" ] && echo 50 || echo 1000)}"
+RUNS="${RUNS:-$([ -n "$QUICK" ] && echo 1 || echo 2)}"
+CASES="${CASES:-$([ -n "$QUICK" ] && echo en_short || echo '')}"
 DEVICE=cuda
-[ -z "${ALLOW_NO_GPU:-}" ] || DEVICE=cpu
-GPU_TESTS="${GPU_TESTS:-make -j$JOBS WITH_TORCH=1 check integration}"
-mkdir -p "$OUT/logs"
+PRESET=full
+if [ -n "${ALLOW_NO_GPU:-}" ]; then
+	DEVICE=cpu
+	PRESET=tiny
+fi
+mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-summary="$OUT/steps.tsv"
-: >"$summary"
+WORK="${WORK:-$OUT/../gpu-check-work}"
+mkdir -p "$WORK" "$OUT/logs"
+WORK="$(cd "$WORK" && pwd)"
+rm -f "$OUT/steps.tsv" "$OUT/gpu-check.json"
 failed=0
+export PYTHONUNBUFFERED=1
 
-say() { echo "gpu-check: $*" | tee -a "$OUT/logs/gpu-check.log" >&2; }
+say() { echo "gpu-check: $*" | tee -a "$OUT/gpu-check.log" >&2; }
 
 # step NAME CMD...: run, log to $OUT/logs/NAME.log, record rc and seconds
 step() {
-	local name="$1"
+	local name="$1" t0 t1 rc
 	shift
-	local t0 t1 rc
-	say "== $name: $*"
+	say "== $name"
 	t0=$(date +%s.%N)
 	("$@") >"$OUT/logs/$name.log" 2>&1
 	rc=$?
 	t1=$(date +%s.%N)
-	printf '%s\t%s\t%s\n' "$name" "$rc" "$(awk "BEGIN{print $t1 - $t0}")" >>"$summary"
+	printf '%s\t%s\t%s\n' "$name" "$rc" "$(awk "BEGIN{printf \"%.1f\", $t1 - $t0}")" >>"$OUT/steps.tsv"
 	if [ "$rc" -ne 0 ]; then
 		failed=1
-		say "$name FAILED (exit $rc); last lines of $OUT/logs/$name.log:"
-		tail -n 15 "$OUT/logs/$name.log" >&2
+		say "$name FAILED (exit $rc); last lines of logs/$name.log:"
+		tail -n 20 "$OUT/logs/$name.log" >&2
 	else
-		say "$name ok"
+		say "$name ok ($(awk "BEGIN{printf \"%.0f\", $t1 - $t0}") s)"
 	fi
 	return "$rc"
 }
 
-# ---- 1. machine
-date -u '+%Y-%m-%d %H:%M UTC' >"$OUT/date.txt"
-if command -v nvidia-smi >/dev/null 2>&1; then
-	nvidia-smi >"$OUT/logs/nvidia-smi.txt" 2>&1
-	nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$OUT/gpu.txt" 2>/dev/null
-else
-	echo "no nvidia-smi" >"$OUT/gpu.txt"
-fi
-say "GPU: $(head -n1 "$OUT/gpu.txt"), $(cat "$OUT/date.txt")"
-
-torch_info() {
-	"$TORCH_PY" - <<'EOF'
-import os, sys, torch
-ok = torch.cuda.is_available()
-inc = os.path.join(os.path.dirname(torch.__file__), "include", "torch", "csrc", "api", "include", "torch", "torch.h")
-print(f"torch {torch.__version__} cuda {torch.version.cuda} available {ok} "
-      f"device {torch.cuda.get_device_name() if ok else '-'} headers {os.path.isfile(inc)}")
-sys.exit(0 if (ok or os.environ.get("ALLOW_NO_GPU")) and os.path.isfile(inc) else 1)
-EOF
-}
-if ! step torch torch_info; then
-	say "TORCH_PY=$TORCH_PY has no usable CUDA torch with C++ headers; nothing else can run"
-fi
-cat "$OUT/logs/torch.log" >&2
-
-python_deps() {
-	if "$TORCH_PY" -c 'import numpy, yaml, safetensors, tokenizers' 2>/dev/null; then
-		echo "python packages present"
-		return 0
-	fi
-	if [ -n "${WHEELS:-}" ]; then
-		"$TORCH_PY" -m pip install --no-index --find-links "$WHEELS" numpy pyyaml safetensors tokenizers || return 1
+host() {
+	date -u '+%Y-%m-%d %H:%M UTC'
+	nproc
+	if command -v nvidia-smi >/dev/null 2>&1; then
+		nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+		nvidia-smi
 	else
-		grep -v -E '^(torch|#|$)' tools/requirements-export.txt | grep -E '^(numpy|pyyaml|PyYAML|safetensors|tokenizers|pytest)' \
-			>"$OUT/logs/py-reqs.txt"
-		"$TORCH_PY" -m pip install -r "$OUT/logs/py-reqs.txt" || return 1
+		echo "no nvidia-smi"
 	fi
-	"$TORCH_PY" -c 'import numpy, yaml, safetensors, tokenizers'
-}
-
-system_deps() {
-	# tools/deps.sh needs apt and a network: skip it when pkg-config already finds every library.
-	local pk="libmicrohttpd jansson libopusenc opus flac soxr libsystemd espeak-ng libutf8proc check libcurl"
-	if pkg-config --exists $pk 2>/dev/null && [ -f /usr/include/lame/lame.h ]; then
-		echo "system libraries present: tools/deps.sh skipped"
-		mkdir -p build && touch build/.deps-ok
-		return 0
-	fi
-	bash tools/deps.sh && mkdir -p build && touch build/.deps-ok
-}
-
-torch_stamp() {
-	# The engine Makefile reads libtorch's directory (line 1) and C++ ABI (line 2) from build/.torch-ok;
-	# write it from TORCH_PY so the daemon links against this machine's torch, not the pinned venv.
-	mkdir -p build
-	"$TORCH_PY" -c 'import os, torch; print(os.path.dirname(torch.__file__)); print(int(torch._C._GLIBCXX_USE_CXX11_ABI))' \
-		>build/.torch-ok.tmp && mv build/.torch-ok.tmp build/.torch-ok && touch build/.torch-ok && cat build/.torch-ok
-}
-
-cuda_inc() {
-	# CUDA runtime headers: the toolkit's, else the ones pip's nvidia-* wheels ship.
-	local d
-	for d in "${CUDA_HOME:-/usr/local/cuda}/include" /usr/local/cuda/include; do
-		[ -f "$d/cuda_runtime_api.h" ] && { echo "$d"; return; }
-	done
-	d=$("$TORCH_PY" - <<'EOF' 2>/dev/null
-import glob, os, site
-for s in site.getsitepackages():
-    for h in sorted(glob.glob(os.path.join(s, "nvidia", "**", "include", "cuda_runtime_api.h"), recursive=True)):
-        print(os.path.dirname(h)); raise SystemExit
+	"$TORCH_PY" - "$root/BUILDINFO.json" "$DEVICE" <<'EOF'
+import json, os, sys
+import torch
+info = json.load(open(sys.argv[1])) if os.path.exists(sys.argv[1]) else {}
+want, have = info.get("torch", "?"), torch.__version__
+lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+ok = torch.cuda.is_available()
+print(f"torch {have} cuda {torch.version.cuda} available {ok} "
+      f"device {torch.cuda.get_device_name() if ok else '-'} lib {lib}")
+print(f"TORCH_LIB={lib}")
+if want.split("+")[0] != have.split("+")[0]:
+    sys.exit(f"this release is built for torch {want}, the host has torch {have}: "
+             f"build one with `make dist TORCH_VERSION={have.split('+')[0]}`")
+if sys.argv[2] == "cuda" and not ok:
+    sys.exit("torch sees no CUDA device (set ALLOW_NO_GPU=1 for a dry run on the CPU)")
+for m in ("numpy", "yaml", "safetensors"):
+    __import__(m)
 EOF
-)
-	echo "${d:-/usr/local/cuda/include}"
-}
-
-build() {
-	make -j"$JOBS" WITH_TORCH=1 CUDA_INC="$(cuda_inc)" all &&
-		{ ldd build/cosyvoiced | grep -E 'torch|c10' || true; }
 }
 
 export_bundles() {
-	local want
-	want=$("$TORCH_PY" -c 'import torch; print(torch.__version__)')
-	if [ -f "$BUNDLE_DIR/manifest.json" ] && grep -q "\"torch_version\": \"$want\"" "$BUNDLE_DIR/manifest.json" &&
-		grep -q "\"dtype\": \"$DTYPE\"" "$BUNDLE_DIR/manifest.json"; then
-		echo "reusing $BUNDLE_DIR"
-	else
-		"$TORCH_PY" tools/export.py --random "$PRESET" --out "$BUNDLE_DIR" --dtype "$DTYPE" || return 1
-	fi
-	# the engine tests' tiny bundle (Makefile TINY_BUNDLE), exported with the same torch
-	"$TORCH_PY" tools/export.py --random tiny --out build/tiny-bundle --dtype fp32 >/dev/null &&
-		touch build/tiny-bundle/manifest.json
+	rm -rf "$WORK/tiny" "$WORK/tiny-model" "$WORK/big"
+	"$TORCH_PY" tools/export.py --random tiny --out "$WORK/tiny" --dtype fp32 --keep-model "$WORK/tiny-model" &&
+		"$TORCH_PY" tools/export.py --random "$PRESET" --out "$WORK/big" --dtype "$DTYPE" &&
+		du -sh "$WORK/tiny" "$WORK/big"
 }
 
-gpu_tests() {
-	export COSYVOICED_TEST_DEVICE="$DEVICE"
-	[ "$DEVICE" != cuda ] || export COSYVOICED_TEST_CUDA=1
-	local rc=0
-	bash -c "$GPU_TESTS" || rc=1
-	# the model code's CUDA cases (graph capture of llm_decode_at, no host syncs in flow/HiFT)
+cuda_tests() {
+	local rc=0 tcase=cuda
+	[ "$DEVICE" = cuda ] || tcase=http
+	# The unit suites' CUDA cases (registered by CVTEST_CUDA=1); a dry run takes the same suite's
+	# daemon cases on the CPU. Engines opened in-process find libtorch through python3 (TORCH_PY first).
+	env PATH="$(dirname "$(command -v "$TORCH_PY")"):$PATH" CVTEST_CUDA=$([ "$DEVICE" = cuda ] && echo 1 || echo 0) CK_RUN_SUITE=cosyvoice2 CK_RUN_CASE=$tcase \
+		CK_DEFAULT_TIMEOUT=600 COSYVOICE2_TEST_BUNDLE="$WORK/tiny" COSYVOICE2_TEST_MODEL="$WORK/tiny-model" \
+		TORCH_PYTHON="$TORCH_PY" CVTEST_BIN="$root/bin/cosyvoiced" COSYVOICED_TORCH_LIB="$TORCH_LIB" \
+		"$root/libexec/cosyvoiced/check_unit" || rc=1
 	if [ "$DEVICE" = cuda ]; then
-		COSYVOICE2_TEST_BUNDLE="$root/build/tiny-bundle" "$TORCH_PY" -m pytest -q tests/gpu -p no:cacheprovider ||
-			rc=1
+		COSYVOICE2_TEST_BUNDLE="$WORK/tiny" "$TORCH_PY" -m pytest -q -p no:cacheprovider tests/gpu || rc=1
+	else
+		echo "tests/gpu: not run (dry run on the CPU: CUDA graph capture and sync checks need a GPU)"
 	fi
 	return $rc
 }
 
-bench() {
-	make WITH_TORCH=1 CUDA_INC="$(cuda_inc)" bench TORCH_PY="$TORCH_PY" BUNDLE="$BUNDLE_DIR" DEVICE="$DEVICE" \
-		BENCH_OUT="$OUT/bench.json" RUNS="$RUNS" CASES="$CASES" \
-		BENCH_ARGS="--log-dir $OUT/logs/bench --graph-env COSYVOICED_CUDA_GRAPH --growth-requests ${GROWTH:-1000} ${BENCH_ARGS:-}"
+serve() {
+	"$TORCH_PY" tools/gpu_serve_check.py --daemon "$root/bin/cosyvoiced" --bundle "$WORK/big" --device "$DEVICE" \
+		--cap-mb "$CAP_MB" --torch-lib "$TORCH_LIB" --out "$OUT/serve.json" --log-dir "$WORK/logs-serve" \
+		$([ -n "$QUICK" ] && echo --quick)
 }
 
-if [ "$failed" -eq 0 ]; then
-	step python-deps python_deps
-	step system-deps system_deps
-	if [ -z "${SKIP_BUILD:-}" ]; then
-		step torch-stamp torch_stamp && step build build
+bench() {
+	local args=(--bundle "$WORK/big" --device "$DEVICE" --daemon "$root/bin/cosyvoiced" --out "$OUT/bench.json"
+		--runs "$RUNS" --log-dir "$WORK/logs-bench" --growth-requests "$GROWTH"
+		--daemon-env "COSYVOICED_TORCH_LIB=$TORCH_LIB")
+	[ -z "$CASES" ] || args+=(--case-ids "$CASES")
+	if [ "$DEVICE" = cuda ]; then
+		args+=(--graph-env COSYVOICED_CUDA_GRAPH "--daemon-arg=--cuda-memory-limit-mb=$CAP_MB")
+	else
+		args+=("--daemon-arg=--cpu-half=true")
 	fi
-	step export export_bundles
-	[ -n "${SKIP_TESTS:-}" ] || step gpu-tests gpu_tests
-	[ -n "${SKIP_BENCH:-}" ] || step bench bench
+	[ -z "$QUICK" ] || args+=(--concurrency 1)
+	"$TORCH_PY" tools/bench.py "${args[@]}"
+}
+
+if step host host; then
+	TORCH_LIB=$(sed -n 's/^TORCH_LIB=//p' "$OUT/logs/host.log")
+	export TORCH_LIB
+	say "$(grep -m1 '^torch ' "$OUT/logs/host.log")"
+	step export export_bundles &&
+		{
+			step cuda-tests cuda_tests
+			step serve serve
+			step bench bench
+		}
 fi
 
-# ---- summary JSON
-"$TORCH_PY" - "$OUT" <<'EOF' || python3 - "$OUT" <<'EOF2'
+# ---- summary: gpu-check.json, logs.tar.gz (at most 8 files in $OUT)
+"$TORCH_PY" - "$OUT" "$QUICK" "$DEVICE" <<'EOF' || python3 - "$OUT" <<'EOF2'
 import json, os, sys
-out = sys.argv[1]
-rd = lambda p: open(os.path.join(out, p)).read().strip() if os.path.exists(os.path.join(out, p)) else None
+out, quick, device = sys.argv[1], bool(sys.argv[2]), sys.argv[3]
+def rd(p):
+    p = os.path.join(out, p)
+    return open(p, errors="replace").read() if os.path.exists(p) else ""
 steps = []
-for line in open(os.path.join(out, "steps.tsv")):
-    n, rc, s = line.rstrip("\n").split("\t")
+for line in rd("steps.tsv").splitlines():
+    n, rc, s = line.split("\t")
     steps.append({"step": n, "exit": int(rc), "seconds": float(s or 0), "log": f"logs/{n}.log"})
-doc = {"date": rd("date.txt"), "gpu": rd("gpu.txt"), "torch": rd("logs/torch.log"), "steps": steps,
-       "ok": all(s["exit"] == 0 for s in steps), "bench": "bench.json" if os.path.exists(os.path.join(out, "bench.json")) else None}
+host = rd("logs/host.log").splitlines()
+doc = {"date": host[0] if host else None, "cpus": host[1] if len(host) > 1 else None,
+       "gpu": host[2] if len(host) > 2 else None,
+       "torch": next((l for l in host if l.startswith("torch ")), None),
+       "mode": "quick" if quick else "full", "device": device,
+       "seconds": round(sum(s["seconds"] for s in steps), 1), "steps": steps,
+       "ok": bool(steps) and all(s["exit"] == 0 for s in steps),
+       "serve": json.loads(rd("serve.json")) if rd("serve.json") else None,
+       "bench": "bench.json" if os.path.exists(os.path.join(out, "bench.json")) else None}
 json.dump(doc, open(os.path.join(out, "gpu-check.json"), "w"), indent=1)
-print(json.dumps(doc, indent=1))
+print(json.dumps({k: doc[k] for k in ("date", "gpu", "torch", "mode", "seconds", "ok")}, indent=1))
+for s in steps:
+    print(f"  {s['step']:<11} exit {s['exit']}  {s['seconds']:7.1f} s")
 EOF
 import json, sys
 print(json.dumps({"error": "no python to summarize"}))
 EOF2
-say "results in $OUT (gpu-check.json, bench.json, logs/)"
+cp -r "$WORK"/logs-* "$OUT/logs/" 2>/dev/null
+tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs steps.tsv $([ -f "$OUT/serve.json" ] && echo serve.json) &&
+	rm -rf "$OUT/logs" "$OUT/steps.tsv" "$OUT/serve.json"
+say "results in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
 exit "$failed"

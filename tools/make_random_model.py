@@ -5,7 +5,7 @@
 
 tiny: a few MB, seconds; full: the released 0.5B sizes (about 2.6 GB on disk, ~1 minute).
 The directory has cosyvoice2.yaml, CosyVoice-BlankEN/ (config.json, tokenizer_config.json and the real
-vocab.json/merges.txt copied from ../shared/models/CosyVoice-BlankEN), llm.pt, flow.pt, hift.pt and a
+vocab.json/merges.txt copied from models/CosyVoice-BlankEN), llm.pt, flow.pt, hift.pt and a
 spk2info.pt with three random voices; export it with tools/export.py like the official files.
 """
 
@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", choices=sorted(randmodel.P.PRESETS), default="tiny")
     ap.add_argument("--out", required=True, help="model directory to write")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tokenizer-dir", default=None, help="BlankEN tokenizer files (default ../shared/models/CosyVoice-BlankEN)")
+    ap.add_argument("--tokenizer-dir", default=None, help="BlankEN tokenizer files (default models/CosyVoice-BlankEN)")
     ap.add_argument("--hift-weight-norm", choices=["parametrizations", "weight_g", "folded"], default="parametrizations")
     a = ap.parse_args(argv)
     try:

@@ -3,7 +3,7 @@
 # then print the path of its python.
 #
 # The venv lives OUTSIDE the clone, under
-#   ${COSYVOICED_CACHE:-$HOME/.cache/cosyvoiced}/torch-<torch version>-<sha256(requirements)[:12]>
+#   ${CV_CACHE_DIR:-$HOME/.cache/cosyvoiced}/torch-<torch version>-<sha256(requirements)[:12]>
 # so clones, worktrees and CI runs on one machine share it, and a change of any pin makes a new one.
 # pip's cache (PIP_CACHE_DIR) and a wheelhouse live under the same cache dir, so re-creating is fast.
 # Idempotent: a venv whose stamp matches is reused without touching the network.
@@ -15,8 +15,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 req="$here/requirements-export.txt"
-cache="${COSYVOICED_CACHE:-$HOME/.cache/cosyvoiced}"
-base_python="${COSYVOICED_BASE_PYTHON:-python3}"
+cache="${CV_CACHE_DIR:-$HOME/.cache/cosyvoiced}"
+base_python="${CV_BASE_PYTHON:-python3}"
 
 [ -r "$req" ] || { echo "torch-venv: missing $req" >&2; exit 2; }
 torch_ver="$(sed -n 's/^torch==\([^[:space:]]*\).*/\1/p' "$req" | head -n1)"

@@ -2,7 +2,7 @@
 # tools/venv.sh — the Python venv of the parity tests; prints its python path.
 #
 # Creates (once, idempotently) a venv OUTSIDE the clone at
-#   ${COSYVOICED_CACHE:-$HOME/.cache/cosyvoiced}/venv-<first 12 hex of sha256(tools/requirements-test.txt)>
+#   ${CV_CACHE_DIR:-$HOME/.cache/cosyvoiced}/venv-<first 12 hex of sha256(tools/requirements-test.txt)>
 # with the exact pins of tools/requirements-test.txt, so clean-clone CI runs
 # reuse it and a change of pins gets a fresh venv. Concurrent callers are
 # serialized with flock; a venv is only published (renamed into place) once
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQ=tools/requirements-test.txt
-CACHE="${COSYVOICED_CACHE:-$HOME/.cache/cosyvoiced}"
+CACHE="${CV_CACHE_DIR:-$HOME/.cache/cosyvoiced}"
 KEY=$(sha256sum "$REQ" | cut -c1-12)
 VENV="$CACHE/venv-$KEY"
 PY="${PYTHON:-python3}"

@@ -22,7 +22,7 @@
 #include "engine/tokenizer.h"
 #include "engine/utext.h"
 
-#define MODEL_DIR "../shared/models/CosyVoice-BlankEN"
+#define MODEL_DIR "models/CosyVoice-BlankEN"
 #define TN_DIR	  "build/tn"
 #define TN_MAX	  128
 

@@ -12,7 +12,7 @@
 #include "common/err.h"
 #include "engine/tokenizer.h"
 
-#define MODEL_DIR "../shared/models/CosyVoice-BlankEN"
+#define MODEL_DIR "models/CosyVoice-BlankEN"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -12,7 +12,7 @@
 static void normalize_setup(void)
 {
 	static char dir[512];
-	const char *d = getenv("COSYVOICED_FRONTEND_DIR");
+	const char *d = getenv("CVTEST_FRONTEND_DIR");
 	static const char *args[] = {"--frontend-dir", NULL, NULL};
 	snprintf(dir, sizeof dir, "%s", d ? d : "build/frontend");
 	args[1] = dir;

@@ -80,7 +80,7 @@ void sleep_ms(long ms)
 
 int harness_valgrind(void)
 {
-	const char *v = getenv("COSYVOICED_VALGRIND");
+	const char *v = getenv("CVTEST_VALGRIND");
 	return v && strcmp(v, "1") == 0;
 }
 
@@ -305,7 +305,7 @@ static int log_mentions_bind_failure(void)
 
 static pid_t spawn_daemon(const char *const *args, int port, int logfd)
 {
-	const char *bin = getenv("COSYVOICED_BIN");
+	const char *bin = getenv("CVTEST_BIN");
 	if (!bin || !*bin)
 		bin = "build/cosyvoiced";
 	char portstr[16];
@@ -451,7 +451,7 @@ void harness_stop(void)
 		watcher_started = 0;
 	}
 	int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
-	const char *keep = getenv("COSYVOICED_KEEP_LOGS");
+	const char *keep = getenv("CVTEST_KEEP_LOGS");
 	char mark[600];
 	snprintf(mark, sizeof mark, "%s.keep", S->log_path);
 	int failed_check = access(mark, F_OK) == 0;

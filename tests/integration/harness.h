@@ -8,9 +8,9 @@
  * how it exited (Check's unchecked teardown may not fail a test, so the clean
  * exit is asserted by a test: harness_add_exit_test()).
  *
- * Environment: COSYVOICED_BIN (default build/cosyvoiced), COSYVOICED_VALGRIND=1
+ * Environment: CVTEST_BIN (default build/cosyvoiced), CVTEST_VALGRIND=1
  * (run it under valgrind; longer timeouts), PROMTOOL (default: what
- * `bash tools/deps.sh --print-promtool` prints), COSYVOICED_KEEP_LOGS=1 (keep
+ * `bash tools/deps.sh --print-promtool` prints), CVTEST_KEEP_LOGS=1 (keep
  * daemon logs even after a clean exit).
  */
 #ifndef CV_TESTS_HARNESS_H

@@ -1,8 +1,8 @@
 """Shared fixtures of the exporter tests (run: make test-export, or $(tools/torch-venv.sh) -m pytest tests/py).
 
 The tiny random model directory and its bundles are built once per session; everything else is
-generated inside the tests. The BlankEN tokenizer files come from ../shared/models/CosyVoice-BlankEN
-(relative to the repository root), or from $COSYVOICED_SHARED/models/CosyVoice-BlankEN.
+generated inside the tests. The BlankEN tokenizer files come from models/CosyVoice-BlankEN
+(relative to the repository root), or from $CV_TOKENIZER_DIR.
 """
 
 import os
@@ -80,4 +80,11 @@ def tiny_bundle(tiny_model_dir, tmp_path_factory):
 def tiny_bundle_fp16(tiny_model_dir, tmp_path_factory):
     out = os.path.join(str(tmp_path_factory.mktemp("bundles16")), "tiny-fp16")
     m = bundle.export(tiny_model_dir, out, "fp16", random_preset="tiny", log=lambda s: None)
+    return out, m
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_bf16(tiny_model_dir, tmp_path_factory):
+    out = os.path.join(str(tmp_path_factory.mktemp("bundlesbf16")), "tiny-bf16")
+    m = bundle.export(tiny_model_dir, out, "bf16", random_preset="tiny", log=lambda s: None)
     return out, m

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 
 import bench_eager as BE  # noqa: E402
 
-DAEMON = os.environ.get("COSYVOICED_BIN") or os.path.join(REPO, "build", "cosyvoiced")
+DAEMON = os.environ.get("CVTEST_BIN") or os.path.join(REPO, "build", "cosyvoiced")
 
 
 def test_eager_equals_script_greedy(tiny_bundle, unoptimized_jit):

@@ -302,7 +302,7 @@ def test_refuses_to_replace_a_non_bundle_directory(tiny_model_dir, tmp_path):
 def test_documented_command_line(tmp_path):
     """`python tools/export.py --random tiny --out DIR` and `--verify DIR` (what `make bundle` runs)."""
     out = str(tmp_path / "b")
-    env = dict(os.environ, COSYVOICED_TOKENIZER_DIR=tokenizer_dir())
+    env = dict(os.environ, CV_TOKENIZER_DIR=tokenizer_dir())
     r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), "--random", "tiny", "--out", out],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr

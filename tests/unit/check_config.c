@@ -16,6 +16,7 @@
 
 #include "common/err.h"
 #include "daemon/config.h"
+#include "tests/unit/testutil.h"
 
 #define ERRLEN 512
 
@@ -51,6 +52,9 @@ static const struct tkey tkeys[] = {
     TK(cuda_graph, 'b', "off", "false", "on", "true"),
     TK(llm_max_positions, 'i', "256", "256", "65536", "65536"),
     TK(memory_budget_mb, 'i', "0", "0", "3072", "3072"),
+    TK(cuda_memory_limit_mb, 'i', "3276", "3276", "0", "0"),
+    TK(torch_lib, 's', "/opt/torch/lib", "\"/opt/torch/lib\"", "/usr/lib/torch", "\"/usr/lib/torch\""),
+    TK(cpu_half, 'b', "on", "true", "off", "false"),
     TK(split_max_tokens, 'i', "4", "4", "512", "512"),
     TK(queue_capacity, 'i', "32", "32", "1", "1"),
     TK(deadline_ms, 'i', "5000", "5000", "100", "100"),
@@ -524,9 +528,9 @@ START_TEST(unknown_keys_named)
 	ck_assert_mem_eq(&c, &before, sizeof c);
 
 	/* Tool variables and foreign variables are ignored. */
-	char *envp_ok[] = {"COSYVOICED_BIN=/x",
-			   "COSYVOICED_VALGRIND=1",
-			   "COSYVOICED_CACHE=/c",
+	char *envp_ok[] = {"CVTEST_BIN=/x",
+			   "CVTEST_VALGRIND=1",
+			   "CV_CACHE_DIR=/c",
 			   "COSYVOICED_CONFIG=",
 			   "PORT=1",
 			   "cosyvoiced_port=2",
@@ -539,6 +543,62 @@ START_TEST(unknown_keys_named)
 
 	ck_assert_int_eq(config_set(&c, "no_such_key", "1", err, sizeof err), CV_EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "no_such_key"));
+}
+END_TEST
+
+/* Test and tool variables live outside COSYVOICED_*: every one the suites, tools/gpu-check.sh and the
+ * Makefile set passes the loader, and the old COSYVOICED_* spellings are refused like any unknown
+ * setting (so no production variable is ever silently ignored). Then the same against the real
+ * binary: it starts (--check-config) with all of them in its environment. */
+static const char *const test_vars[] = {"CVTEST_BIN=/x",
+					"CVTEST_VALGRIND=1",
+					"CVTEST_KEEP_LOGS=1",
+					"CVTEST_FRONTEND_DIR=/f",
+					"CVTEST_CUDA=1",
+					"CVTEST_DEVICE=cuda",
+					"CVTEST_FAULT=flow_inference:1",
+					"CVTEST_STATIC_DECODE=1",
+					"CVTEST_JIT_OPTIMIZE=1",
+					"CVTEST_NVML_LIB=/n.so",
+					"CV_CACHE_DIR=/c",
+					"CV_BASE_PYTHON=python3",
+					"CV_TOKENIZER_DIR=/t",
+					NULL};
+
+START_TEST(test_variables_never_block_start)
+{
+	char err[ERRLEN];
+	struct config c;
+	config_defaults(&c);
+	ck_assert_msg(config_apply_env(&c, (char **)test_vars, err, sizeof err) == CV_OK, "%s", err);
+	static const char *const old[] = {"COSYVOICED_BIN",	  "COSYVOICED_VALGRIND",
+					  "COSYVOICED_CACHE",	  "COSYVOICED_FAULT",
+					  "COSYVOICED_TEST_CUDA", "COSYVOICED_TEST_DEVICE",
+					  "COSYVOICED_NVML_LIB",  "COSYVOICED_STATIC_DECODE"};
+	for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) {
+		char var[64];
+		snprintf(var, sizeof var, "%s=1", old[i]);
+		char *envp[] = {var, NULL};
+		ck_assert_int_eq(config_apply_env(&c, envp, err, sizeof err), CV_EINVAL);
+		ck_assert_msg(strstr(err, old[i]) != NULL, "%s", err);
+	}
+
+	const char *bin = getenv("CVTEST_BIN");
+	ck_assert_msg(bin && bin[0], "CVTEST_BIN (the daemon binary) is not set: run through make check");
+	char cmd[2048];
+	size_t n = (size_t)snprintf(cmd, sizeof cmd, "env");
+	for (size_t i = 0; test_vars[i]; i++)
+		n += (size_t)snprintf(cmd + n, sizeof cmd - n, " '%s'", test_vars[i]);
+	snprintf(cmd + n, sizeof cmd - n, " '%s' --check-config >/dev/null 2>&1 && echo started", bin);
+	char *line = test_run_line(cmd);
+	ck_assert_msg(line && strcmp(line, "started") == 0, "daemon refused the test variables: %s", cmd);
+	free(line);
+	snprintf(cmd, sizeof cmd, "env COSYVOICED_TEST_CUDA=1 '%s' --check-config 2>&1 >/dev/null | head -n1",
+		 bin);
+	line = test_run_line(cmd);
+	ck_assert_msg(line && strstr(line, "COSYVOICED_TEST_CUDA"), "old variable not refused: %s",
+		      line ? line : "(nothing)");
+	free(line);
 }
 END_TEST
 
@@ -1049,6 +1109,7 @@ Suite *suite_config(void)
 	tcase_add_test(tc, precedence_every_key);
 	tcase_add_test(tc, precedence_config_load);
 	tcase_add_test(tc, unknown_keys_named);
+	tcase_add_test(tc, test_variables_never_block_start);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("values");
 	tcase_add_test(tc, int_range_refused);

@@ -2,7 +2,7 @@
  *
  * `make check` exports the tiny random bundle (build/tiny-bundle, with its
  * random model directory build/tiny-model) and passes COSYVOICE2_TEST_BUNDLE,
- * COSYVOICE2_TEST_MODEL, TORCH_PYTHON and COSYVOICED_BIN. Parity is checked
+ * COSYVOICE2_TEST_MODEL, TORCH_PYTHON and CVTEST_BIN. Parity is checked
  * against tests/py/engine_ref.py, run here with the venv's python: greedy LLM
  * decode of the exporter's eager module, buffered flow + HiFT of the eager
  * modules (HiFT noise all zeros on both sides), and the reference streaming
@@ -323,10 +323,10 @@ END_TEST
 START_TEST(bad_fault_spec)
 {
 	char err[512] = "";
-	setenv("COSYVOICED_FAULT", "flow:2", 1);
+	setenv("CVTEST_FAULT", "flow:2", 1);
 	ck_assert_int_eq(open_dir(bundle_dir(), err, sizeof err), CV_EINVAL);
-	unsetenv("COSYVOICED_FAULT");
-	ck_assert_msg(strstr(err, "COSYVOICED_FAULT") && strstr(err, "'flow'"), "%s", err);
+	unsetenv("CVTEST_FAULT");
+	ck_assert_msg(strstr(err, "CVTEST_FAULT") && strstr(err, "'flow'"), "%s", err);
 }
 END_TEST
 
@@ -458,9 +458,9 @@ START_TEST(static_decode_equals_eager)
 	struct cv2 *eager = open_cv2(), *stat;
 	char err[512] = "";
 
-	setenv("COSYVOICED_STATIC_DECODE", "1", 1);
+	setenv("CVTEST_STATIC_DECODE", "1", 1);
 	stat = open_cv2();
-	unsetenv("COSYVOICED_STATIC_DECODE");
+	unsetenv("CVTEST_STATIC_DECODE");
 	for (int round = 0; round < 2; round++) {
 		for (size_t i = 0; i < 2; i++) {
 			size_t k = round ? 1 - i : i; /* second round: the other order (stale cache) */
@@ -862,10 +862,10 @@ static void http(const char *method, const char *route, const char *body, struct
 }
 
 /* Start the daemon on the tiny bundle; extra: more flags (NULL-terminated,
- * may be NULL); fault: COSYVOICED_FAULT for the daemon, or NULL. */
+ * may be NULL); fault: CVTEST_FAULT for the daemon, or NULL. */
 static void daemon_start_with(const char *const *extra, const char *fault)
 {
-	const char *bin = env_or_fail("COSYVOICED_BIN");
+	const char *bin = env_or_fail("CVTEST_BIN");
 	char port[16];
 	daemon_port = 20000 + (int)(getpid() % 20000);
 	snprintf(port, sizeof port, "%d", daemon_port);
@@ -880,7 +880,7 @@ static void daemon_start_with(const char *const *extra, const char *fault)
 			argv[n++] = extra[i];
 		argv[n] = NULL;
 		if (fault)
-			setenv("COSYVOICED_FAULT", fault, 1);
+			setenv("CVTEST_FAULT", fault, 1);
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* dies with the test process */
 		if (fd >= 0) {
 			dup2(fd, 1);
@@ -1149,15 +1149,14 @@ START_TEST(http_over_budget_is_413)
 END_TEST
 
 /* ------------------------------------------------------------------ CUDA
- * Registered only with COSYVOICED_TEST_CUDA=1 (tools/gpu-check.sh sets it on
+ * Registered only with CVTEST_CUDA=1 (tools/gpu-check.sh sets it on
  * a GPU machine); there a missing GPU is a failure, not a skip. */
 
 static struct cv2 *open_cv2_cuda(int graph)
 {
 	struct engine_config cfg = {
 	    .backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cuda", .cuda_graph = graph};
-	ck_assert_msg(torch_runtime_cuda_available(),
-		      "COSYVOICED_TEST_CUDA=1 but libtorch sees no CUDA device");
+	ck_assert_msg(torch_runtime_cuda_available(), "CVTEST_CUDA=1 but libtorch sees no CUDA device");
 	return open_cv2_cfg(&cfg);
 }
 
@@ -1324,7 +1323,7 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, http_out_of_memory_fails_only_that_request);
 	tcase_add_test(tc, http_over_budget_is_413);
 	suite_add_tcase(s, tc);
-	if (getenv("COSYVOICED_TEST_CUDA") && strcmp(getenv("COSYVOICED_TEST_CUDA"), "1") == 0) {
+	if (getenv("CVTEST_CUDA") && strcmp(getenv("CVTEST_CUDA"), "1") == 0) {
 		tc = tcase_create("cuda");
 		tcase_set_timeout(tc, 600);
 		tcase_add_test(tc, cuda_graph_decode_equals_eager);

@@ -26,7 +26,7 @@
 #include "engine/utext.h"
 #include "tests/unit/testutil.h"
 
-#define MODEL_DIR "../shared/models/CosyVoice-BlankEN"
+#define MODEL_DIR "models/CosyVoice-BlankEN"
 #define CORPUS	  "tests/data/frontend_corpus.txt"
 
 static struct frontend *fe; /* no grammars */
@@ -432,7 +432,7 @@ START_TEST(parity_corpus)
 	/* The reference runs in the background while C does the same corpus. */
 	char out[600], cmd[2048];
 	snprintf(out, sizeof out, "%s/expected.jsonl", bundle_dir);
-	const char *cache = getenv("COSYVOICED_CACHE");
+	const char *cache = getenv("CV_CACHE_DIR");
 	const char *home = getenv("HOME");
 	char cdir[512];
 	if (cache && *cache)

@@ -24,7 +24,7 @@
 #include "engine/tokenizer_pretok.h"
 #include "tests/unit/testutil.h"
 
-#define MODEL_DIR "../shared/models/CosyVoice-BlankEN"
+#define MODEL_DIR "models/CosyVoice-BlankEN"
 #define CORPUS	  "tests/data/tok_corpus.txt"
 
 static struct tokenizer *tok;
