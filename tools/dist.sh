@@ -64,7 +64,7 @@ cp -a "$build/tn" "$stage/share/cosyvoiced/frontend/tn"
 cp config/cosyvoiced.json "$stage/config/"
 cp systemd/cosyvoiced.service "$stage/systemd/"
 cp -a tools/export.py tools/make_random_model.py tools/add_speaker.py tools/bench.py tools/bench_eager.py \
-  tools/bench_cases.json tools/gpu-check.sh tools/requirements-export.txt "$stage/tools/"
+  tools/bench_cases.json tools/gpu-check.sh tools/gpu_serve_check.py tools/requirements-export.txt "$stage/tools/"
 mkdir -p "$stage/tools/cosyvoice2"
 cp tools/cosyvoice2/*.py tools/cosyvoice2/README.md "$stage/tools/cosyvoice2/"
 cp tests/gpu/*.py "$stage/tests/gpu/"

@@ -5,7 +5,8 @@
 #   tar xzf cosyvoiced-<v>-linux-x86_64-torch<t>.tar.gz && cd cosyvoiced-<v>-linux-x86_64-torch<t>
 #   OUT=/tmp/gpu-check bash tools/gpu-check.sh            # full check, <= 8 min on an H100-class host
 #   OUT=/tmp/gpu-check bash tools/gpu-check.sh --quick    # tiny-bundle tests + one full-bundle case, <= 3 min
-#   ALLOW_NO_GPU=1 bash tools/gpu-check.sh                # dry run of every step on the CPU (make dist-check)
+#   ALLOW_NO_GPU=1 bash tools/gpu-check.sh                # dry run of every step on the CPU (make dist-check):
+#                                                         # tiny preset, 1 run of zh_short/en_short, 20 growth requests
 #
 # Needs: the host's python3 with its CUDA torch (TORCH_PY), numpy, pyyaml, safetensors; nvidia-smi when
 # present. No compiler, no package installs, no network: the daemon, its libraries and the CUDA test cases
@@ -45,8 +46,12 @@ CASES="${CASES:-$([ -n "$QUICK" ] && echo en_short || echo '')}"
 DEVICE=cuda
 PRESET=full
 if [ -n "${ALLOW_NO_GPU:-}" ]; then
+	# the dry run: same steps on the CPU, sized for 2 cores (tiny preset as the "full" bundle)
 	DEVICE=cpu
 	PRESET=tiny
+	GROWTH="${ALLOW_NO_GPU_GROWTH:-20}"
+	RUNS=1
+	CASES="${CASES:-zh_short,en_short}"
 fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -135,7 +140,7 @@ cuda_tests() {
 serve() {
 	"$TORCH_PY" tools/gpu_serve_check.py --daemon "$root/bin/cosyvoiced" --bundle "$WORK/big" --device "$DEVICE" \
 		--cap-mb "$CAP_MB" --torch-lib "$TORCH_LIB" --out "$OUT/serve.json" --log-dir "$WORK/logs-serve" \
-		$([ -n "$QUICK" ] && echo --quick)
+		$([ -n "$QUICK" ] && echo --quick) ${CASES:+--case-ids "$CASES"}
 }
 
 bench() {
@@ -148,7 +153,7 @@ bench() {
 	else
 		args+=("--daemon-arg=--cpu-half=true")
 	fi
-	[ -z "$QUICK" ] || args+=(--concurrency 1)
+	[ -z "$QUICK" ] && [ "$DEVICE" = cuda ] || args+=(--concurrency 1)
 	"$TORCH_PY" tools/bench.py "${args[@]}"
 }
 
