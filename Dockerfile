@@ -37,7 +37,7 @@ RUN bash tools/torch-venv.sh >/dev/null && rm -rf /opt/cosyvoiced/cache/wheels
 COPY . .
 # .git is not in the build context (.dockerignore): the Makefile's revision
 # comes from the GIT_REV build argument instead of `git rev-parse`.
-RUN make -j"$(nproc)" GIT_REV="$GIT_REV" WITH_TORCH=1 build/cosyvoiced
+RUN make -j"$(nproc)" GIT_REV="$GIT_REV" WITH_TORCH=1 build/cosyvoiced build/libcosyvoiced_torch.so
 
 # -------------------------------------------------------------- runtime stage
 FROM debian:12-slim
@@ -62,6 +62,8 @@ RUN groupadd --system --gid 10001 cosyvoiced \
  && install -d -o 10001 -g 10001 -m 0755 /models
 COPY --from=build /opt/cosyvoiced/cache /opt/cosyvoiced/cache
 COPY --from=build /src/build/cosyvoiced /usr/local/bin/cosyvoiced
+# The CosyVoice2 engine's libtorch plugin, found by the daemon in ../lib beside its binary.
+COPY --from=build /src/build/libcosyvoiced_torch.so /usr/local/lib/libcosyvoiced_torch.so
 COPY config/cosyvoiced.json /etc/cosyvoiced/cosyvoiced.json
 # Fail the image build, not the first `docker run`, if a runtime library is
 # missing from the list above.

@@ -83,6 +83,7 @@ struct cv2 {
 	struct torch_runtime *rt;
 	struct frontend *fe;
 	char describe[256];
+	char dtype[8]; /* the bundle's weights: fp32, fp16, bf16 */
 	char dir[CV2_PATH_MAX];
 	struct cv2_speaker *spk;
 	struct engine_speaker *espk;
@@ -493,6 +494,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 			    dtype ? dtype : "(none)");
 		goto fail;
 	}
+	snprintf(m->dtype, sizeof m->dtype, "%s", dtype);
 	if ((rc = cv2_json_size(man, "sample_rate", NULL, &fv, mpath, err, errlen)) != CV_OK)
 		goto fail;
 	m->sample_rate = (int)fv;
@@ -642,6 +644,27 @@ static int cv2_emit(struct cv2_run *run, const float *pcm, size_t n)
 	return CV_OK;
 }
 
+/* A model output with NaN or inf fails the sentence (HTTP 500, engine_errors_total) instead of
+ * reaching the sampler or the client as noise: in an fp16 bundle that means a value left fp16's
+ * range (|x| > 65504), which bf16 (same range as fp32) or fp32 avoids. */
+static int cv2_check_finite(const struct cv2 *m, const float *v, size_t n, const char *what, char *err,
+			    size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(v[i])) {
+			cv2_set_err(err, errlen,
+				    "numeric overflow: %s returned a non-finite value (%s at index %zu)%s",
+				    what, isnan(v[i]) ? "NaN" : "inf", i,
+				    strcmp(m->dtype, "fp16") == 0
+					? "; an fp16 bundle exceeded fp16's range: export with --dtype bf16 "
+					  "(Ampere or newer) or fp32"
+					: "");
+			return CV_EENGINE;
+		}
+	}
+	return CV_OK;
+}
+
 /* HiFT on mel[mel_bins][t]; with zero noise when the run asks for it. */
 static int cv2_vocode(struct cv2 *m, struct cv2_run *run, const float *mel, size_t t,
 		      const float *cache_source, size_t n_cache, float **speech, size_t *n_speech,
@@ -663,6 +686,8 @@ static int cv2_vocode(struct cv2 *m, struct cv2_run *run, const float *mel, size
 	rc = torch_runtime_hift(m->rt, mel, m->mel_bins, t, cache_source, n_cache, noise, n_noise, speech,
 				n_speech, source, n_source, err, errlen);
 	free(noise);
+	if (rc == CV_OK)
+		rc = cv2_check_finite(m, *speech, *n_speech, "hift_inference", err, errlen);
 	run->voc_ms += clock_ms_between(a, clock_now_ns());
 	return rc;
 }
@@ -688,6 +713,8 @@ static int cv2_flow(struct cv2 *m, struct cv2_run *run, const struct cv2_speaker
 	a.finalize = finalize;
 	rc = torch_runtime_flow(m->rt, &a, mel, frames, err, errlen);
 	run->flow_ms += clock_ms_between(t, clock_now_ns());
+	if (rc == CV_OK)
+		rc = cv2_check_finite(m, *mel, *frames * m->mel_bins, "flow_inference", err, errlen);
 	return rc;
 }
 
@@ -863,6 +890,8 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 	rc = torch_runtime_llm_prefill(m->rt, text, n_ptext + se->n_text, pspeech, n_pspeech, m->logp,
 				       m->vocab, err, errlen);
 	run->prefill_ms += clock_ms_between(a, clock_now_ns());
+	if (rc == CV_OK)
+		rc = cv2_check_finite(m, m->logp, m->vocab, "llm_prefill", err, errlen);
 	if (rc != CV_OK)
 		goto out;
 	pos = n_ptext + se->n_text + n_pspeech + 2;
@@ -902,6 +931,8 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 		rc = torch_runtime_llm_decode(m->rt, tok, pos++, m->logp, m->vocab, err, errlen);
 		run->decode_ms += clock_ms_between(a, clock_now_ns());
 		run->n_decoded++;
+		if (rc == CV_OK)
+			rc = cv2_check_finite(m, m->logp, m->vocab, "llm_decode", err, errlen);
 		if (rc != CV_OK)
 			goto out;
 	}

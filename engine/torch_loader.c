@@ -172,10 +172,9 @@ static int tl_load_locked(const char *torch_lib)
 	else if (!tl_same_release(found_ver, want))
 		return tl_fail(
 		    CV_EINVAL,
-		    "libtorch in %s is torch %s, but this cosyvoiced was built against torch %s: use "
-		    "a build for that torch (make dist TORCH_VERSION=<its version>) or point torch_lib "
-		    "(COSYVOICED_TORCH_LIB) at a matching torch",
-		    dir, found_ver, want);
+		    "torch %s found, this cosyvoiced is built for torch %s: use a release for %s (make dist "
+		    "TORCH_VERSION=%.*s) or set torch_lib to a torch %s (found: %s)",
+		    found_ver, want, found_ver, (int)strcspn(found_ver, "+"), found_ver, want, dir);
 
 	static const char *const libs[] = {"libc10.so", "libtorch_cpu.so", "libc10_cuda.so",
 					   "libtorch_cuda.so", "libtorch.so"};

@@ -319,6 +319,57 @@ START_TEST(bad_bundle_torch_version)
 }
 END_TEST
 
+/* The loader refuses a libtorch of another release before loading anything, naming both versions
+ * and the fix; a torch_lib without libtorch.so is named; the build's own torch loads. (Each test runs
+ * in its own forked process, so the loader's once-per-process state starts empty.) */
+START_TEST(torch_version_mismatch_refused)
+{
+	char *tmp = make_tmpdir(), err[512] = "", path[700];
+	snprintf(path, sizeof path, "%s/torch/lib", tmp);
+	char *mk[] = {"mkdir", "-p", path, NULL};
+	run_cmd(mk);
+	snprintf(path, sizeof path, "%s/torch/lib/libtorch.so", tmp);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	snprintf(path, sizeof path, "%s/torch/version.py", tmp);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("from typing import Optional\n__version__ = '1.13.1+cu117'\n", f);
+	fclose(f);
+	snprintf(path, sizeof path, "%s/torch/lib", tmp);
+	ck_assert_int_eq(torch_runtime_load(path, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "torch 1.13.1+cu117 found") && strstr(err, torch_runtime_build_version()) &&
+			  strstr(err, "TORCH_VERSION=1.13.1"),
+		      "%s", err);
+	/* the outcome is kept: a second call says the same */
+	char again[512] = "";
+	ck_assert_int_eq(torch_runtime_load(NULL, again, sizeof again), CV_EINVAL);
+	ck_assert_str_eq(err, again);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
+START_TEST(torch_lib_without_libtorch_named)
+{
+	char err[512] = "";
+	ck_assert_int_eq(torch_runtime_load("/nonexistent/torch/lib", err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "/nonexistent/torch/lib") && strstr(err, "no libtorch.so"), "%s", err);
+}
+END_TEST
+
+START_TEST(torch_build_torch_loads)
+{
+	char err[512] = "";
+	ck_assert_msg(torch_runtime_load(NULL, err, sizeof err) == CV_OK, "%s", err);
+	ck_assert_msg(torch_runtime_version_matches(torch_runtime_version()), "%s vs %s",
+		      torch_runtime_version(), torch_runtime_build_version());
+	ck_assert_str_ne(torch_runtime_lib_dir(), "");
+	ck_assert_int_eq(torch_runtime_version_matches("0.0.1"), 0);
+}
+END_TEST
+
 /* A fault-injection spec naming no entry point is refused, not ignored. */
 START_TEST(bad_fault_spec)
 {
@@ -1300,6 +1351,9 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, bad_bundle_torch_version);
 	tcase_add_test(tc, bad_bundle_hash_mismatch);
 	tcase_add_test(tc, bad_fault_spec);
+	tcase_add_test(tc, torch_version_mismatch_refused);
+	tcase_add_test(tc, torch_lib_without_libtorch_named);
+	tcase_add_test(tc, torch_build_torch_loads);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("synth");
 	tcase_set_timeout(tc, 240);
