@@ -215,9 +215,22 @@ $(TINY_BUNDLE)/manifest.json: tools/export.py $(wildcard tools/cosyvoice2/*.py) 
 	  --keep-model $(TINY_MODEL) >/dev/null
 	@test -f $@ && touch $@
 tiny-bundle: $(TINY_BUNDLE)/manifest.json
+# The same tiny weights in fp16 and bf16 (CPU runs with cpu_half: tests/unit "dtype"), and a tiny model
+# whose LLM overflows fp16 at the word "overflow" (--stress-scale; the engine must fail that request
+# cleanly in fp16 and serve it in bf16).
+TINY_HALF   := build/dtype-bundles
+$(TINY_HALF)/.ok: $(TINY_BUNDLE)/manifest.json tools/export.py $(wildcard tools/cosyvoice2/*.py)
+	@rm -rf $(@D) && mkdir -p $(@D)
+	@py=$$(bash tools/torch-venv.sh) && for d in fp16 bf16; do \
+	  "$$py" tools/export.py --src $(TINY_MODEL) --out $(@D)/tiny-$$d --dtype $$d >/dev/null || exit 1; done && \
+	  for d in fp16 bf16; do "$$py" tools/export.py --random tiny --stress-scale $(STRESS_SCALE) \
+	    --out $(@D)/overflow-$$d --dtype $$d >/dev/null || exit 1; done
+	@touch $@
+STRESS_SCALE ?= 4000
 # What the CosyVoice2 engine tests read (tests/unit/check_cosyvoice2.c): the bundle, its random model
 # directory (eager reference modules), the venv's python and the daemon binary.
 COSYVOICE2_TEST_ENV = CVTEST_BIN=$(abspath $(DAEMON)) $(if $(TORCH_DEP),COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) \
+  COSYVOICE2_TEST_DTYPE_DIR=$(abspath $(TINY_HALF)) \
   COSYVOICE2_TEST_MODEL=$(abspath $(TINY_MODEL)) TORCH_PYTHON=$$(bash tools/torch-venv.sh --dir)/bin/python)
 .PHONY: tiny-bundle
 
@@ -242,7 +255,7 @@ $(NVML_STANDIN_NOUTIL): tests/unit/nvml_standin.c
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(WARN) $(OPT) $(DEBUG) -DNVML_STANDIN_MISSING_UTIL -fPIC -shared $< -o $@
 
-check: $(UNIT_BIN) $(NVML_STANDIN) $(NVML_STANDIN_NOUTIL) $(DAEMON) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
+check: $(UNIT_BIN) $(NVML_STANDIN) $(NVML_STANDIN_NOUTIL) $(DAEMON) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(TINY_HALF)/.ok)
 	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(COSYVOICE2_TEST_ENV) $(NVML_TEST_ENV) $(UNIT_BIN)
 
 # A bundle-shaped text frontend (tokenizer/ + tn/) for the /v1/text/normalize tests.

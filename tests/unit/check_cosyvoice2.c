@@ -1280,6 +1280,120 @@ START_TEST(cuda_memory_steady)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ dtypes */
+
+/* A bundle of build/dtype-bundles (Makefile TINY_HALF): tiny-fp16, tiny-bf16 (the tiny bundle's weights),
+ * overflow-fp16, overflow-bf16 (a tiny LLM whose residual stream leaves fp16's range at "overflow"). */
+static const char *dtype_bundle(const char *name)
+{
+	static char path[4][700];
+	static int k;
+	char *p = path[k++ % 4];
+	snprintf(p, sizeof path[0], "%s/%s", env_or_fail("COSYVOICE2_TEST_DTYPE_DIR"), name);
+	return p;
+}
+
+#define OVERFLOW_TEXT "Watch the numbers overflow now."
+
+/* fp16/bf16 bundles are made for the GPU: on the CPU they are refused unless cpu_half says so. */
+START_TEST(half_bundle_refused_on_cpu)
+{
+	static const char *const names[] = {"tiny-fp16", "tiny-bf16"};
+	for (size_t i = 0; i < 2; i++) {
+		struct engine_config cfg = {
+		    .backend = "cosyvoice2", .model_dir = dtype_bundle(names[i]), .device = "cpu"};
+		char err[512] = "";
+		struct engine *e = open_engine_cfg(&cfg, CV_EUNSUPPORTED, err, sizeof err);
+		ck_assert_ptr_null(e);
+		ck_assert_msg(strstr(err, "cpu_half") && strstr(err, names[i] + 5), "%s", err);
+	}
+}
+END_TEST
+
+/* With cpu_half the half-precision bundles serve on the CPU: finite audio in the clip range. */
+START_TEST(half_bundles_serve_on_cpu)
+{
+	static const char *const names[] = {"tiny-fp16", "tiny-bf16"};
+	for (size_t i = 0; i < 2; i++) {
+		struct engine_config cfg = {.backend = "cosyvoice2",
+					    .model_dir = dtype_bundle(names[i]),
+					    .device = "cpu",
+					    .cpu_half = 1};
+		char err[512] = "";
+		struct engine *e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+		ck_assert_ptr_nonnull(strstr(engine_describe(e), names[i] + 5));
+		for (int stream = 0; stream < 2; stream++) {
+			struct pcm_sink s = {0};
+			ck_assert_msg(synth(e, "Hello there.", NULL, stream, 1.0f, 3, &s, err, sizeof err) ==
+					  CV_OK,
+				      "%s: %s", names[i], err);
+			ck_assert_uint_gt(s.n, 0);
+			for (size_t j = 0; j < s.n; j++)
+				ck_assert(isfinite(s.pcm[j]) && fabsf(s.pcm[j]) <= 0.99f + 1e-6f);
+			free(s.pcm);
+		}
+		engine_close(e);
+	}
+}
+END_TEST
+
+/* The stressed model's residual stream passes 65504 at "overflow": in fp16 that sentence fails with a
+ * clear error (never noise) and the engine serves the next one; bf16 (fp32's range) serves it. */
+START_TEST(fp16_overflow_fails_cleanly)
+{
+	char err[512] = "";
+	struct engine_config cfg = {.backend = "cosyvoice2",
+				    .model_dir = dtype_bundle("overflow-fp16"),
+				    .device = "cpu",
+				    .cpu_half = 1};
+	struct engine *e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	struct pcm_sink s = {0};
+	ck_assert_int_eq(synth(e, OVERFLOW_TEXT, NULL, 0, 1.0f, 3, &s, err, sizeof err), CV_EENGINE);
+	ck_assert_msg(strstr(err, "numeric overflow") && strstr(err, "bf16"), "%s", err);
+	ck_assert_uint_eq(s.n, 0);
+	free(s.pcm);
+	memset(&s, 0, sizeof s);
+	ck_assert_msg(synth(e, "Hello there.", NULL, 0, 1.0f, 3, &s, err, sizeof err) == CV_OK, "%s", err);
+	free(s.pcm);
+	engine_close(e);
+
+	cfg.model_dir = dtype_bundle("overflow-bf16");
+	e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	memset(&s, 0, sizeof s);
+	ck_assert_msg(synth(e, OVERFLOW_TEXT, NULL, 0, 1.0f, 3, &s, err, sizeof err) == CV_OK, "bf16: %s",
+		      err);
+	ck_assert_uint_gt(s.n, 0);
+	for (size_t j = 0; j < s.n; j++)
+		ck_assert(isfinite(s.pcm[j]));
+	free(s.pcm);
+	engine_close(e);
+}
+END_TEST
+
+/* Through HTTP: the overflowing request is a 500 with the JSON envelope, counted; the daemon stays
+ * ready and the next request is served. */
+START_TEST(http_fp16_overflow_is_500)
+{
+	const char *const extra[] = {"--model", dtype_bundle("overflow-fp16"), "--cpu-half", "true", NULL};
+	struct http_resp r;
+	daemon_start_with(extra, NULL);
+	http("POST", "/tts", "{\"text\":\"" OVERFLOW_TEXT "\",\"seed\":3}", &r);
+	ck_assert_msg(r.status == 500, "status %ld", r.status);
+	ck_assert_msg(r.body && r.body[0] == '{' && strstr(r.body, "numeric overflow"), "%s",
+		      r.body ? r.body : "");
+	free(r.body);
+	ck_assert_double_eq(metric_value("cosyvoiced_engine_errors_total"), 1);
+	http("GET", "/readyz", NULL, &r);
+	ck_assert_int_eq(r.status, 200);
+	free(r.body);
+	http("POST", "/tts", "{\"text\":\"Hello there.\",\"seed\":3}", &r);
+	ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body ? r.body : "");
+	check_wav(&r);
+	free(r.body);
+	daemon_stop();
+}
+END_TEST
+
 /* The daemon on cuda answers /tts and exports the GPU gauges. */
 START_TEST(cuda_http_end_to_end)
 {
@@ -1363,6 +1477,13 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, static_decode_equals_eager);
 	tcase_add_test(tc, positions_and_memory_guard);
 	tcase_add_test(tc, stream_first_chunk_after_first_hop);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("dtype");
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, half_bundle_refused_on_cpu);
+	tcase_add_test(tc, half_bundles_serve_on_cpu);
+	tcase_add_test(tc, fp16_overflow_fails_cleanly);
+	tcase_add_test(tc, http_fp16_overflow_is_500);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("parity");
 	tcase_set_timeout(tc, 400);
