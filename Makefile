@@ -226,7 +226,7 @@ $(TINY_HALF)/.ok: $(TINY_BUNDLE)/manifest.json tools/export.py $(wildcard tools/
 	  for d in fp16 bf16; do "$$py" tools/export.py --random tiny --stress-scale $(STRESS_SCALE) \
 	    --out $(@D)/overflow-$$d --dtype $$d >/dev/null || exit 1; done
 	@touch $@
-STRESS_SCALE ?= 4000
+STRESS_SCALE ?= 100000
 # What the CosyVoice2 engine tests read (tests/unit/check_cosyvoice2.c): the bundle, its random model
 # directory (eager reference modules), the venv's python and the daemon binary.
 COSYVOICE2_TEST_ENV = CVTEST_BIN=$(abspath $(DAEMON)) $(if $(TORCH_DEP),COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) \

@@ -89,7 +89,7 @@ def load_model(bundle_dir: str, device: str = "cpu", impl: str = "eager"):
         raise ValueError(f"impl must be eager or script, not {impl!r}")
     cfg = config_from_manifest(manifest["config"])
     llm, flow, hift = B.build_modules(cfg)
-    dtype = torch.float16 if manifest["dtype"] == "fp16" else torch.float32
+    dtype = B.DTYPES[manifest["dtype"]]
     B.cast_module(llm, dtype)
     B.cast_module(flow, dtype)
     B.cast_module(hift, torch.float32)

@@ -19,7 +19,9 @@ from cosyvoice2 import bundle, config, hyperyaml, presets, randmodel  # noqa: E4
 
 def pytest_configure(config):
     # torch 2.x marks torch.jit.script/load as deprecated (still supported); keep the output readable
+    # (a FutureWarning in torch 2.15, a DeprecationWarning in 2.11)
     config.addinivalue_line("filterwarnings", "ignore:.*is deprecated:FutureWarning")
+    config.addinivalue_line("filterwarnings", "ignore:.*is deprecated:DeprecationWarning")
 
 
 @pytest.fixture

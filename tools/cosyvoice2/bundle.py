@@ -14,8 +14,8 @@ non-checkpoint constants (CFM noise of seed 0, RoPE inverse frequencies, STFT/fa
 buffers. It is scripted, not frozen: freezing would turn weights into graph constants, which the C++
 side could no longer move with ``module.to(device)``; the file is written in the bundle dtype, so a
 plain ``torch::jit::load(path, device)`` is all the daemon does. HiFT always stays float32 (the reference
-runs it outside autocast, spec §6.1); the LLM and flow are cast to the bundle dtype, except buffers
-whose name ends in ``_fp32`` (RoPE frequencies), which stay float32.
+runs it outside autocast, spec §6.1); the LLM and flow are cast to the bundle dtype (fp32, fp16 or bf16:
+:data:`DTYPES`), except buffers whose name ends in ``_fp32`` (RoPE frequencies), which stay float32.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ FORMAT = "cosyvoiced-bundle"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.ts"
 MANIFEST = "manifest.json"
+# bundle dtype (manifest "dtype") -> torch dtype of the LLM and flow; HiFT is always float32
+DTYPES: Dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# accept_encoder_zip: largest difference (relative to max(1, max |output|)) of an encoder zip from the own
+# encoder; bf16 has 3 mantissa bits fewer than fp16 (a zip made from the same weights: 0.0015 in fp16,
+# 0.012-0.015 in bf16, tiny and full sizes; from weights off by 0.001: above 1)
+ZIP_TOLERANCE: Dict[torch.dtype, float] = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 8e-2}
 
 # The CosyVoice2 tokenizer (spec §2.2): 3 specials the BlankEN vocab already has after its base
 # vocabulary, then the additional special tokens the reference adds, in this order.
@@ -255,9 +261,10 @@ def build_modules(cfg: C.ModelConfig, states: Optional[Dict[str, Dict[str, Tenso
 
 
 def accept_encoder_zip(flow: nn.Module, zip_path: str, dtype: torch.dtype, cfg: C.ModelConfig) -> dict:
-    """Check an official ``flow.encoder.{fp32,fp16}.zip`` (the reference's load_jit artefact) against this
-    flow's own encoder (already loaded from flow.pt and cast to ``dtype``) and, if it matches, put it in
-    place of the own encoder. Returns what the manifest records."""
+    """Check an official ``flow.encoder.{fp32,fp16}.zip`` (the reference's load_jit artefact; there is no
+    official bf16 one, but one made the same way is accepted) against this flow's own encoder (already
+    loaded from flow.pt and cast to ``dtype``) and, if it matches, put it in place of the own encoder.
+    Returns what the manifest records."""
     if not os.path.isfile(zip_path):
         raise ExportError(f"missing file: {zip_path}")
     try:
@@ -283,7 +290,7 @@ def accept_encoder_zip(flow: nn.Module, zip_path: str, dtype: torch.dtype, cfg: 
                 msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ExportError(
                     f"{zip_path} cannot be used: calling it as the reference does (xs, xs_lens, context=, "
-                    f"streaming=) with {dtype} inputs failed: {msg}\n(a zip from older code, or of the other "
+                    f"streaming=) with {dtype} inputs failed: {msg}\n(a zip from older code, or of another "
                     "dtype; export without --flow-encoder-zip to use the own encoder)"
                 ) from None
             if theirs.shape != ours.shape or theirs.dtype != ours.dtype:
@@ -291,7 +298,7 @@ def accept_encoder_zip(flow: nn.Module, zip_path: str, dtype: torch.dtype, cfg: 
                                   f"{tuple(ours.shape)} {ours.dtype}")
             scale = max(1.0, float(ours.float().abs().max()))
             worst = max(worst, float((theirs.float() - ours.float()).abs().max()) / scale)
-    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    tol = ZIP_TOLERANCE[dtype]
     if not worst <= tol:
         raise ExportError(f"{zip_path} does not match flow.pt: relative max difference {worst:.3g} > {tol} "
                           "(the zip was exported from other weights)")
@@ -362,9 +369,9 @@ def export(
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
 ) -> dict:
     """Export ``model_dir`` to ``out_dir``; returns the manifest."""
-    if dtype not in ("fp32", "fp16"):
-        raise ExportError(f"dtype must be fp32 or fp16, not {dtype!r}")
-    tdtype = torch.float32 if dtype == "fp32" else torch.float16
+    if dtype not in DTYPES:
+        raise ExportError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    tdtype = DTYPES[dtype]
     t0 = time.monotonic()
     steps = 9
 

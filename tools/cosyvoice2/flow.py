@@ -620,7 +620,7 @@ class CausalConditionalDecoder(nn.Module):
             m = m & subsequent_chunk_mask(size, self.static_chunk_size, m.device).unsqueeze(0)
         else:
             m = m.repeat(1, size, 1)
-        # computed in float32 then cast, as the reference's (1 - m) * -1e10 (-> -inf in fp16)
+        # computed in float32 then cast, as the reference's (1 - m) * -1e10 (-> -inf in fp16, -1e10 in bf16)
         return ((1.0 - m.to(torch.float32)) * -1.0e10).to(dtype)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, mu: torch.Tensor, t: torch.Tensor,

@@ -147,7 +147,7 @@ class Qwen2Model(nn.Module):
         self.layers = nn.ModuleList([DecoderLayer(q) for _ in range(q.num_layers)])
         self.norm = RMSNorm(q.hidden_size, q.rms_norm_eps)
         self.head_dim = q.head_dim
-        # HF: 1 / theta ** (arange(0, dim, 2).float() / dim), float32. Kept float32 in fp16 bundles.
+        # HF: 1 / theta ** (arange(0, dim, 2).float() / dim), float32. Kept float32 in fp16/bf16 bundles.
         inv = 1.0 / (q.rope_theta ** (torch.arange(0, q.head_dim, 2, dtype=torch.int64).float() / q.head_dim))
         self.register_buffer("inv_freq_fp32", inv, persistent=False)
 

@@ -23,7 +23,7 @@ import shutil
 import sys
 import time
 from collections import OrderedDict
-from typing import Callable, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -36,14 +36,11 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt")
 
 
 def default_tokenizer_dir() -> Optional[str]:
-    env = os.environ.get("COSYVOICED_TOKENIZER_DIR")
+    env = os.environ.get("CV_TOKENIZER_DIR")
     if env:
         return env
-    shared = os.environ.get("COSYVOICED_SHARED")
-    if shared:
-        return os.path.join(shared, "models", C.QWEN_DIR)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.path.join(repo, "..", "shared", "models", C.QWEN_DIR)
+    return os.path.join(repo, "models", C.QWEN_DIR)
 
 
 def _tokenizer_config() -> str:
@@ -112,6 +109,58 @@ def random_state(keylist: "OrderedDict[str, tuple]", family: str, g: torch.Gener
     return sd
 
 
+# stress_llm_state: the trigger is the word "overflow" (its BPE tokens; "Ġ" is a leading space)
+STRESS_WORDS = ("overflow", "Ġoverflow", "Overflow", "ĠOverflow")
+STRESS_CHANNELS = 2
+
+
+def stress_trigger_ids(vocab_path: str) -> List[int]:
+    """Text token ids of the STRESS_WORDS a BlankEN ``vocab.json`` has."""
+    with open(vocab_path, encoding="utf-8") as f:
+        vocab = json.load(f)
+    ids = [vocab[w] for w in STRESS_WORDS if w in vocab]
+    if not ids:
+        raise ValueError(f"{vocab_path}: has none of the stress trigger tokens {STRESS_WORDS}")
+    return ids
+
+
+def stress_llm_state(sd: Dict[str, Tensor], q: C.QwenConfig, scale: float, trigger_ids: Sequence[int]) -> None:
+    """Give a random llm.pt state the "massive activations" of real Qwen2 checkpoints (in place, no RNG draws).
+
+    Residual channels 0..STRESS_CHANNELS-1 are reserved: nothing writes them (their embedding columns and
+    o_proj/down_proj rows are 0) except the text embeddings of ``trigger_ids``, which hold 1 there, and, in
+    every decoder layer, one MLP neuron per channel (gate and up read only that channel, down writes only it)
+    sized to add ``scale`` while the channel dominates the normalized input (which it does from the first
+    layer on: RMSNorm does not see its size). At a trigger token the residual stream so holds
+    1 + (i + 1) * scale after layer i, 1 + layers * scale at the top; at every other token the channels stay
+    0. The largest weight is scale / (silu(h) * h), h = sqrt(hidden / STRESS_CHANNELS) (scale / 7.5 for the
+    tiny preset, scale / 448 for the full one), so a half-precision cast is finite: an overflow comes from
+    the activations, as it would with a real checkpoint."""
+    k = STRESS_CHANNELS
+    if q.hidden_size <= k or q.intermediate_size < k:
+        raise ValueError(f"stress needs hidden_size > {k} and intermediate_size >= {k}")
+    h0 = math.sqrt(q.hidden_size / k)  # a channel holding all of the RMS, after RMSNorm (weight 1)
+    w = scale / (h0 * h0 / (1.0 + math.exp(-h0)))  # scale / (silu(h0) * h0)
+    p = "llm.model.model."
+    with torch.no_grad():
+        for key in (p + "embed_tokens.weight", "speech_embedding.weight", "llm_embedding.weight"):
+            sd[key][:, :k] = 0.0  # embed_tokens is also the tied lm_head: same storage, stays tied
+        for i in trigger_ids:
+            sd[p + "embed_tokens.weight"][i, :k] = 1.0
+        for layer in range(q.num_layers):
+            lp = f"{p}layers.{layer}."
+            sd[lp + "self_attn.o_proj.weight"][:k] = 0.0
+            gate, up, down = (sd[lp + f"mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
+            down[:k] = 0.0
+            for c in range(k):  # neuron c reads and writes channel c only
+                gate[c] = 0.0
+                up[c] = 0.0
+                down[:, c] = 0.0
+                gate[c, c] = 1.0
+                up[c, c] = 1.0
+                down[c, c] = w
+
+
 def random_spk2info(cfg: C.ModelConfig, g: torch.Generator) -> dict:
     """A few entries in the reference's spk2info layout (§7.5): two zero-shot voices, one SFT voice."""
     out = {}
@@ -143,6 +192,7 @@ def make(
     tokenizer_dir: Optional[str] = None,
     hift_style: str = "parametrizations",
     with_spk2info: bool = True,
+    stress_scale: float = 0.0,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
 ) -> C.ModelConfig:
     if preset not in P.PRESETS:
@@ -153,7 +203,7 @@ def make(
         if not os.path.isfile(os.path.join(tokenizer_dir, f)):
             raise FileNotFoundError(
                 f"missing file: {os.path.join(tokenizer_dir, f)} (the BlankEN tokenizer files; "
-                "set COSYVOICED_TOKENIZER_DIR or pass --tokenizer-dir)"
+                "set CV_TOKENIZER_DIR or pass --tokenizer-dir)"
             )
     os.makedirs(out_dir, exist_ok=True)
     qdir = os.path.join(out_dir, C.QWEN_DIR)
@@ -174,6 +224,9 @@ def make(
         ("hift.pt", "hift", K.hift_keys(cfg.hift, hift_style)),
     ):
         sd = random_state(keylist, family, g)
+        if family == "llm" and stress_scale:
+            stress_llm_state(sd, cfg.llm.qwen, stress_scale, stress_trigger_ids(os.path.join(qdir, "vocab.json")))
+            log(f"llm.pt: massive activations of {stress_scale:g} per layer at the token 'overflow' (stress)")
         path = os.path.join(out_dir, name)
         torch.save(sd, path)
         log(f"wrote {path}: {len(sd)} tensors, {K.param_count(keylist) / 1e6:.2f} M values, "
