@@ -40,7 +40,7 @@ TEST_PKGS  := check libcurl
 
 # pkg-config is evaluated lazily (recipes run after $(DEPS_STAMP) exists).
 PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
-# -ldl: engine/nvml.c dlopens libnvidia-ml (in libc since glibc 2.34; libdl.a is an empty stub there).
+# -ldl: handlers/nvml.c dlopens libnvidia-ml (in libc since glibc 2.34; libdl.a is an empty stub there).
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS)) -lmp3lame -lm -lpthread -ldl
 TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS))
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS))
@@ -54,12 +54,12 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 ALL_CXXFLAGS = -std=c++20 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter $(OPT) $(DEBUG) $(SANFLAGS) -I. \
                -I$(BUILD)/gen $(CXXFLAGS)
 EXTRA_LIBS  ?=
-# engine/tn_fst.cpp: wetext's TN grammars with Debian's OpenFst (libfst-dev).
+# engine/text/tn_fst.cpp: wetext's TN grammars with Debian's OpenFst (libfst-dev).
 CXXFLAGS_tn_fst := -std=c++17  # OpenFst 1.7.9 headers need std::allocator members removed in C++20
 EXTRA_LIBS += -lfst
 
-# libtorch (CosyVoice2 engine). The daemon never links it: engine/torch_runtime.cpp becomes the plugin
-# $(BUILD)/libcosyvoiced_torch.so, which engine/torch_loader.c loads at run time after the host's libtorch
+# libtorch (CosyVoice2 engine). The daemon never links it: engine/cosyvoice2/torch_runtime.cpp becomes the plugin
+# $(BUILD)/libcosyvoiced_torch.so, which engine/cosyvoice2/torch_loader.c loads at run time after the host's libtorch
 # (torch_lib setting, else the torch built against, else python3's torch; versions must match).
 #   WITH_TORCH=auto (default): build the plugin when the pinned venv exists, or when the goal is `test`
 #                              (which installs it first); WITH_TORCH=1 always; WITH_TORCH=0 never
@@ -109,9 +109,9 @@ ifneq ($(DIST),)
   LDFLAGS += -Wl,--disable-new-dtags -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../../lib'
 endif
 
-LIB_SRCS  := $(wildcard common/*.c) $(wildcard engine/*.c) $(wildcard handlers/*.c) \
+LIB_SRCS  := $(wildcard common/*.c) $(wildcard engine/*.c engine/*/*.c) $(wildcard handlers/*.c handlers/*/*.c) \
              $(filter-out daemon/main.c,$(wildcard daemon/*.c))
-LIB_CXX_SRCS := $(filter-out engine/torch_runtime.cpp,$(wildcard engine/*.cpp))
+LIB_CXX_SRCS := $(filter-out engine/cosyvoice2/torch_runtime.cpp,$(wildcard engine/*/*.cpp))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:%.cpp=$(BUILD)/obj/%.o)
 # Link with the C++ driver when any C++ is in the library (libstdc++ comes along).
 LINK      := $(if $(LIB_CXX_SRCS),$(CXX),$(CC))
@@ -165,8 +165,8 @@ $(LIBA): $(LIB_OBJS)
 $(DAEMON): $(MAIN_OBJ) $(LIBA) | $(PLUGIN_DEP)
 	$(LINK) $(ALL_LDFLAGS) $(MAIN_OBJ) $(LIBA) -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
-# The libtorch plugin (engine/torch_plugin.h): torch_runtime.cpp alone, only cosyvoiced_torch_plugin exported.
-$(PLUGIN): $(BUILD)/obj/engine/torch_runtime.o
+# The libtorch plugin (engine/cosyvoice2/torch_plugin.h): torch_runtime.cpp alone, only cosyvoiced_torch_plugin exported.
+$(PLUGIN): $(BUILD)/obj/engine/cosyvoice2/torch_runtime.o
 	$(CXX) $(ALL_LDFLAGS) -shared $(if $(TORCH_CUDART),-Wl$(comma)--no-undefined) $^ -o $@ $(PLUGIN_RPATH) $(PLUGIN_LIBS)
 
 # Suite lists are generated from the file names: tests/unit/check_foo.c
@@ -188,7 +188,7 @@ $(BUILD)/gen/cv_torch.h: FORCE $(TORCH_DEP)
 	  '$(if $(TORCH_DEP),$(TORCH_FOUND))' '$(if $(and $(TORCH_DEP),$(if $(DIST),,1)),$(TORCH_DIR)/lib)' \
 	  | cmp -s - $@ || printf '#define CV_TORCH_BUILD_VERSION "%s"\n#define CV_TORCH_LIB_DEFAULT "%s"\n' \
 	  '$(if $(TORCH_DEP),$(TORCH_FOUND))' '$(if $(and $(TORCH_DEP),$(if $(DIST),,1)),$(TORCH_DIR)/lib)' > $@
-$(BUILD)/obj/engine/torch_loader.o: $(BUILD)/gen/cv_torch.h
+$(BUILD)/obj/engine/cosyvoice2/torch_loader.o: $(BUILD)/gen/cv_torch.h
 $(BUILD)/obj/tests/unit/main.o: $(BUILD)/gen/unit_suites.inc
 $(BUILD)/obj/tests/integration/main.o: $(BUILD)/gen/integration_suites.inc
 
@@ -314,7 +314,7 @@ lint:
 	@bash tools/lint.sh
 
 format:
-	@clang-format -i $(sort $(C_FILES) $(wildcard engine/*.cpp))
+	@clang-format -i $(sort $(C_FILES) $(wildcard engine/*/*.cpp))
 
 clean:
 	rm -rf build
@@ -357,14 +357,14 @@ FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
 FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
 
-# The C++ units (engine/*.cpp, e.g. the OpenFst TN runtime) with clang++, instrumented, linked in.
+# The C++ units (engine/*/*.cpp but the libtorch plugin: the OpenFst TN runtime) with clang++, instrumented.
 # libtorch stays out of the fuzzers (no plugin beside them: the cosyvoice2 engine says "built without libtorch").
-FUZZ_CXX_OBJS = $(filter-out build/fuzz/obj/torch_runtime.o,$(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o))
+FUZZ_CXX_OBJS = $(LIB_CXX_SRCS:engine/%.cpp=build/fuzz/obj/%.o)
 .PRECIOUS: build/fuzz/obj/%.o
 build/fuzz/obj/%.o: engine/%.cpp | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	clang++ -std=c++20 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr,function \
-	  $(CXXFLAGS_$*) -c $< -o $@
+	  $(CXXFLAGS_$(notdir $*)) -c $< -o $@
 
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(FUZZ_CXX_OBJS) | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h $(BUILD)/gen/cv_torch.h
 	@mkdir -p $(@D)

@@ -10,10 +10,10 @@
 
 #include <stddef.h>
 
-#include "engine/frontend.h"
-#include "engine/nvml.h"
+#include "engine/text/frontend.h"
+#include "handlers/nvml.h"
 #include "engine/sched.h"
-#include "handlers/audio.h"
+#include "handlers/audio/audio.h"
 #include "handlers/metrics.h"
 
 struct http_config {

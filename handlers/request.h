@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "handlers/audio.h"
+#include "handlers/audio/audio.h"
 
 #define REQUEST_SPEAKER_MAX	 128
 #define REQUEST_SPEED_MIN	 0.5

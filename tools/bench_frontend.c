@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
-#include "engine/frontend.h"
+#include "engine/text/frontend.h"
 
 static double now_s(void)
 {

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 #define RUNS 5
 

@@ -15,12 +15,12 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "engine/frontend.h"
-#include "engine/numwords.h"
-#include "engine/split.h"
-#include "engine/tn.h"
-#include "engine/tokenizer.h"
-#include "engine/utext.h"
+#include "engine/text/frontend.h"
+#include "engine/text/numwords.h"
+#include "engine/text/split.h"
+#include "engine/text/tn.h"
+#include "engine/text/tokenizer.h"
+#include "engine/text/utext.h"
 
 #define MODEL_DIR "models/CosyVoice-BlankEN"
 #define TN_DIR	  "build/tn"

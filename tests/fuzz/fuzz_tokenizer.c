@@ -10,7 +10,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 #define MODEL_DIR "models/CosyVoice-BlankEN"
 

@@ -1,4 +1,4 @@
-"""Python reference of engine/sampler.c: PCG32 (integer-exact) and the RAS sampling of spec §3.5.
+"""Python reference of engine/cosyvoice2/sampler.c: PCG32 (integer-exact) and the RAS sampling of spec §3.5.
 
 Written from the spec and the reference's ``nucleus_sampling`` / ``ras_sampling`` / ``random_sampling``
 (HEAD), with torch.multinomial replaced by the documented inverse-CDF draw on a PCG32 uniform, so that

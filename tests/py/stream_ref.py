@@ -1,4 +1,4 @@
-"""Python references for engine/cv2_stream.c (spec §6.2/§6.3), run by check_cv2_stream.c in the torch venv.
+"""Python references for engine/cosyvoice2/cv2_stream.c (spec §6.2/§6.3), run by check_cv2_stream.c in the torch venv.
 
     $(tools/torch-venv.sh) tests/py/stream_ref.py OUTDIR
 

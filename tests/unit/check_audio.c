@@ -25,7 +25,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
-#include "handlers/audio.h"
+#include "handlers/audio/audio.h"
 
 #define SINE_HZ	 440.0
 #define SINE_AMP 0.5f

@@ -27,9 +27,9 @@
 
 #include "common/err.h"
 #include "common/sha256.h"
-#include "engine/cosyvoice2.h"
+#include "engine/cosyvoice2/cosyvoice2.h"
 #include "engine/engine.h"
-#include "engine/torch_runtime.h"
+#include "engine/cosyvoice2/torch_runtime.h"
 #include "tests/unit/promcheck.h"
 
 /* ------------------------------------------------------------------ sha256 */

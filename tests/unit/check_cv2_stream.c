@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "engine/cv2_stream.h"
+#include "engine/cosyvoice2/cv2_stream.h"
 #include "tests/unit/testutil.h"
 
 /* Feeds tokens one at a time (polling after each), then ends the LLM;

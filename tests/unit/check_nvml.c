@@ -1,4 +1,4 @@
-/* tests/unit/check_nvml.c — the optional NVML reader (engine/nvml.c).
+/* tests/unit/check_nvml.c — the optional NVML reader (handlers/nvml.c).
  *
  * This machine has no NVIDIA driver, so the binding is tested against a
  * stand-in library (tests/unit/nvml_standin.c: the real NVML names and
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "engine/nvml.h"
+#include "handlers/nvml.h"
 
 static const char *env_or_fail(const char *name)
 {

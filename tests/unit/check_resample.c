@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "handlers/resample.h"
+#include "handlers/audio/resample.h"
 
 static float *sine(int rate, double hz, double amp, size_t n)
 {

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
-#include "engine/safetensors.h"
+#include "engine/cosyvoice2/safetensors.h"
 #include "tests/unit/testutil.h"
 
 /* 8-byte LE length + header + data_len bytes (value i & 0xff). */

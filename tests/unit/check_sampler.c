@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "engine/sampler.h"
+#include "engine/cosyvoice2/sampler.h"
 #include "tests/unit/testutil.h"
 
 /* Runs a shell command, returns its first stdout line (malloc'd) or NULL. */

@@ -20,8 +20,8 @@
 
 #include "common/buf.h"
 #include "common/err.h"
-#include "engine/tokenizer.h"
-#include "engine/tokenizer_pretok.h"
+#include "engine/text/tokenizer.h"
+#include "engine/text/tokenizer_pretok.h"
 #include "tests/unit/testutil.h"
 
 #define MODEL_DIR "models/CosyVoice-BlankEN"

@@ -1,5 +1,5 @@
 /* tests/unit/nvml_standin.c — a stand-in for libnvidia-ml, for the unit
- * tests of engine/nvml.c only.
+ * tests of handlers/nvml.c only.
  *
  * This is NOT NVML and says nothing about how a real GPU behaves: the build
  * and test machines have no NVIDIA driver, so the binding (dlopen, dlsym,
