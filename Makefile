@@ -235,10 +235,10 @@ COSYVOICE2_TEST_ENV = CVTEST_BIN=$(abspath $(DAEMON)) $(if $(TORCH_DEP),COSYVOIC
 .PHONY: tiny-bundle
 
 # Text frontend: load time, corpus speed, pathological inputs (with the wetext
-# grammars copied by tools/fetch_tn.sh into $(BUILD)/tn).
+# grammars copied by tools/fetch_tn.sh into $(BUILD)/frontend/tn).
 bench-frontend: $(BUILD)/bench_frontend
-	bash tools/fetch_tn.sh $(BUILD)/tn
-	$(BUILD)/bench_frontend models/CosyVoice-BlankEN $(BUILD)/tn tests/data/frontend_corpus.txt
+	bash tools/fetch_tn.sh $(BUILD)/frontend
+	$(BUILD)/bench_frontend models/CosyVoice-BlankEN $(BUILD)/frontend/tn tests/data/frontend_corpus.txt
 $(BUILD)/bench_frontend: $(BUILD)/obj/tools/bench_frontend.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
@@ -258,11 +258,10 @@ $(NVML_STANDIN_NOUTIL): tests/unit/nvml_standin.c
 check: $(UNIT_BIN) $(NVML_STANDIN) $(NVML_STANDIN_NOUTIL) $(DAEMON) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(TINY_HALF)/.ok)
 	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(COSYVOICE2_TEST_ENV) $(NVML_TEST_ENV) $(UNIT_BIN)
 
-# A bundle-shaped text frontend (tokenizer/ + tn/) for the /v1/text/normalize tests.
+# The text frontend for the /v1/text/normalize tests: tools/fetch_tn.sh's output, served as is.
 $(BUILD)/frontend/.ok: tools/fetch_tn.sh | $(DEPS_STAMP)
-	@mkdir -p $(@D)
-	ln -sfn $(abspath models/CosyVoice-BlankEN) $(@D)/tokenizer
-	bash tools/fetch_tn.sh $(@D)/tn
+	@rm -rf $(@D)
+	bash tools/fetch_tn.sh $(@D)
 	@touch $@
 
 integration: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
@@ -373,7 +372,7 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(FUZZ_CXX_OBJS) | $(DEPS_STAMP) $(BUIL
 
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
-	@bash tools/fetch_tn.sh build/tn >/dev/null 2>&1 || echo "fuzz: no TN grammars (tools/fetch_tn.sh failed): frontend fuzzed without them"
+	@bash tools/fetch_tn.sh build/frontend >/dev/null 2>&1 || echo "fuzz: no TN grammars (tools/fetch_tn.sh failed): frontend fuzzed without them"
 	@for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=0 \

@@ -58,8 +58,8 @@ missing=$(LD_LIBRARY_PATH= ldd "$stage/bin/cosyvoiced" | grep 'not found' || tru
 cp -a /usr/lib/x86_64-linux-gnu/espeak-ng-data "$stage/share/espeak-ng-data"
 cp -a models/CosyVoice-BlankEN "$stage/models/"
 ln -s ../../../models/CosyVoice-BlankEN "$stage/share/cosyvoiced/frontend/tokenizer"
-bash tools/fetch_tn.sh "$build/tn" >/dev/null
-cp -a "$build/tn" "$stage/share/cosyvoiced/frontend/tn"
+bash tools/fetch_tn.sh "$build/frontend" 2>/dev/null
+cp -a "$build/frontend/tn" "$stage/share/cosyvoiced/frontend/tn"
 
 cp config/cosyvoiced.json "$stage/config/"
 cp systemd/cosyvoiced.service "$stage/systemd/"

@@ -17,5 +17,12 @@ if grep -nE "$banned" "${files[@]}"; then
   echo "lint: banned function used (see tools/lint.sh for the list and use bounded versions)" >&2
   rc=1
 fi
+# Self-contained: no tracked file may reach outside the repository (a user clones it alone). The
+# background folder beside the development checkouts is the one such path ever seen.
+outside='(\.\./shared|[^a-z_]shared/(docs|models)/)'
+if git ls-files -z | xargs -0 grep -InE "$outside" -- 2>/dev/null | grep -v '^tools/lint.sh:'; then
+  echo "lint: the files above reference a path outside the repository" >&2
+  rc=1
+fi
 [[ $rc -eq 0 ]] && echo "lint: ${#files[@]} files clean"
 exit $rc

@@ -342,18 +342,14 @@ END_TEST
 
 /* ------------------------------------------------------------------ parity */
 
-/* A bundle-like directory: <dir>/tokenizer/{three files} and <dir>/tn/ from fetch_tn.sh. */
+/* A bundle-like directory: <dir>/tokenizer/{three files} and <dir>/tn/, as fetch_tn.sh makes it. */
 static char bundle_dir[] = "/tmp/cv-fe-bundle-XXXXXX";
 
 static void make_bundle(void)
 {
 	ck_assert_ptr_nonnull(mkdtemp(bundle_dir));
 	char cmd[2048];
-	snprintf(
-	    cmd, sizeof cmd,
-	    "mkdir -p %s/tokenizer && cp %s/vocab.json %s/merges.txt %s/special_tokens.json %s/tokenizer/ "
-	    "&& bash tools/fetch_tn.sh %s/tn",
-	    bundle_dir, MODEL_DIR, MODEL_DIR, MODEL_DIR, bundle_dir, bundle_dir);
+	snprintf(cmd, sizeof cmd, "bash tools/fetch_tn.sh %s 2>/dev/null", bundle_dir);
 	ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
 }
 
