@@ -23,6 +23,7 @@
 #include "handlers/http.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -1201,7 +1202,37 @@ static enum MHD_Result http_count_content_length(void *cls, enum MHD_ValueKind k
 
 /* Checks that need only the headers; answers at once (MHD then discards any
  * body and closes). Returns 1 when a reply was queued. */
-static int http_early_checks(struct conn *c, const char *method, enum MHD_Result *ret)
+/* Percent-decoding as libmicrohttpd does it, except that a decoded NUL becomes DEL (0x7f): the URL
+ * stays one C string of its real length, so "/metrics%00/x" cannot pass for "/metrics", and the
+ * control byte is refused with 400 below (raw control bytes too). */
+static size_t http_unescape(void *cls, struct MHD_Connection *mc, char *s)
+{
+	(void)cls;
+	(void)mc;
+	char *w = s;
+	for (const char *r = s; *r; r++) {
+		if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+			char hex[3] = {r[1], r[2], 0};
+			unsigned long v = strtoul(hex, NULL, 16);
+			*w++ = v == 0 ? (char)0x7f : (char)v;
+			r += 2;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - s);
+}
+
+static int http_path_has_control(const char *p)
+{
+	for (; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			return 1;
+	return 0;
+}
+
+static int http_early_checks(struct conn *c, const char *url, const char *method, enum MHD_Result *ret)
 {
 	struct http_server *h = c->srv;
 	int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -1209,6 +1240,12 @@ static int http_early_checks(struct conn *c, const char *method, enum MHD_Result
 
 	if (strcmp(method, "OPTIONS") == 0) {
 		*ret = http_answer_preflight(c);
+		return 1;
+	}
+	if (http_path_has_control(url)) {
+		metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
+		*ret = http_send_error(c, 400, "path", "the path holds a NUL or another control byte", NULL,
+				       NULL);
 		return 1;
 	}
 	if (!c->route) {
@@ -1299,7 +1336,7 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *mc, con
 		if (c->route && c->route->post)
 			metrics_add_inflight(h->metrics, 1);
 		http_cors_match(h, c, mc);
-		if (http_early_checks(c, method, &ret))
+		if (http_early_checks(c, url, method, &ret))
 			return ret;
 		return MHD_YES;
 	}
@@ -1495,14 +1532,15 @@ int http_server_start(const struct http_config *cfg, struct sched *s, struct met
 	struct MHD_OptionItem pool[2] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
 	if (cfg->threads > 1)
 		pool[0] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
-	h->mhd = MHD_start_daemon(
-	    flags, (uint16_t)cfg->port, NULL, NULL, http_on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
-	    http_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->per_ip_connection_limit,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_ARRAY, pool,
-	    MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_END);
+	h->mhd =
+	    MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, http_on_request, h,
+			     MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sa,
+			     MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
+			     (unsigned int)cfg->connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+			     (unsigned int)cfg->per_ip_connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+			     (unsigned int)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+			     (size_t)(64 * 1024), MHD_OPTION_ARRAY, pool, MHD_OPTION_STRICT_FOR_CLIENT,
+			     (int)1, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL, MHD_OPTION_END);
 	if (!h->mhd) {
 		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen, cfg->port, strerror(errno));
 		goto fail;

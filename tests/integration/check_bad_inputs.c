@@ -391,6 +391,28 @@ START_TEST(malformed_http)
 }
 END_TEST
 
+/* A NUL (or any control byte) in the path, raw or percent-encoded, is a 400 naming the path: the
+ * path is never compared as a truncated C string ("/metrics%00/anything" is not /metrics). */
+START_TEST(control_bytes_in_path)
+{
+	static const char *const paths[] = {"/metrics%00/anything", "/metrics%00", "/readyz%01", "/tts%0a",
+					    "/v1/speakers%7f",	    NULL};
+	for (size_t i = 0; paths[i]; i++) {
+		struct http_resp r;
+		ck_assert_int_eq(http_get(paths[i], &r), 0);
+		check_house_error(&r, 400, "invalid_request", "path");
+		HCHECK(http_header(&r, "X-Request-Id") != NULL, "%s: no X-Request-Id", paths[i]);
+		http_resp_free(&r);
+	}
+	/* an encoded percent sign is data, not a control byte */
+	struct http_resp r;
+	ck_assert_int_eq(http_get("/metrics%2500", &r), 0);
+	HCHECK(r.status == 404, "/metrics%%2500 -> %ld", r.status);
+	http_resp_free(&r);
+	check_serves_normal();
+}
+END_TEST
+
 /* A client sends half its body and stalls: the daemon (connection_timeout_s
  * = 2) drops it, and serves others meanwhile. */
 START_TEST(slow_client_dropped)
@@ -506,6 +528,7 @@ Suite *suite_bad_inputs(void)
 	tcase_add_test(tc, body_over_cap_refused_from_headers);
 	tcase_add_test(tc, chunked_body_over_cap);
 	tcase_add_test(tc, malformed_http);
+	tcase_add_test(tc, control_bytes_in_path);
 	tcase_add_test(tc, slow_client_dropped);
 	tcase_add_test(tc, after_table_still_serving);
 	harness_add_exit_test(tc);
