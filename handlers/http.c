@@ -1040,7 +1040,10 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 	job_set_notify(c->job, conn_on_job_notify, c);
 	rc = sched_submit(h->sched, c->job);
 	if (rc != CV_OK) {
+		/* never queued: the connection lets go of it, so its end is not a cancellation */
 		job_set_notify(c->job, NULL, NULL);
+		job_unref(c->job);
+		c->job = NULL;
 		if (rc == CV_EFULL) {
 			metrics_inc_rejection(h->metrics, METRICS_REJECT_QUEUE_FULL);
 			return http_send_unavailable(c, "queue is full, retry later",

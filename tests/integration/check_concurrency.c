@@ -43,6 +43,7 @@ static void *client_main(void *arg)
 START_TEST(burst_overflows_cleanly)
 {
 	double rej_before = scrape_metric("cosyvoiced_rejections_total");
+	double cancel_before = scrape_metric("cosyvoiced_cancellations_total");
 	pthread_barrier_t go;
 	pthread_barrier_init(&go, NULL, N_CLIENTS);
 	struct client cl[N_CLIENTS];
@@ -113,6 +114,11 @@ START_TEST(burst_overflows_cleanly)
 	double rej_after = scrape_metric("cosyvoiced_rejections_total");
 	HCHECK(rej_after >= rej_before + n503, "rejections went from %g to %g with %d refusals", rej_before,
 	       rej_after, n503);
+	/* a refused job was never queued: its 503 is a rejection, not a cancellation */
+	double cancel_after = scrape_metric("cosyvoiced_cancellations_total");
+	HCHECK(cancel_after == cancel_before,
+	       "cancellations went from %g to %g with %d refusals and no client gone", cancel_before,
+	       cancel_after, n503);
 	for (int i = 0; i < N_CLIENTS; i++) {
 		http_resp_free(&cl[i].resp);
 		free(cl[i].body);
