@@ -135,6 +135,7 @@ struct conn {
 	char engine_name[ENGINE_NAME_MAX];
 	/* /v1/text/normalize result, written by the text thread under mu */
 	int text_done;
+	int text_slot; /* index in http_server.text while a text thread works for it */
 	int text_rc;
 	char *text_json;
 	char text_err[256];
@@ -174,7 +175,15 @@ struct http_server {
 	pthread_cond_t probe_cv;
 	int probe_stop;
 	struct conn *probe_head;
-	atomic_int text_threads;
+	/* text threads (POST /v1/text/normalize): owned here, joined when finished or at stop */
+	pthread_mutex_t text_mu;
+	struct text_slot {
+		pthread_t tid;
+		int used;	   /* a thread was started in this slot and not yet joined */
+		atomic_int done;   /* the thread has returned (join will not block) */
+		struct conn *conn; /* the connection it works for */
+	} text[HTTP_TEXT_THREADS_MAX];
+	int text_stopping; /* set under text_mu by http_server_stop */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -1059,10 +1068,23 @@ static enum MHD_Result http_begin_synthesis(struct conn *c)
 	return http_continue_synthesis(c);
 }
 
+/* Join the text threads that have returned (all of them with wait: at stop); text_mu held. */
+static void text_reap_locked(struct http_server *h, int wait)
+{
+	for (size_t i = 0; i < HTTP_TEXT_THREADS_MAX; i++) {
+		struct text_slot *t = &h->text[i];
+		if (t->used && (wait || atomic_load(&t->done))) {
+			pthread_join(t->tid, NULL);
+			t->used = 0;
+		}
+	}
+}
+
 /* Text thread: run the frontend, hand the result over, wake the connection. */
 static void *http_text_main(void *arg)
 {
 	struct conn *c = arg;
+	struct text_slot *slot = &c->srv->text[c->text_slot];
 	struct frontend_result fr = {0};
 	char err[256] = "";
 	char *json = NULL;
@@ -1080,9 +1102,9 @@ static void *http_text_main(void *arg)
 	cv_strlcpy(c->text_err, err, sizeof c->text_err);
 	c->text_done = 1;
 	pthread_mutex_unlock(&c->mu);
-	atomic_fetch_sub(&c->srv->text_threads, 1);
 	conn_on_job_notify(c);
 	conn_unref(c);
+	atomic_store(&slot->done, 1);
 	return NULL;
 }
 
@@ -1091,8 +1113,6 @@ static enum MHD_Result http_begin_normalize(struct conn *c)
 	struct http_server *h = c->srv;
 	struct request_limits lim = {h->cfg.max_text_chars, h->cfg.deadline_ms, h->cfg.default_format};
 	struct request_error re;
-	pthread_attr_t attr;
-	pthread_t tid;
 	int rc;
 
 	if (!h->cfg.frontend)
@@ -1109,19 +1129,26 @@ static enum MHD_Result http_begin_normalize(struct conn *c)
 		return http_send_error(c, re.status, re.field[0] ? re.field : NULL, re.message, NULL, NULL);
 	}
 	c->have_req = 1;
-	if (atomic_fetch_add(&h->text_threads, 1) >= HTTP_TEXT_THREADS_MAX) {
-		atomic_fetch_sub(&h->text_threads, 1);
+	pthread_mutex_lock(&h->text_mu);
+	text_reap_locked(h, 0);
+	int slot = -1;
+	for (int i = 0; i < HTTP_TEXT_THREADS_MAX && slot < 0; i++)
+		if (!h->text[i].used)
+			slot = i;
+	if (slot < 0 || h->text_stopping) {
+		pthread_mutex_unlock(&h->text_mu);
 		metrics_inc_rejection(h->metrics, METRICS_REJECT_QUEUE_FULL);
 		return http_send_unavailable(c, "text normalization is busy, retry later", 1);
 	}
 	c->phase = CONN_PHASE_TEXT;
+	c->text_slot = slot;
 	atomic_fetch_add(&c->refs, 1); /* the text thread's reference */
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&tid, &attr, http_text_main, c);
-	pthread_attr_destroy(&attr);
+	atomic_store(&h->text[slot].done, 0);
+	rc = pthread_create(&h->text[slot].tid, NULL, http_text_main, c);
+	if (rc == 0)
+		h->text[slot].used = 1;
+	pthread_mutex_unlock(&h->text_mu);
 	if (rc != 0) {
-		atomic_fetch_sub(&h->text_threads, 1);
 		atomic_fetch_sub(&c->refs, 1);
 		return http_send_error(c, 500, NULL, "cannot start a text thread", NULL, NULL);
 	}
@@ -1510,7 +1537,7 @@ int http_server_start(const struct http_config *cfg, struct sched *s, struct met
 	h->sched = s;
 	h->metrics = m;
 	atomic_init(&h->open_conns, 0);
-	atomic_init(&h->text_threads, 0);
+	pthread_mutex_init(&h->text_mu, NULL);
 	pthread_mutex_init(&h->probe_mu, NULL);
 	pthread_mutex_init(&h->facts_mu, NULL);
 	pthread_cond_init(&h->probe_cv, NULL);
@@ -1599,6 +1626,12 @@ void http_server_stop(struct http_server *h, int wait_ms)
 		pthread_join(h->probe_thread, NULL);
 		h->probe_started = 0;
 	}
+	/* Text threads resume their connections and read the frontend: join them while the daemon
+	 * (and, in main, the frontend) still exists; none starts after this. */
+	pthread_mutex_lock(&h->text_mu);
+	h->text_stopping = 1;
+	text_reap_locked(h, 1);
+	pthread_mutex_unlock(&h->text_mu);
 	if (h->mhd) {
 		MHD_stop_daemon(h->mhd);
 		h->mhd = NULL;
@@ -1611,6 +1644,7 @@ void http_server_free(struct http_server *h)
 		return;
 	http_server_stop(h, 0);
 	pthread_mutex_destroy(&h->probe_mu);
+	pthread_mutex_destroy(&h->text_mu);
 	pthread_mutex_destroy(&h->facts_mu);
 	http_facts_free(atomic_load(&h->facts));
 	pthread_cond_destroy(&h->probe_cv);
