@@ -1,5 +1,21 @@
-/* common/err.c — names of the CV_E* codes. */
+/* common/err.c — names of the CV_E* codes, and the error-text formatter. */
 #include "common/err.h"
+
+#include <stdio.h>
+
+void cv_verrf(char *err, size_t errlen, const char *fmt, va_list ap)
+{
+	if (err && errlen)
+		vsnprintf(err, errlen, fmt, ap);
+}
+
+void cv_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cv_verrf(err, errlen, fmt, ap);
+	va_end(ap);
+}
 
 const char *cv_strerror(int code)
 {

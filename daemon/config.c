@@ -28,6 +28,7 @@
 #include <sys/types.h>
 
 #include "common/err.h"
+#include "common/utf8.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/version.h"
@@ -249,44 +250,6 @@ static int config_normalize(char *dst, size_t cap, const char *src, size_t len)
 
 /* ---- value checks ------------------------------------------------------ */
 
-/* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
-static int config_utf8_valid(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-	while (i < len) {
-		unsigned char b = s[i];
-		size_t n;
-		uint32_t cp;
-		if (b < 0x80) {
-			i++;
-			continue;
-		} else if (b >= 0xc2 && b <= 0xdf) {
-			n = 1;
-			cp = b & 0x1f;
-		} else if (b >= 0xe0 && b <= 0xef) {
-			n = 2;
-			cp = b & 0x0f;
-		} else if (b >= 0xf0 && b <= 0xf4) {
-			n = 3;
-			cp = b & 0x07;
-		} else {
-			return 0;
-		}
-		if (len - i <= n)
-			return 0;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += n + 1;
-	}
-	return 1;
-}
-
 static int config_has_space_or_ctl(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -466,7 +429,7 @@ static int config_str_ok(const struct config_entry *e, const char *s, size_t len
 		snprintf(why, whylen, "value contains a NUL byte");
 		return CV_EINVAL;
 	}
-	if (!config_utf8_valid((const unsigned char *)s, len)) {
+	if (!utf8_validate(s, len, NULL)) {
 		snprintf(why, whylen, "value is not valid UTF-8");
 		return CV_EINVAL;
 	}

@@ -29,12 +29,6 @@ static const struct engine_backend *const engine_backends[] = {
     &engine_backend_cosyvoice2,
 };
 
-static void engine_set_err(char *err, size_t errlen, const char *msg)
-{
-	if (err && errlen)
-		cv_strlcpy(err, msg, errlen);
-}
-
 int engine_open(const struct engine_config *cfg, struct engine **out, char *err, size_t errlen)
 {
 	const struct engine_backend *be = NULL;
@@ -45,7 +39,7 @@ int engine_open(const struct engine_config *cfg, struct engine **out, char *err,
 	if (out)
 		*out = NULL;
 	if (!cfg || !out) {
-		engine_set_err(err, errlen, "engine_open: missing config");
+		cv_errf(err, errlen, "%s", "engine_open: missing config");
 		return CV_EINVAL;
 	}
 	name = cfg->backend && cfg->backend[0] ? cfg->backend : "espeak";
@@ -135,7 +129,7 @@ const struct engine_speaker *engine_speaker_find(const struct engine *e, const c
 int engine_warmup(struct engine *e, char *err, size_t errlen)
 {
 	if (!e) {
-		engine_set_err(err, errlen, "engine_warmup: no engine");
+		cv_errf(err, errlen, "%s", "engine_warmup: no engine");
 		return CV_EINVAL;
 	}
 	return e->be->warmup(e->impl, err, errlen);
@@ -145,7 +139,7 @@ int engine_synthesize(struct engine *e, const struct engine_params *p, const str
 		      struct engine_timings *t, char *err, size_t errlen)
 {
 	if (!e || !p || !p->text || !sink || !sink->write) {
-		engine_set_err(err, errlen, "engine_synthesize: missing engine, text or sink");
+		cv_errf(err, errlen, "%s", "engine_synthesize: missing engine, text or sink");
 		return CV_EINVAL;
 	}
 	return e->be->synthesize(e->impl, p, sink, t, err, errlen);

@@ -122,18 +122,6 @@ struct cv2_run {
 	int zero_noise;
 };
 
-static void cv2_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void cv2_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* dir + "/" + rel into dst; CV_E2BIG when it does not fit. */
 static int cv2_path(char *dst, size_t cap, const char *dir, const char *rel)
 {
@@ -150,9 +138,9 @@ static int cv2_json_size(json_t *obj, const char *a, const char *b, size_t *out,
 	if (v && b)
 		v = json_object_get(v, b);
 	if (!json_is_integer(v) || json_integer_value(v) <= 0) {
-		cv2_set_err(err, errlen,
-			    "%s: missing or bad \"%s%s%s\" (re-export the bundle with tools/export.py)", path,
-			    a, b ? "." : "", b ? b : "");
+		cv_errf(err, errlen,
+			"%s: missing or bad \"%s%s%s\" (re-export the bundle with tools/export.py)", path, a,
+			b ? "." : "", b ? b : "");
 		return CV_EINVAL;
 	}
 	*out = (size_t)json_integer_value(v);
@@ -167,8 +155,8 @@ static int cv2_check_files(const char *dir, json_t *files, const char *mpath, ch
 	char path[CV2_PATH_MAX], hex[SHA256_HEX_LEN + 1], herr[256];
 
 	if (!json_is_object(files) || json_object_size(files) == 0) {
-		cv2_set_err(err, errlen, "%s: no \"files\" table (re-export the bundle with tools/export.py)",
-			    mpath);
+		cv_errf(err, errlen, "%s: no \"files\" table (re-export the bundle with tools/export.py)",
+			mpath);
 		return CV_EINVAL;
 	}
 	json_object_foreach(files, rel, info)
@@ -179,18 +167,18 @@ static int cv2_check_files(const char *dir, json_t *files, const char *mpath, ch
 		int rc;
 
 		if (strstr(rel, "..") || rel[0] == '/') {
-			cv2_set_err(err, errlen, "%s: file entry '%s' leaves the bundle", mpath, rel);
+			cv_errf(err, errlen, "%s: file entry '%s' leaves the bundle", mpath, rel);
 			return CV_EINVAL;
 		}
 		if (cv2_path(path, sizeof path, dir, rel) != CV_OK || stat(path, &st) != 0) {
-			cv2_set_err(
+			cv_errf(
 			    err, errlen,
 			    "missing file: %s (the bundle is incomplete: re-export it with `make bundle`)",
 			    path);
 			return CV_EIO;
 		}
 		if (json_is_integer(bytes) && (json_int_t)st.st_size != json_integer_value(bytes)) {
-			cv2_set_err(
+			cv_errf(
 			    err, errlen,
 			    "size mismatch: %s has %lld bytes, the manifest says %lld (file changed after "
 			    "export: re-export the bundle)",
@@ -199,11 +187,11 @@ static int cv2_check_files(const char *dir, json_t *files, const char *mpath, ch
 		}
 		rc = sha256_file_hex(path, hex, herr, sizeof herr);
 		if (rc != CV_OK) {
-			cv2_set_err(err, errlen, "%s", herr);
+			cv_errf(err, errlen, "%s", herr);
 			return rc;
 		}
 		if (!want || strcmp(want, hex) != 0) {
-			cv2_set_err(
+			cv_errf(
 			    err, errlen,
 			    "sha256 mismatch: %s (manifest %.12s..., file %.12s...): the file changed after "
 			    "export; re-export the bundle (make bundle) or restore the file",
@@ -243,7 +231,7 @@ static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, st
 	memset(s, 0, sizeof *s);
 	s->owner = 1;
 	if (cv2_path(path, sizeof path, m->dir, rel) != CV_OK) {
-		cv2_set_err(err, errlen, "speaker '%s': path too long", name);
+		cv_errf(err, errlen, "speaker '%s': path too long", name);
 		return CV_E2BIG;
 	}
 	rc = safetensors_open(path, NULL, &st, e2, sizeof e2);
@@ -291,8 +279,7 @@ static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, st
 	safetensors_free(st);
 	return CV_OK;
 fail:
-	cv2_set_err(err, errlen, "speaker '%s' (%s): %s (re-add it with tools/add_speaker.py)", name, path,
-		    e2);
+	cv_errf(err, errlen, "speaker '%s' (%s): %s (re-add it with tools/add_speaker.py)", name, path, e2);
 	safetensors_free(st);
 	cv2_speaker_clear(s);
 	return rc;
@@ -312,10 +299,9 @@ static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *default_id,
 	int rc;
 
 	if (!json_is_object(spk) || json_object_size(spk) == 0) {
-		cv2_set_err(
-		    err, errlen,
-		    "%s/manifest.json: the bundle has no speakers (add one with tools/add_speaker.py)",
-		    m->dir);
+		cv_errf(err, errlen,
+			"%s/manifest.json: the bundle has no speakers (add one with tools/add_speaker.py)",
+			m->dir);
 		return CV_EINVAL;
 	}
 	cap = 2 * json_object_size(spk);
@@ -323,7 +309,7 @@ static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *default_id,
 	json_object_foreach(spk, name, rel)
 	{
 		if (!json_is_string(rel)) {
-			cv2_set_err(err, errlen, "%s/manifest.json: speaker '%s' has no file", m->dir, name);
+			cv_errf(err, errlen, "%s/manifest.json: speaker '%s' has no file", m->dir, name);
 			return CV_EINVAL;
 		}
 		rc = cv2_speaker_load(m, name, json_string_value(rel), &m->spk[n], err, errlen);
@@ -361,8 +347,8 @@ static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *default_id,
 		for (i = 0; i < n && strcmp(m->spk[i].id, default_id) != 0; i++)
 			;
 		if (i == n) {
-			cv2_set_err(err, errlen, "default speaker '%s' is not in the bundle %s", default_id,
-				    m->dir);
+			cv_errf(err, errlen, "default speaker '%s' is not in the bundle %s", default_id,
+				m->dir);
 			return CV_ENOTFOUND;
 		}
 		m->default_spk = i;
@@ -424,50 +410,48 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 
 	*out = NULL;
 	if (!cfg || !cfg->model_dir || !cfg->model_dir[0]) {
-		cv2_set_err(
-		    err, errlen,
-		    "cosyvoice2 needs a bundle directory (--model-dir DIR; make one with `make bundle`)");
+		cv_errf(err, errlen,
+			"cosyvoice2 needs a bundle directory (--model-dir DIR; make one with `make bundle`)");
 		return CV_EINVAL;
 	}
 	m = xcalloc(1, sizeof *m);
 	cv_strlcpy(m->dir, cfg->model_dir, sizeof m->dir);
 	if (cv2_path(mpath, sizeof mpath, m->dir, "manifest.json") != CV_OK) {
-		cv2_set_err(err, errlen, "bundle directory name too long");
+		cv_errf(err, errlen, "bundle directory name too long");
 		goto fail;
 	}
 	{
 		struct stat st;
 		if (stat(m->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-			cv2_set_err(err, errlen, "bundle directory %s: %s", m->dir,
-				    errno ? strerror(errno) : "not a directory");
+			cv_errf(err, errlen, "bundle directory %s: %s", m->dir,
+				errno ? strerror(errno) : "not a directory");
 			rc = CV_EIO;
 			goto fail;
 		}
 		if (stat(mpath, &st) != 0) {
-			cv2_set_err(err, errlen,
-				    "missing file: %s (not a CosyVoice2 bundle: export one with `make bundle "
-				    "SRC=<model dir> OUT=%s`)",
-				    mpath, m->dir);
+			cv_errf(err, errlen,
+				"missing file: %s (not a CosyVoice2 bundle: export one with `make bundle "
+				"SRC=<model dir> OUT=%s`)",
+				mpath, m->dir);
 			rc = CV_EIO;
 			goto fail;
 		}
 	}
 	man = json_load_file(mpath, JSON_REJECT_DUPLICATES, &je);
 	if (!man || !json_is_object(man)) {
-		cv2_set_err(err, errlen, "%s: invalid JSON (line %d: %s); re-export the bundle", mpath,
-			    je.line, je.text);
+		cv_errf(err, errlen, "%s: invalid JSON (line %d: %s); re-export the bundle", mpath, je.line,
+			je.text);
 		goto fail;
 	}
 	s = json_string_value(json_object_get(man, "format"));
 	v = json_object_get(man, "format_version");
 	if (!s || strcmp(s, COSYVOICE2_FORMAT) != 0) {
-		cv2_set_err(err, errlen,
-			    "%s: format '%s' is not %s (not a bundle written by tools/export.py)", mpath,
-			    s ? s : "(none)", COSYVOICE2_FORMAT);
+		cv_errf(err, errlen, "%s: format '%s' is not %s (not a bundle written by tools/export.py)",
+			mpath, s ? s : "(none)", COSYVOICE2_FORMAT);
 		goto fail;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) != COSYVOICE2_FORMAT_VERSION) {
-		cv2_set_err(
+		cv_errf(
 		    err, errlen,
 		    "%s: bundle format_version %s; this daemon reads version %d: re-export the bundle with "
 		    "this release's tools/export.py (make bundle)",
@@ -478,7 +462,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	{
 		const char *have = torch_runtime_build_version();
 		if (!s || (have[0] && !torch_runtime_version_matches(s))) {
-			cv2_set_err(
+			cv_errf(
 			    err, errlen,
 			    "%s: written by torch %s but this daemon's libtorch plugin is built for torch "
 			    "%s: re-export the bundle with that torch (make bundle ..., or the host's "
@@ -490,8 +474,8 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	dtype = json_string_value(json_object_get(man, "dtype"));
 	if (!dtype ||
 	    (strcmp(dtype, "fp32") != 0 && strcmp(dtype, "fp16") != 0 && strcmp(dtype, "bf16") != 0)) {
-		cv2_set_err(err, errlen, "%s: dtype '%s' (want fp32, fp16 or bf16)", mpath,
-			    dtype ? dtype : "(none)");
+		cv_errf(err, errlen, "%s: dtype '%s' (want fp32, fp16 or bf16)", mpath,
+			dtype ? dtype : "(none)");
 		goto fail;
 	}
 	snprintf(m->dtype, sizeof m->dtype, "%s", dtype);
@@ -508,11 +492,10 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	rc = CV_EINVAL;
 	if (m->vocab != SAMPLER_VOCAB || m->samples_per_frame != CV2_STREAM_SAMPLES_PER_FRAME ||
 	    m->sample_rate != 24000) {
-		cv2_set_err(
-		    err, errlen,
-		    "%s: speech_vocab %zu / samples_per_frame %zu / sample_rate %d are not CosyVoice2's "
-		    "(6564 / 480 / 24000)",
-		    mpath, m->vocab, m->samples_per_frame, m->sample_rate);
+		cv_errf(err, errlen,
+			"%s: speech_vocab %zu / samples_per_frame %zu / sample_rate %d are not CosyVoice2's "
+			"(6564 / 480 / 24000)",
+			mpath, m->vocab, m->samples_per_frame, m->sample_rate);
 		goto fail;
 	}
 	v = json_object_get(json_object_get(json_object_get(man, "tokens"), "text_special"),
@@ -520,8 +503,8 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	m->endofprompt_id = json_is_integer(v) ? (int32_t)json_integer_value(v) : 151646;
 	s = json_string_value(json_object_get(man, "model"));
 	if (!s || !json_object_get(json_object_get(man, "files"), s)) {
-		cv2_set_err(err, errlen,
-			    "%s: the model file is not listed in \"files\"; re-export the bundle", mpath);
+		cv_errf(err, errlen, "%s: the model file is not listed in \"files\"; re-export the bundle",
+			mpath);
 		goto fail;
 	}
 	rc = cv2_check_files(m->dir, json_object_get(man, "files"), mpath, err, errlen);
@@ -546,7 +529,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	if (cv2_path(path, sizeof path, m->dir, "tokenizer") != CV_OK ||
 	    ((json_is_object(json_object_get(man, "tn")) || json_is_string(json_object_get(man, "tn"))) &&
 	     cv2_path(tn, sizeof tn, m->dir, "tn") != CV_OK)) {
-		cv2_set_err(err, errlen, "bundle directory name too long");
+		cv_errf(err, errlen, "bundle directory name too long");
 		goto fail;
 	}
 	{
@@ -566,7 +549,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		const char *g;
 		if (cv2_path(path, sizeof path, m->dir, json_string_value(json_object_get(man, "model"))) !=
 		    CV_OK) {
-			cv2_set_err(err, errlen, "bundle directory name too long");
+			cv_errf(err, errlen, "bundle directory name too long");
 			rc = CV_E2BIG;
 			goto fail;
 		}
@@ -652,13 +635,13 @@ static int cv2_check_finite(const struct cv2 *m, const float *v, size_t n, const
 {
 	for (size_t i = 0; i < n; i++) {
 		if (!isfinite(v[i])) {
-			cv2_set_err(err, errlen,
-				    "numeric overflow: %s returned a non-finite value (%s at index %zu)%s",
-				    what, isnan(v[i]) ? "NaN" : "inf", i,
-				    strcmp(m->dtype, "fp16") == 0
-					? "; an fp16 bundle exceeded fp16's range: export with --dtype bf16 "
-					  "(Ampere or newer) or fp32"
-					: "");
+			cv_errf(err, errlen,
+				"numeric overflow: %s returned a non-finite value (%s at index %zu)%s", what,
+				isnan(v[i]) ? "NaN" : "inf", i,
+				strcmp(m->dtype, "fp16") == 0
+				    ? "; an fp16 bundle exceeded fp16's range: export with --dtype bf16 "
+				      "(Ampere or newer) or fp32"
+				    : "");
 			return CV_EENGINE;
 		}
 	}
@@ -679,7 +662,7 @@ static int cv2_vocode(struct cv2 *m, struct cv2_run *run, const float *mel, size
 		n_noise = t * m->samples_per_frame * (m->nb_harmonics + 1);
 		noise = calloc(n_noise ? n_noise : 1, sizeof *noise);
 		if (!noise) {
-			cv2_set_err(err, errlen, "out of memory (vocoder noise)");
+			cv_errf(err, errlen, "out of memory (vocoder noise)");
 			return CV_ENOMEM;
 		}
 	}
@@ -733,8 +716,8 @@ static int cv2_stream_chunk(struct cv2 *m, struct cv2_run *run, const struct cv2
 	if (rc != CV_OK)
 		goto out;
 	if (frames < ch->mel_skip + (ch->finalize ? 1 : ch->mel_new)) {
-		cv2_set_err(err, errlen, "flow returned %zu mel frames, chunk needs %zu..%zu", frames,
-			    ch->mel_skip, ch->mel_skip + ch->mel_new);
+		cv_errf(err, errlen, "flow returned %zu mel frames, chunk needs %zu..%zu", frames,
+			ch->mel_skip, ch->mel_skip + ch->mel_new);
 		rc = CV_EENGINE;
 		goto out;
 	}
@@ -742,14 +725,14 @@ static int cv2_stream_chunk(struct cv2 *m, struct cv2_run *run, const struct cv2
 	sub = malloc(m->mel_bins * t_new * sizeof *sub);
 	if (!sub) {
 		rc = CV_ENOMEM;
-		cv2_set_err(err, errlen, "out of memory (mel chunk)");
+		cv_errf(err, errlen, "out of memory (mel chunk)");
 		goto out;
 	}
 	for (size_t c = 0; c < m->mel_bins; c++)
 		memcpy(sub + c * t_new, mel + c * frames + ch->mel_skip, t_new * sizeof *sub);
 	rc = cv2_hift_cache_mel_input(&m->hc, sub, t_new, &in, &t_in);
 	if (rc != CV_OK) {
-		cv2_set_err(err, errlen, "out of memory (HiFT input)");
+		cv_errf(err, errlen, "out of memory (HiFT input)");
 		goto out;
 	}
 	rc = cv2_vocode(m, run, in, t_in, m->hc.valid ? m->hc.source : NULL,
@@ -759,8 +742,8 @@ static int cv2_stream_chunk(struct cv2 *m, struct cv2_run *run, const struct cv2
 		goto out;
 	rc = cv2_hift_cache_update(&m->hc, in, t_in, speech, n_speech, source, n_source, ch->finalize, &emit);
 	if (rc != CV_OK) {
-		cv2_set_err(err, errlen, "streaming chunk %zu too short for the HiFT cache (%zu samples)",
-			    ch->index, n_speech);
+		cv_errf(err, errlen, "streaming chunk %zu too short for the HiFT cache (%zu samples)",
+			ch->index, n_speech);
 		goto out;
 	}
 	rc = cv2_emit(run, speech, emit);
@@ -788,7 +771,7 @@ static int cv2_buffered(struct cv2 *m, struct cv2_run *run, const struct cv2_spe
 		size_t t2 = 0;
 		rc = cv2_stream_speed_mel(mel, m->mel_bins, frames, speed, &fast, &t2);
 		if (rc != CV_OK) {
-			cv2_set_err(err, errlen, "speed %.3g: cannot resample %zu mel frames", speed, frames);
+			cv_errf(err, errlen, "speed %.3g: cannot resample %zu mel frames", speed, frames);
 			goto out;
 		}
 		free(mel);
@@ -865,7 +848,7 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 	int rc;
 
 	if (se->n_text == 0) {
-		cv2_set_err(err, errlen, "empty sentence");
+		cv_errf(err, errlen, "empty sentence");
 		return CV_EINVAL;
 	}
 	min_len = sampler_min_len(se->n_text);
@@ -873,7 +856,7 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 	text = malloc((n_ptext + se->n_text) * sizeof *text);
 	tokens = malloc((max_len ? max_len : 1) * sizeof *tokens);
 	if (!text || !tokens) {
-		cv2_set_err(err, errlen, "out of memory (sentence of %zu ids)", se->n_text);
+		cv_errf(err, errlen, "out of memory (sentence of %zu ids)", se->n_text);
 		rc = CV_ENOMEM;
 		goto out;
 	}
@@ -906,8 +889,8 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 		sp.greedy = run->greedy;
 		rc = sampler_ras(m->logp, m->vocab, tokens, n, &sp, &run->rng, i < min_len, &tok);
 		if (rc != CV_OK) {
-			cv2_set_err(err, errlen,
-				    "sampling failed at step %zu (non-finite log-probabilities?)", i);
+			cv_errf(err, errlen, "sampling failed at step %zu (non-finite log-probabilities?)",
+				i);
 			rc = CV_EENGINE;
 			goto out;
 		}
@@ -937,7 +920,7 @@ static int cv2_sentence_run(struct cv2 *m, struct cv2_run *run, const struct cv2
 			goto out;
 	}
 	if (se->run_flow && n == 0) {
-		cv2_set_err(err, errlen, "the LLM produced no speech tokens");
+		cv_errf(err, errlen, "the LLM produced no speech tokens");
 		rc = CV_EENGINE;
 		goto out;
 	}
@@ -998,7 +981,7 @@ int cv2_llm_generate(struct cv2 *m, const struct cv2_llm_request *r, int32_t **t
 	*n_tokens = 0;
 	se.spk = cv2_speaker_find(m, r->speaker);
 	if (!se.spk) {
-		cv2_set_err(err, errlen, "unknown speaker '%s'", r->speaker);
+		cv_errf(err, errlen, "unknown speaker '%s'", r->speaker);
 		return CV_ENOTFOUND;
 	}
 	se.text_ids = r->text_ids;
@@ -1021,11 +1004,11 @@ int cv2_token2wav(struct cv2 *m, const char *speaker, const int32_t *tokens, siz
 	int rc;
 
 	if (!spk) {
-		cv2_set_err(err, errlen, "unknown speaker '%s'", speaker);
+		cv_errf(err, errlen, "unknown speaker '%s'", speaker);
 		return CV_ENOTFOUND;
 	}
 	if (!n_tokens) {
-		cv2_set_err(err, errlen, "no tokens");
+		cv_errf(err, errlen, "no tokens");
 		return CV_EINVAL;
 	}
 	cv2_run_init(m, &run, sink, 0);
@@ -1130,11 +1113,11 @@ static int cv2_probe_memory(struct cv2 *m, char *err, size_t errlen)
 		 m->mem_base / CV2_MIB, m->mem_a / 1024.0, m->mem_b, t1, t2, w1 / CV2_MIB, w2 / CV2_MIB,
 		 cv2_need(m, 1500.0 + cv2_frames(spk, 0)) / CV2_MIB, m->budget / CV2_MIB);
 	if (m->mem_base > m->budget) {
-		cv2_set_err(err, errlen,
-			    "the model needs %.0f MiB with its KV cache (llm_max_positions %zu), over "
-			    "memory_budget_mb %.0f: raise the budget, lower llm_max_positions or use an fp16 "
-			    "bundle on cuda",
-			    m->mem_base / CV2_MIB, m->max_positions, m->budget / CV2_MIB);
+		cv_errf(err, errlen,
+			"the model needs %.0f MiB with its KV cache (llm_max_positions %zu), over "
+			"memory_budget_mb %.0f: raise the budget, lower llm_max_positions or use an fp16 "
+			"bundle on cuda",
+			m->mem_base / CV2_MIB, m->max_positions, m->budget / CV2_MIB);
 		return CV_EBUDGET;
 	}
 	return CV_OK;
@@ -1158,20 +1141,20 @@ static int cv2_check_sentence(const struct cv2 *m, const struct cv2_speaker *spk
 	double need;
 
 	if (need_pos > m->max_positions) {
-		cv2_set_err(err, errlen,
-			    "sentence %zu of %zu (%zu text tokens) could need %zu LLM positions, over "
-			    "llm_max_positions %zu: split it with punctuation or raise llm_max_positions",
-			    i + 1, n_sent, n_text, need_pos, m->max_positions);
+		cv_errf(err, errlen,
+			"sentence %zu of %zu (%zu text tokens) could need %zu LLM positions, over "
+			"llm_max_positions %zu: split it with punctuation or raise llm_max_positions",
+			i + 1, n_sent, n_text, need_pos, m->max_positions);
 		return CV_E2BIG;
 	}
 	if (!m->mem_valid) /* no guard: memory_budget_mb 0, or nothing to measure with */
 		return CV_OK;
 	need = cv2_need(m, cv2_frames(spk, max_len));
 	if (need > m->budget) {
-		cv2_set_err(err, errlen,
-			    "memory: sentence %zu of %zu could need %.0f MiB (up to %.1f s of audio), over "
-			    "memory_budget_mb %.0f: shorten the sentence or raise the budget",
-			    i + 1, n_sent, need / CV2_MIB, (double)max_len / 25.0, m->budget / CV2_MIB);
+		cv_errf(err, errlen,
+			"memory: sentence %zu of %zu could need %.0f MiB (up to %.1f s of audio), over "
+			"memory_budget_mb %.0f: shorten the sentence or raise the budget",
+			i + 1, n_sent, need / CV2_MIB, (double)max_len / 25.0, m->budget / CV2_MIB);
 		return CV_EBUDGET;
 	}
 	return CV_OK;
@@ -1254,15 +1237,14 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 
 	spk = cv2_speaker_find(m, p->speaker);
 	if (!spk) {
-		cv2_set_err(err, errlen, "unknown speaker '%s' (see GET /v1/speakers)", p->speaker);
+		cv_errf(err, errlen, "unknown speaker '%s' (see GET /v1/speakers)", p->speaker);
 		return CV_ENOTFOUND;
 	}
 	if (p->stream && p->speed != 1.0f) {
-		cv2_set_err(
-		    err, errlen,
-		    "speed %.2f with stream=true: CosyVoice2 changes speed on the whole mel (buffered "
-		    "synthesis only, as the reference)",
-		    (double)p->speed);
+		cv_errf(err, errlen,
+			"speed %.2f with stream=true: CosyVoice2 changes speed on the whole mel (buffered "
+			"synthesis only, as the reference)",
+			(double)p->speed);
 		return CV_EINVAL;
 	}
 	if (!p->has_seed) {
@@ -1284,7 +1266,7 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 		instr = malloc((n_instr + 1) * sizeof *instr);
 		if (!instr) {
 			rc = CV_ENOMEM;
-			cv2_set_err(err, errlen, "out of memory (instruction)");
+			cv_errf(err, errlen, "out of memory (instruction)");
 			goto out;
 		}
 		n_instr = 0;
@@ -1299,7 +1281,7 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 	if (rc != CV_OK)
 		goto out;
 	if (fr.n == 0) {
-		cv2_set_err(err, errlen, "nothing speakable in the text");
+		cv_errf(err, errlen, "nothing speakable in the text");
 		rc = CV_EINVAL;
 		goto out;
 	}
@@ -1337,7 +1319,7 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 		if (rc == CV_ECANCELED)
 			goto out;
 		if (rc != CV_OK) {
-			cv2_set_err(err, errlen, "sentence %zu of %zu failed: %s", i + 1, fr.n, e2);
+			cv_errf(err, errlen, "sentence %zu of %zu failed: %s", i + 1, fr.n, e2);
 			log_warn("cosyvoice2", "sentence %zu of %zu failed: %s", i + 1, fr.n, e2);
 			goto out;
 		}
@@ -1381,7 +1363,7 @@ static int cv2_be_warmup(void *impl, char *err, size_t errlen)
 	p.seed = 0;
 	rc = cv2_be_synthesize(m, &p, &sink, &t, err, errlen);
 	if (rc == CV_OK && total == 0) {
-		cv2_set_err(err, errlen, "warm-up produced no audio");
+		cv_errf(err, errlen, "warm-up produced no audio");
 		rc = CV_EENGINE;
 	}
 	return rc;

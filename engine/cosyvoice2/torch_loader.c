@@ -131,7 +131,7 @@ __attribute__((format(printf, 2, 3))) static int tl_fail(int rc, const char *fmt
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(tl_err, sizeof tl_err, fmt, ap);
+	cv_verrf(tl_err, sizeof tl_err, fmt, ap);
 	va_end(ap);
 	return rc;
 }

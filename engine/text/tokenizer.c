@@ -76,17 +76,6 @@ struct tokenizer {
 
 /* ---- small helpers ---- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static uint64_t hash_bytes(const void *p, size_t n)
 {
 	const uint8_t *s = p;
@@ -142,7 +131,7 @@ static int read_file(const char *path, char **data, size_t *len, char *err, size
 {
 	FILE *f = fopen(path, "rb");
 	if (!f) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		cv_errf(err, errlen, "%s: %s", path, strerror(errno));
 		return CV_EIO;
 	}
 	struct buf b;
@@ -159,7 +148,7 @@ static int read_file(const char *path, char **data, size_t *len, char *err, size
 	fclose(f);
 	if (rc != CV_OK) {
 		buf_free(&b);
-		set_err(err, errlen, "%s: read failed (%s)", path, cv_strerror(rc));
+		cv_errf(err, errlen, "%s: read failed (%s)", path, cv_strerror(rc));
 		return rc;
 	}
 	*data = buf_steal(&b, len);
@@ -448,7 +437,7 @@ static int load_vocab(struct tokenizer *t, const char *dir, char *err, size_t er
 	/* Lengths per id first (ids may come in any order), then prefix sums. */
 	for (i = 0; i < n; i++) {
 		if (t->key_off[pk[i].id + 1]) {
-			set_err(err, errlen, "%s: id %d used twice", path, (int)pk[i].id);
+			cv_errf(err, errlen, "%s: id %d used twice", path, (int)pk[i].id);
 			rc = CV_EINVAL;
 			goto fail;
 		}
@@ -470,7 +459,7 @@ static int load_vocab(struct tokenizer *t, const char *dir, char *err, size_t er
 			size_t bad, sl = utf8_seq(k + p, kl - p, &bad);
 			uint32_t cp = sl ? tokenizer_utf8_decode(k + p, &sl) : UINT32_MAX;
 			if (cp >= 324 || cp2byte[cp] < 0) {
-				set_err(err, errlen, "%s: token %zu is not byte-level BPE text", path, id);
+				cv_errf(err, errlen, "%s: token %zu is not byte-level BPE text", path, id);
 				rc = CV_EINVAL;
 				goto fail;
 			}
@@ -486,7 +475,7 @@ static int load_vocab(struct tokenizer *t, const char *dir, char *err, size_t er
 	t->key_hash_mask = hs - 1;
 	for (i = 0; i < n; i++) {
 		if (key_lookup(t, pk[i].key, pk[i].len) >= 0) {
-			set_err(err, errlen, "%s: key \"%.64s\" appears twice", path, pk[i].key);
+			cv_errf(err, errlen, "%s: key \"%.64s\" appears twice", path, pk[i].key);
 			rc = CV_EINVAL;
 			goto fail;
 		}
@@ -506,7 +495,7 @@ static int load_vocab(struct tokenizer *t, const char *dir, char *err, size_t er
 		}
 		int id = key_lookup(t, u, ul);
 		if (id < 0) {
-			set_err(err, errlen, "%s: no token for byte 0x%02x", path, (unsigned)b);
+			cv_errf(err, errlen, "%s: no token for byte 0x%02x", path, (unsigned)b);
 			rc = CV_EINVAL;
 			goto fail;
 		}
@@ -514,7 +503,7 @@ static int load_vocab(struct tokenizer *t, const char *dir, char *err, size_t er
 	}
 	goto done;
 bad:
-	set_err(err, errlen, "%s: not a flat JSON object of token ids (byte %zu)", path,
+	cv_errf(err, errlen, "%s: not a flat JSON object of token ids (byte %zu)", path,
 		(size_t)(vr.p - vr.start));
 	rc = CV_EINVAL;
 fail:
@@ -578,7 +567,7 @@ static int load_merges(struct tokenizer *t, const char *dir, char *err, size_t e
 		char *sp = memchr(p, ' ', (size_t)(le - p));
 		size_t al = sp ? (size_t)(sp - p) : 0, bl = sp ? (size_t)(le - sp - 1) : 0;
 		if (!sp || al == 0 || bl == 0 || memchr(sp + 1, ' ', bl) || al + bl > 2 * MAX_TOKEN_BYTES) {
-			set_err(err, errlen, "%s:%zu: expected \"A B\"", path, lineno);
+			cv_errf(err, errlen, "%s:%zu: expected \"A B\"", path, lineno);
 			rc = CV_EINVAL;
 			goto fail;
 		}
@@ -587,7 +576,7 @@ static int load_merges(struct tokenizer *t, const char *dir, char *err, size_t e
 		int a = key_lookup(t, p, al), b = key_lookup(t, sp + 1, bl),
 		    ab = key_lookup(t, both, al + bl);
 		if (a < 0 || b < 0 || ab < 0) {
-			set_err(err, errlen, "%s:%zu: merge uses a token missing from vocab.json", path,
+			cv_errf(err, errlen, "%s:%zu: merge uses a token missing from vocab.json", path,
 				lineno);
 			rc = CV_EINVAL;
 			goto fail;
@@ -606,14 +595,14 @@ static int add_token(struct tokenizer *t, const char *content, json_int_t id, in
 	size_t len = strlen(content);
 	if (len == 0 || len > MAX_TOKEN_BYTES || id < 0 || id >= (1 << 24) ||
 	    tokenizer_utf8_check(content, len, NULL) != CV_OK) {
-		set_err(err, errlen, "%s: bad added token \"%.64s\"", src, content);
+		cv_errf(err, errlen, "%s: bad added token \"%.64s\"", src, content);
 		return CV_EINVAL;
 	}
 	for (size_t i = 0; i < t->n_added; i++) {
 		struct added_token *a = &t->added[i];
 		if (a->len == len && memcmp(a->content, content, len) == 0) {
 			if (a->id != (int32_t)id) {
-				set_err(err, errlen, "%s: \"%s\" has two ids", src, content);
+				cv_errf(err, errlen, "%s: \"%s\" has two ids", src, content);
 				return CV_EINVAL;
 			}
 			a->lstrip |= lstrip;
@@ -622,7 +611,7 @@ static int add_token(struct tokenizer *t, const char *content, json_int_t id, in
 			return CV_OK;
 		}
 		if (a->id == (int32_t)id) {
-			set_err(err, errlen, "%s: id %d used by two added tokens", src, (int)id);
+			cv_errf(err, errlen, "%s: id %d used by two added tokens", src, (int)id);
 			return CV_EINVAL;
 		}
 	}
@@ -631,7 +620,7 @@ static int add_token(struct tokenizer *t, const char *content, json_int_t id, in
 		 * content on a model id is a broken folder. */
 		size_t ko = t->key_off[id], kl = t->key_off[id + 1] - ko;
 		if (kl != len || memcmp(t->keys + ko, content, len) != 0) {
-			set_err(err, errlen, "%s: added token \"%s\" clashes with vocab id %d", src, content,
+			cv_errf(err, errlen, "%s: added token \"%s\" clashes with vocab id %d", src, content,
 				(int)id);
 			return CV_EINVAL;
 		}
@@ -685,7 +674,7 @@ static int load_added(struct tokenizer *t, const char *dir, char *err, size_t er
 			long id = strtol(k, &endp, 10);
 			const char *content = json_string_value(json_object_get(v, "content"));
 			if (errno || endp == k || *endp || !content) {
-				set_err(err, errlen, "%s: bad added_tokens_decoder entry \"%.32s\"", path, k);
+				cv_errf(err, errlen, "%s: bad added_tokens_decoder entry \"%.32s\"", path, k);
 				rc = CV_EINVAL;
 				break;
 			}
@@ -695,7 +684,7 @@ static int load_added(struct tokenizer *t, const char *dir, char *err, size_t er
 			json_t *jn = json_object_get(v, "normalized");
 			int normalized = jn ? json_is_true(jn) : !special;
 			if (normalized || json_is_true(json_object_get(v, "single_word"))) {
-				set_err(err, errlen,
+				cv_errf(err, errlen,
 					"%s: added token \"%.64s\": normalized/single_word not supported",
 					path, content);
 				rc = CV_EUNSUPPORTED;
@@ -721,7 +710,7 @@ static int load_added(struct tokenizer *t, const char *dir, char *err, size_t er
 		const char *k;
 		json_t *v;
 		if (!json_is_object(sp)) {
-			set_err(err, errlen, "%s: not a JSON object", path);
+			cv_errf(err, errlen, "%s: not a JSON object", path);
 			rc = CV_EINVAL;
 		}
 		json_object_foreach(sp, k, v)
@@ -729,7 +718,7 @@ static int load_added(struct tokenizer *t, const char *dir, char *err, size_t er
 			if (rc != CV_OK)
 				break;
 			if (!json_is_integer(v)) {
-				set_err(err, errlen, "%s: \"%.64s\" needs an integer id", path, k);
+				cv_errf(err, errlen, "%s: \"%.64s\" needs an integer id", path, k);
 				rc = CV_EINVAL;
 				break;
 			}
@@ -737,11 +726,11 @@ static int load_added(struct tokenizer *t, const char *dir, char *err, size_t er
 		}
 		json_decref(sp);
 	} else if (je.line > 0 || je.position > 0) {
-		set_err(err, errlen, "%s:%d: %s", path, je.line, je.text);
+		cv_errf(err, errlen, "%s:%d: %s", path, je.line, je.text);
 		return CV_EINVAL;
 	}
 	if (rc == CV_OK && !found) {
-		set_err(err, errlen, "%s: neither special_tokens.json nor tokenizer_config.json", dir);
+		cv_errf(err, errlen, "%s: neither special_tokens.json nor tokenizer_config.json", dir);
 		rc = CV_EIO;
 	}
 	if (rc != CV_OK)
@@ -791,7 +780,7 @@ int tokenizer_open(const char *dir, struct tokenizer **out, char *err, size_t er
 {
 	*out = NULL;
 	if (!dir) {
-		set_err(err, errlen, "tokenizer: no directory");
+		cv_errf(err, errlen, "tokenizer: no directory");
 		return CV_EINVAL;
 	}
 	struct tokenizer *t = xcalloc(1, sizeof *t);
@@ -1108,16 +1097,16 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
 {
 	*n_out = 0;
 	if (!text && len > 0) {
-		set_err(err, errlen, "tokenizer: NULL text");
+		cv_errf(err, errlen, "tokenizer: NULL text");
 		return CV_EINVAL;
 	}
 	if (len > t->max_input) {
-		set_err(err, errlen, "text is %zu bytes, over the tokenizer's cap of %zu", len, t->max_input);
+		cv_errf(err, errlen, "text is %zu bytes, over the tokenizer's cap of %zu", len, t->max_input);
 		return CV_E2BIG;
 	}
 	size_t bad;
 	if (tokenizer_utf8_check(text, len, &bad) != CV_OK) {
-		set_err(err, errlen, "invalid UTF-8 at byte offset %zu", bad);
+		cv_errf(err, errlen, "invalid UTF-8 at byte offset %zu", bad);
 		return CV_EINVAL;
 	}
 	struct enc e = {.t = t, .ids = ids, .cap = cap};
@@ -1128,11 +1117,11 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
 	free(e.heap);
 	*n_out = e.n;
 	if (rc == CV_E2BIG)
-		set_err(err, errlen, "text needs more than %zu tokens", cap);
+		cv_errf(err, errlen, "text needs more than %zu tokens", cap);
 	else if (rc == CV_ENOMEM)
-		set_err(err, errlen, "tokenizer: out of memory");
+		cv_errf(err, errlen, "tokenizer: out of memory");
 	else if (rc != CV_OK)
-		set_err(err, errlen, "tokenizer: %s", cv_strerror(rc));
+		cv_errf(err, errlen, "tokenizer: %s", cv_strerror(rc));
 	return rc;
 }
 
@@ -1148,7 +1137,7 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, in
 		int32_t id = ids[i];
 		if (id < 0 || (size_t)id >= t->n_ids ||
 		    (!t->is_added[id] && t->key_off[id + 1] == t->key_off[id])) {
-			set_err(err, errlen, "unknown token id %d", (int)id);
+			cv_errf(err, errlen, "unknown token id %d", (int)id);
 			rc = CV_EINVAL;
 			break;
 		}
@@ -1179,7 +1168,7 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, in
 		}
 	}
 	if (rc == CV_E2BIG)
-		set_err(err, errlen, "decoded text over %zu bytes", buf_cap(out));
+		cv_errf(err, errlen, "decoded text over %zu bytes", buf_cap(out));
 	buf_free(&raw);
 	return rc;
 }
