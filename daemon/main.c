@@ -53,17 +53,10 @@ static int main_wait_signal(const sigset_t *set, int timeout_ms)
 static int main_open_frontend(const struct config *c, struct frontend **out, char *err, size_t errlen)
 {
 	const char *dir = c->frontend_dir[0] ? c->frontend_dir : c->model_dir;
-	char tok[CONFIG_STR_MAX + 16], tn[CONFIG_STR_MAX + 16];
 	struct frontend_limits lim = {0, 0, (size_t)c->split_max_tokens};
-	struct stat sb;
 
 	*out = NULL;
-	if (!dir[0])
-		return CV_OK;
-	snprintf(tok, sizeof tok, "%s/tokenizer", dir);
-	snprintf(tn, sizeof tn, "%s/tn", dir);
-	return frontend_open(tok, stat(tn, &sb) == 0 && S_ISDIR(sb.st_mode) ? tn : NULL, &lim, out, err,
-			     errlen);
+	return dir[0] ? frontend_open_dir(dir, &lim, out, err, errlen) : CV_OK;
 }
 
 /* A release tarball ships espeak-ng's data in ../share beside bin/ (the library's own default path

@@ -47,6 +47,7 @@
 #include "common/version.h"
 #include "handlers/errors.h"
 #include "handlers/request.h"
+#include "handlers/text_reply.h"
 
 #define HTTP_REQUEST_ID_MAX    128
 #define HTTP_CORS_MAX	       16
@@ -1091,7 +1092,7 @@ static void *http_text_main(void *arg)
 	int rc = frontend_run(c->srv->cfg.frontend, c->req.text, c->req.text_bytes, c->req.normalize, &fr,
 			      err, sizeof err);
 	if (rc == CV_OK) {
-		json = frontend_result_json(&fr);
+		json = text_reply_json(&fr);
 		if (!json)
 			rc = CV_ENOMEM;
 	}

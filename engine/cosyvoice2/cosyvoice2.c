@@ -399,7 +399,7 @@ static int cv2_probe_memory(struct cv2 *m, char *err, size_t errlen);
 
 int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_t errlen)
 {
-	char mpath[CV2_PATH_MAX], path[CV2_PATH_MAX], tn[CV2_PATH_MAX];
+	char mpath[CV2_PATH_MAX], path[CV2_PATH_MAX];
 	json_error_t je;
 	json_t *man = NULL, *v;
 	struct cv2 *m = NULL;
@@ -525,16 +525,9 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 			m->sp.tau_r = json_number_value(x);
 	}
 
-	tn[0] = '\0';
-	if (cv2_path(path, sizeof path, m->dir, "tokenizer") != CV_OK ||
-	    ((json_is_object(json_object_get(man, "tn")) || json_is_string(json_object_get(man, "tn"))) &&
-	     cv2_path(tn, sizeof tn, m->dir, "tn") != CV_OK)) {
-		cv_errf(err, errlen, "bundle directory name too long");
-		goto fail;
-	}
 	{
 		struct frontend_limits lim = {0, 0, cfg->split_max_tokens};
-		rc = frontend_open(path, tn[0] ? tn : NULL, &lim, &m->fe, err, errlen);
+		rc = frontend_open_dir(m->dir, &lim, &m->fe, err, errlen);
 		if (rc != CV_OK)
 			goto fail;
 	}

@@ -17,8 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <jansson.h>
-
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/mem.h"
@@ -91,6 +89,22 @@ int frontend_open(const char *tokenizer_dir, const char *tn_dir, const struct fr
 fail:
 	frontend_free(f);
 	return rc;
+}
+
+int frontend_open_dir(const char *dir, const struct frontend_limits *lim, struct frontend **out, char *err,
+		      size_t errlen)
+{
+	char tok[FRONTEND_PATH_MAX], tn[FRONTEND_PATH_MAX];
+	struct stat sb;
+
+	*out = NULL;
+	if (snprintf(tok, sizeof tok, "%s/tokenizer", dir) >= (int)sizeof tok ||
+	    snprintf(tn, sizeof tn, "%s/tn", dir) >= (int)sizeof tn) {
+		cv_errf(err, errlen, "%.200s: directory name too long", dir);
+		return CV_E2BIG;
+	}
+	return frontend_open(tok, stat(tn, &sb) == 0 && S_ISDIR(sb.st_mode) ? tn : NULL, lim, out, err,
+			     errlen);
 }
 
 int frontend_has_tn(const struct frontend *f)
@@ -542,32 +556,4 @@ fail:
 	utext_free(&t);
 	frontend_result_free(out);
 	return rc;
-}
-
-char *frontend_result_json(const struct frontend_result *r)
-{
-	json_t *root = json_object(), *arr = json_array();
-	char *out = NULL;
-	if (!root || !arr)
-		goto done;
-	for (size_t i = 0; r && i < r->n; i++) {
-		json_t *o = json_object(), *ids = json_array();
-		if (!o || !ids) {
-			json_decref(o);
-			json_decref(ids);
-			goto done;
-		}
-		for (size_t k = 0; k < r->s[i].n_ids; k++)
-			json_array_append_new(ids, json_integer(r->s[i].ids[k]));
-		json_object_set_new(o, "text", json_string(r->s[i].text));
-		json_object_set_new(o, "ids", ids);
-		json_array_append_new(arr, o);
-	}
-	json_object_set(root, "sentences", arr);
-	json_object_set_new(root, "lang", json_string(r && r->lang_zh ? "zh" : "en"));
-	out = json_dumps(root, JSON_COMPACT);
-done:
-	json_decref(arr);
-	json_decref(root);
-	return out;
 }

@@ -27,6 +27,7 @@ extern "C" {
 #endif
 
 #define FRONTEND_MAX_SENTENCES 4096
+#define FRONTEND_PATH_MAX      4096
 
 struct frontend;
 
@@ -51,16 +52,16 @@ struct frontend_result {
 
 int frontend_open(const char *tokenizer_dir, const char *tn_dir, const struct frontend_limits *lim,
 		  struct frontend **out, char *err, size_t errlen);
+/* The frontend of a bundle-shaped directory: dir/tokenizer and, when it exists, dir/tn (a model
+ * bundle, or tools/fetch_tn.sh output). The one place that knows this layout. */
+int frontend_open_dir(const char *dir, const struct frontend_limits *lim, struct frontend **out, char *err,
+		      size_t errlen);
 int frontend_has_tn(const struct frontend *f);
 /* Run the frontend; CV_EINVAL (invalid UTF-8, NUL...), CV_E2BIG (a limit), or
  * CV_OK with out filled (out->n may be 0 when nothing speakable remains). */
 int frontend_run(const struct frontend *f, const char *text, size_t len, int normalize,
 		 struct frontend_result *out, char *err, size_t errlen);
 void frontend_result_free(struct frontend_result *r);
-/* The result as JSON, for POST /v1/text/normalize: a malloc'd string
- * {"sentences":[{"text":"...","ids":[...]},...],"lang":"zh"|"en"}, or NULL
- * when out of memory. */
-char *frontend_result_json(const struct frontend_result *r);
 /* The tokenizer inside (for prompt text, instructions). */
 const struct tokenizer *frontend_tokenizer(const struct frontend *f);
 void frontend_free(struct frontend *f);

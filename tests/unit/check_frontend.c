@@ -19,6 +19,7 @@
 
 #include "common/err.h"
 #include "engine/text/frontend.h"
+#include "handlers/text_reply.h"
 #include "engine/text/numwords.h"
 #include "engine/text/split.h"
 #include "engine/text/tn.h"
@@ -314,7 +315,7 @@ START_TEST(result_json)
 	char err[256];
 	const char *t = "你好。\"世界\"";
 	ck_assert_int_eq(frontend_run(fe, t, strlen(t), 1, &r, err, sizeof err), CV_OK);
-	char *js = frontend_result_json(&r);
+	char *js = text_reply_json(&r);
 	ck_assert_ptr_nonnull(js);
 	json_error_t je;
 	json_t *o = json_loads(js, 0, &je);
@@ -334,7 +335,7 @@ START_TEST(result_json)
 	free(js);
 	frontend_result_free(&r);
 	struct frontend_result empty = {0, NULL, 0};
-	js = frontend_result_json(&empty);
+	js = text_reply_json(&empty);
 	ck_assert_str_eq(js, "{\"sentences\":[],\"lang\":\"en\"}");
 	free(js);
 }
