@@ -13,7 +13,7 @@
 #   make bundle RANDOM=tiny|full OUT=<bundle dir> [DTYPE=...]                   random weights, official layout
 #   make test-export  exporter tests (pytest tests/py) in the pinned torch venv (tools/torch-venv.sh)
 #   make bench [BUNDLE=tiny|full|<dir>] [DEVICE=cpu|cuda] [RUNS=n] [CASES=a,b] [BENCH_OUT=build/bench.json]
-#                     engine vs eager PyTorch baseline (tools/bench.py; README "Benchmarks")
+#                     engine vs eager PyTorch baseline (tools/bench.py; docs/benchmarks.md)
 #
 # Flags compose as Redis does: STD WARN OPT DEBUG then the user's CFLAGS.
 # A stamp of the effective flags rebuilds everything when they change.

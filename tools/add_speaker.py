@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Add a speaker to a cosyvoiced bundle from a reference recording and its transcript (spec §7).
+"""Add a speaker to a cosyvoiced bundle from a reference recording and its transcript (docs/cosyvoice2.md §7).
 
     python tools/add_speaker.py --bundle DIR --name NAME --wav prompt.wav --text "what is said in it" \
         --model-dir <CosyVoice2-0.5B dir>        # for speech_tokenizer_v2.onnx and campplus.onnx

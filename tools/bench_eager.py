@@ -13,7 +13,7 @@ daemon runs, on exactly the bundle's weights, with nothing of TorchScript in the
   bundle dtype, HiFT float32) and loaded strictly with the state dict of the bundle's ``model.ts``, so
   the weights are bit-identical to what the daemon loads. ``--impl script`` drives the same Python
   pipeline over the scripted ``model.ts`` instead (JIT from Python), for a three-way comparison.
-* algorithm (spec §2-§6, non-streaming, zero-shot with a saved speaker): text split into sentences
+* algorithm (docs/cosyvoice2.md §2-§6, non-streaming, zero-shot with a saved speaker): text split into sentences
   (§2.1 rules without wetext/inflect: the benchmark texts have no digits), BlankEN BPE (§2.2, HF
   ``tokenizers``), per sentence: ``[sos, prompt_text ++ text, task, prompt_speech]`` prefill, KV-cached
   decode of one token per step with EOS masked below ``2 n`` and at most ``20 n`` tokens, RAS sampling

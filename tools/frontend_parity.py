@@ -3,7 +3,7 @@
 
 Runs CosyVoice2's CosyVoiceFrontEnd.text_normalize(text, split=True,
 text_frontend=True) as the reference does it with wetext as its TN engine
-(spec §2.1), on every line of a corpus, and writes the sentences it gives
+(docs/text-frontend.md), on every line of a corpus, and writes the sentences it gives
 and their token ids. tests/unit/check_frontend.c compares with frontend_run().
 
 The reference pieces are reproduced here verbatim from CosyVoice's

@@ -6,7 +6,7 @@ Builds the CosyVoice2 text tokenizer from the same files the C tokenizer reads
 corpus, the ids HF gives. The C test (tests/unit/check_tokenizer.c) compares.
 
 Why this equals `AutoTokenizer.from_pretrained(<dir>/CosyVoice-BlankEN)` plus
-CosyVoice2Tokenizer's `add_special_tokens` (spec §2.2): that folder has no
+CosyVoice2Tokenizer's `add_special_tokens` (docs/cosyvoice2.md §2.2): that folder has no
 tokenizer.json, so transformers builds the fast tokenizer by converting the
 slow Qwen2Tokenizer with `convert_slow_tokenizer.Qwen2Converter`, which is
 exactly

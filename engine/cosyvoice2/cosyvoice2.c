@@ -3,7 +3,7 @@
  * DESIGN: all orchestration is C; the model is called through the plain-C
  * runtime (engine/cosyvoice2/torch_runtime.h) whose entry points are the bundle's
  * TorchScript methods. The reference's algorithm is followed step by step
- * (cosyvoice2-spec §2.4, §3.3-§3.6, §4.1, §5.1, §6): the prompt layout per
+ * (docs/cosyvoice2.md §2.4, §3.3-§3.6, §4.1, §5.1, §6): the prompt layout per
  * mode, min/max lengths by text ids with EOS masked before min_len and the
  * three stop ids, RAS sampling in C (engine/cosyvoice2/sampler.h, a per-request seeded
  * PCG32), flow + HiFT, speed by mel interpolation, and the streaming
@@ -29,7 +29,7 @@
  * need(T) = base + a*T + b*T^2 (the flow estimator's attention is quadratic
  * in T), and refuses, before any audio, a request whose longest sentence
  * could need more than memory_budget_mb: T is taken at the LLM's maximum
- * length for that sentence (20 speech tokens per text token, spec §3.4).
+ * length for that sentence (20 speech tokens per text token, docs/cosyvoice2.md §3.4).
  */
 #include "engine/cosyvoice2/cosyvoice2.h"
 
@@ -694,7 +694,7 @@ static int cv2_flow(struct cv2 *m, struct cv2_run *run, const struct cv2_speaker
 	return rc;
 }
 
-/* One streaming chunk (spec §6.3): flow on the prefix, keep the new frames,
+/* One streaming chunk (docs/cosyvoice2.md §6.3): flow on the prefix, keep the new frames,
  * HiFT with the cache, cross-fade, emit. */
 static int cv2_stream_chunk(struct cv2 *m, struct cv2_run *run, const struct cv2_speaker *spk,
 			    const int32_t *tokens, const struct cv2_stream_chunk *ch, char *err,
@@ -749,7 +749,7 @@ out:
 	return rc;
 }
 
-/* Buffered token2wav (spec §6.2): flow (full attention), speed, HiFT. */
+/* Buffered token2wav (docs/cosyvoice2.md §6.2): flow (full attention), speed, HiFT. */
 static int cv2_buffered(struct cv2 *m, struct cv2_run *run, const struct cv2_speaker *spk,
 			const int32_t *tokens, size_t n, double speed, char *err, size_t errlen)
 {
@@ -794,7 +794,7 @@ struct cv2_sentence {
 	int run_flow; /* 0: LLM only (cv2_llm_generate) */
 };
 
-/* LLM prompt layout (spec §2.4 / §3.3): instruct2 puts the instruction in
+/* LLM prompt layout (docs/cosyvoice2.md §2.4 / §3.3): instruct2 puts the instruction in
  * the prompt text and no prompt speech; zero-shot uses the speaker's prompt
  * text and speech; cross-lingual and SFT voices have no LLM prompt. */
 struct cv2_prompt {
@@ -1249,7 +1249,7 @@ static int cv2_be_synthesize(void *impl, const struct engine_params *p, const st
 	a = clock_now_ns();
 	body = cv2_split_instruct(p->text, &ilen);
 	if (ilen) {
-		/* instruct2 (spec §2.4): raw instruction tokens, ending in <|endofprompt|>. */
+		/* instruct2 (docs/cosyvoice2.md §2.4): raw instruction ids ending in <|endofprompt|>. */
 		size_t bl = ilen - strlen(COSYVOICE2_ENDOFPROMPT);
 		rc = bl ? frontend_run(m->fe, p->text, bl, 0, &ir, err, errlen) : CV_OK;
 		if (rc != CV_OK)

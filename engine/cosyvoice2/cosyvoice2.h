@@ -8,8 +8,8 @@
  *
  * Speaker ids: every bundle speaker is listed under its name. Speakers with a
  * prompt (zero-shot voices) are also listed as "<name>/cross-lingual" (LLM
- * without the prompt text and prompt speech, flow with the prompt, spec
- * §2.4). Embedding-only voices are SFT voices. Text of the form
+ * without the prompt text and prompt speech, flow with the prompt,
+ * docs/cosyvoice2.md §2.4). Embedding-only voices are SFT voices. Text of the form
  * "<instruction><|endofprompt|><text>" selects instruct2 with the chosen
  * speaker: the instruction's tokens (ending in <|endofprompt|>) become the
  * LLM prompt text and the LLM gets no prompt speech.

@@ -1,4 +1,4 @@
-/* engine/cosyvoice2/cv2_stream.c — CosyVoice2 streaming bookkeeping (spec §6.2/§6.3).
+/* engine/cosyvoice2/cv2_stream.c — CosyVoice2 streaming bookkeeping (docs/cosyvoice2.md §6.2/§6.3).
  *
  * DESIGN: the reference interleaves this bookkeeping with model calls and a
  * 100 ms polling loop inside CosyVoice2Model.tts()/token2wav(). Here it is

@@ -1,4 +1,4 @@
-/* engine/cosyvoice2/cv2_stream.h — CosyVoice2 streaming bookkeeping (spec §6.2, §6.3, §5.1).
+/* engine/cosyvoice2/cv2_stream.h — CosyVoice2 streaming bookkeeping (docs/cosyvoice2.md §6.2, §6.3, §5.1).
  *
  * Pure functions and small per-request state, no model calls:
  *  - the token hop schedule: first hop 25 + prompt pad, then 50, 100, 100...

@@ -1,4 +1,4 @@
-/* engine/cosyvoice2/sampler.c — PCG32 and the reference's RAS sampling (spec §3.5).
+/* engine/cosyvoice2/sampler.c — PCG32 and the reference's RAS sampling (docs/cosyvoice2.md §3.5).
  *
  * DESIGN: the reference samples with torch.multinomial on torch's global
  * generator; reproducing that stream in C is neither possible nor useful.

@@ -1,4 +1,4 @@
-/* engine/cosyvoice2/sampler.h — CosyVoice2 speech-token sampling (spec §3.4, §3.5).
+/* engine/cosyvoice2/sampler.h — CosyVoice2 speech-token sampling (docs/cosyvoice2.md §3.4, §3.5).
  *
  * RNG: PCG32 (O'Neill's pcg32 "XSH RR", 64-bit LCG state, multiplier
  * 6364136223846793005), seeded exactly like pcg32_srandom_r(seed, 54):

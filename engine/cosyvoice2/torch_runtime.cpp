@@ -646,7 +646,7 @@ int torch_runtime_hift(struct torch_runtime *rt, const float *mel, size_t mel_bi
 		auto cs = float_tensor(cache_source, {1, 1, (int64_t)n_cache}, rt->device);
 		c10::IValue r;
 		if (noise) {
-			/* noise is (1, 480 * frames, harmonics + 1) (spec §5.1: 480 samples per frame). */
+			/* noise is (1, 480 * frames, harmonics + 1): docs/cosyvoice2.md §5.1. */
 			int64_t samples = (int64_t)frames * 480;
 			if (n_noise % (size_t)samples != 0) {
 				set_err(err, errlen, "hift: noise size is not a multiple of 480 x frames");

@@ -116,7 +116,7 @@ int torch_runtime_llm_prefill(struct torch_runtime *rt, const int32_t *text_ids,
 int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos, float *logp, size_t vocab,
 			     char *err, size_t errlen);
 
-/* Flow (spec §4.1): tokens + prompt (tokens, mel [n_prompt_feat][mel_bins]
+/* Flow (docs/cosyvoice2.md §4.1): tokens + prompt (tokens, mel [n_prompt_feat][mel_bins]
  * frame-major as stored in the speaker file, embedding [spk_dim]) -> mel
  * [mel_bins][*frames] float32, malloc'ed. */
 struct torch_runtime_flow_args {
@@ -135,7 +135,7 @@ struct torch_runtime_flow_args {
 int torch_runtime_flow(struct torch_runtime *rt, const struct torch_runtime_flow_args *a, float **mel,
 		       size_t *frames, char *err, size_t errlen);
 
-/* HiFT (spec §5.1): mel [mel_bins][frames] -> speech (*n_speech floats) and
+/* HiFT (docs/cosyvoice2.md §5.1): mel [mel_bins][frames] -> speech (*n_speech floats) and
  * source (*n_source floats), both malloc'ed. cache_source may be NULL/0.
  * noise NULL: drawn from libtorch's generator; otherwise [480*frames][nb+1]
  * exactly as hift_inference_noise takes it (n_noise floats). */

@@ -1,6 +1,6 @@
 /* engine/text/frontend.c — CosyVoice2's text_normalize + tokenizer, in C.
  *
- * DESIGN: a literal port of CosyVoiceFrontEnd.text_normalize (spec §2.1)
+ * DESIGN: a literal port of CosyVoiceFrontEnd.text_normalize (docs/text-frontend.md)
  * with wetext as the TN engine, on code points (struct utext) because the
  * Python rules index and slice code points. Steps and their order follow the
  * reference exactly; each Python quirk that matters for equality (Unicode

@@ -1,6 +1,6 @@
 /* engine/text/frontend.h — CosyVoice2's text frontend: normalize → split → BPE.
  *
- * Behaves exactly like the reference frontend (cosyvoice2-spec §2.1–§2.3):
+ * Behaves exactly like the reference frontend (docs/text-frontend.md; docs/cosyvoice2.md §2):
  * with normalize=1 the text goes through wetext-equivalent TN (zh or en,
  * chosen as the reference does), the frontend's own rules, and
  * split_paragraph; with normalize=0 (the reference's text_frontend=False)

@@ -1,4 +1,4 @@
-/* engine/text/split.h — CosyVoice's split_paragraph (cosyvoice2-spec §2.1). */
+/* engine/text/split.h — CosyVoice's split_paragraph (docs/text-frontend.md). */
 #ifndef CV_ENGINE_SPLIT_H
 #define CV_ENGINE_SPLIT_H
 

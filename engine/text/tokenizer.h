@@ -1,7 +1,7 @@
 /* engine/text/tokenizer.h — CosyVoice2's text tokenizer: Qwen2 byte-level BPE with
  * the CosyVoice-BlankEN merge list, giving the same ids as Hugging Face
  * `tokenizers` (what `AutoTokenizer.from_pretrained(CosyVoice-BlankEN)` plus
- * CosyVoice2's `add_special_tokens` builds; spec §2.2, §2.3, §10).
+ * CosyVoice2's `add_special_tokens` builds; docs/cosyvoice2.md §2.2, §2.3, §10).
  *
  * Pipeline of tokenizer_encode(), in HF's order:
  *   1. added/special tokens are cut out first, by exact byte match on the raw

@@ -6,7 +6,7 @@ The request names speakers of the bundle and gives token ids; this script comput
 the C code:
 
 * ``llm``: greedy (top-k 1) decode of the exporter's **eager** Qwen2LM (built from the model directory's
-  llm.pt) with the prompt layout of spec §2.4/§3.3 and the lengths/stop rules of §3.4/§3.5
+  llm.pt) with the prompt layout of docs/cosyvoice2.md §2.4/§3.3 and the lengths/stop rules of §3.4/§3.5
   -> ``llm_<name>.i32``;
 * ``t2w``: buffered token2wav with the **eager** flow and HiFT modules, HiFT noise all zeros, optional
   speed by ``F.interpolate(linear, align_corners=False)`` (§6.2) -> ``t2w_<name>.f32``;
@@ -106,7 +106,7 @@ def token2wav_eager(flow, hift, spk, tokens, speed):
 
 
 def stream_ref(m, spk, tokens):
-    """Spec §6.3 on the bundle's model.ts: returns the emitted chunks."""
+    """docs/cosyvoice2.md §6.3 on the bundle's model.ts: returns the emitted chunks."""
     tok = torch.tensor([tokens], dtype=torch.long)
     ptok, pfeat, emb = spk["prompt_tokens"], spk["prompt_mel"], spk["embedding"]
     P = ptok.shape[1]

@@ -1,6 +1,6 @@
-"""Python reference of engine/cosyvoice2/sampler.c: PCG32 (integer-exact) and the RAS sampling of spec §3.5.
+"""Python reference of engine/cosyvoice2/sampler.c: PCG32 (integer-exact) and RAS sampling (docs/cosyvoice2.md §3.5).
 
-Written from the spec and the reference's ``nucleus_sampling`` / ``ras_sampling`` / ``random_sampling``
+Written from that section and the reference's ``nucleus_sampling`` / ``ras_sampling`` / ``random_sampling``
 (HEAD), with torch.multinomial replaced by the documented inverse-CDF draw on a PCG32 uniform, so that
 C and Python pick identical tokens. Uses only the standard library (math.exp is the same libm exp the C
 code calls), in the same IEEE double operations and order as the C code.

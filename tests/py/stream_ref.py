@@ -1,4 +1,5 @@
-"""Python references for engine/cosyvoice2/cv2_stream.c (spec §6.2/§6.3), run by check_cv2_stream.c in the torch venv.
+"""Python references for engine/cosyvoice2/cv2_stream.c (docs/cosyvoice2.md §6.2/§6.3), run by check_cv2_stream.c
+in the torch venv.
 
     $(tools/torch-venv.sh) tests/py/stream_ref.py OUTDIR
 

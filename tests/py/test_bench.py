@@ -1,7 +1,7 @@
 """Self-test of the benchmark harness (tools/bench.py, tools/bench_eager.py) on the tiny random bundle.
 
 The eager baseline must compute what the bundle's TorchScript computes (same weights, same algorithm),
-the sampler must follow spec §3.5, and tools/bench.py must produce its JSON both when the daemon's
+the sampler must follow docs/cosyvoice2.md §3.5, and tools/bench.py must produce its JSON both when the daemon's
 engine serves and when it cannot load the bundle. Runs in seconds.
 """
 
@@ -47,7 +47,7 @@ def test_eager_sampling_is_seeded(tiny_bundle):
     c = p.llm_tokens(ids, seed=6)
     assert a == b
     assert a != c
-    # only EOS is masked below 2n (spec §3.5): 6562/6563 may still stop early; never emitted, at most 20n
+    # only EOS is masked below 2n (docs/cosyvoice2.md §3.5): 6562/6563 may still stop early; never emitted, at most 20n
     assert 0 < len(a) <= 20 * len(ids)
     assert all(0 <= t < 6561 for t in a + c)
 

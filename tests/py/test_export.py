@@ -88,7 +88,7 @@ def test_tokenizer_files_and_specials(tiny_bundle):
         got = json.load(f)
     with open(os.path.join(src, "special_tokens.json")) as f:
         want = json.load(f)
-    assert got == want  # computed from vocab.json + the tokenizer's token list; equals the spec table
+    assert got == want  # computed from vocab.json + the tokenizer's token list; equals docs/cosyvoice2.md §2.2
 
 
 def test_speakers_imported_from_spk2info(tiny_bundle, tiny_model_dir):
@@ -189,7 +189,7 @@ def test_scripted_flow_equals_eager(loaded, streaming, finalize):
 
 
 def test_streaming_chunks_reproduce_emitted_frames(loaded):
-    """Spec §6.3: re-running the prefix with chunk masks + lookahead context recomputes emitted frames."""
+    """docs/cosyvoice2.md §6.3: rerunning the prefix with chunk masks + lookahead context recomputes emitted frames."""
     m, _, _, _, _ = loaded
     tok, ptok, pfeat, emb = _flow_inputs(3, n=100, p=10)
     with torch.no_grad():
@@ -199,7 +199,7 @@ def test_streaming_chunks_reproduce_emitted_frames(loaded):
         final = m.flow_inference(tok, ptok, pfeat, emb, False, True)
     assert first.shape[2] == 80 and second.shape[2] == 180
     torch.testing.assert_close(second[:, :, :80], first, rtol=1e-5, atol=1e-5)
-    # the final full-attention call is allowed to differ (spec §6.3) -- and with random weights it does
+    # the final full-attention call is allowed to differ (docs/cosyvoice2.md §6.3) -- and with random weights it does
     assert not torch.allclose(final[:, :, :80], first, atol=1e-3)
 
 

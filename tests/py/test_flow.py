@@ -1,4 +1,4 @@
-"""Tests of tools/cosyvoice2/flow.py (CausalMaskedDiffWithXvec) against the spec (§4, §6.3, §9).
+"""Tests of tools/cosyvoice2/flow.py (CausalMaskedDiffWithXvec) against docs/cosyvoice2.md (§4, §6.3, §9).
 
 Run: $(tools/torch-venv.sh) -m pytest tests/py/test_flow.py
 """
@@ -55,8 +55,8 @@ def test_full_key_layout_matches_spec_counts(full_config):
     m = flow.build_flow(full_config.flow, torch.device("meta"))
     sd = m.state_dict()
     assert all(v.is_meta for v in m.parameters())
-    assert len(sd) == 1121  # spec §4.5
-    assert sum(v.numel() for v in sd.values()) == 112_549_360  # spec §1/§4.5
+    assert len(sd) == 1121  # docs/cosyvoice2.md §4.5
+    assert sum(v.numel() for v in sd.values()) == 112_549_360  # docs/cosyvoice2.md §1/§4.5
     assert sum(v.numel() for k, v in sd.items() if k.startswith("encoder.")) == 37_831_168
     assert sum(v.numel() for k, v in sd.items() if k.startswith("decoder.estimator.")) == 71_302_480
     assert "decoder.rand_noise" not in sd  # not a checkpoint tensor (§9)
@@ -73,7 +73,7 @@ def test_full_key_layout_matches_key_table(full_config):
 
 def test_full_spec_spot_shapes(full_config):
     got = shapes(flow.build_flow(full_config.flow, torch.device("meta")).state_dict())
-    spec = {  # spec §4.5, verbatim
+    spec = {  # shapes of docs/cosyvoice2.md §4.5
         "input_embedding.weight": (6561, 512),
         "spk_embed_affine_layer.weight": (80, 192),
         "spk_embed_affine_layer.bias": (80,),
@@ -209,7 +209,7 @@ def test_rel_shift_gathers_relative_position():
     assert got.shape == (b, h, t, t)
     for i in range(t):
         for j in range(t):
-            assert torch.equal(got[:, :, i, j], x[:, :, i, t - 1 - i + j])  # spec §4.2 identity
+            assert torch.equal(got[:, :, i, j], x[:, :, i, t - 1 - i + j])  # docs/cosyvoice2.md §4.2 identity
 
 
 def test_chunk_mask():
@@ -279,7 +279,7 @@ def test_negative_tokens_clamp_to_zero(tiny):
 
 def test_cfm_is_cosine_euler_with_cfg(tiny):
     """The CFM equals an independent Euler loop over t_k = 1 - cos(pi/2 k/10), v = 1.7 v_c - 0.7 v_u, with the
-    unconditional branch seeing zero mu, spks and cond (spec §4.3)."""
+    unconditional branch seeing zero mu, spks and cond (docs/cosyvoice2.md §4.3)."""
     tok, ptok, pfeat, emb = inputs(10, 5, seed=6)
     est = tiny.decoder.estimator
     with torch.inference_mode():

@@ -1,4 +1,4 @@
-"""Speaker prompt front ends (spec §7) against float64 numpy references written here, and the
+"""Speaker prompt front ends (docs/cosyvoice2.md §7) against float64 numpy references written here, and the
 recording -> speaker path with small ONNX stand-ins of speech_tokenizer_v2.onnx / campplus.onnx
 (same input/output signature) built in the test with onnx.helper."""
 
@@ -209,7 +209,7 @@ def test_text_tokenizer_uses_blanken_files_and_specials(tiny_bundle):
     assert frontend.encode_text(tok, "Hello world") == [vocab["Hello"], vocab["Ġworld"]]
     assert frontend.encode_text(tok, "<|endofprompt|>[breath]") == [151646, 151647]
     assert frontend.encode_text(tok, "2024") == [vocab[c] for c in "2024"]  # one digit per token
-    # BlankEN drops multi-ideograph merges: Chinese is about one token per character (spec §2.3)
+    # BlankEN drops multi-ideograph merges: Chinese is about one token per character (docs/cosyvoice2.md §2.3)
     assert len(frontend.encode_text(tok, "成功用户")) == 4
 
 

@@ -1,4 +1,4 @@
-"""Tests of tools/cosyvoice2/hift.py (HiFTGenerator) against the spec (§5, §6.3, §9).
+"""Tests of tools/cosyvoice2/hift.py (HiFTGenerator) against docs/cosyvoice2.md (§5, §6.3, §9).
 
 Run: $(tools/torch-venv.sh) -m pytest tests/py/test_hift.py
 """
@@ -59,7 +59,7 @@ def shapes(sd):
 def test_full_official_layout_counts(full_config):
     m = hift.build_hift(full_config.hift, torch.device("meta"))
     official = hift.unfold_weight_norm(m.state_dict(), hift.weight_norm_modules(full_config.hift))
-    assert len(official) == 328  # spec §5.2
+    assert len(official) == 328  # docs/cosyvoice2.md §5.2
     assert sum(v.numel() for v in official.values()) == 20_821_295
     assert len(hift.weight_norm_modules(full_config.hift)) == 82
     assert len(m.state_dict()) == 328 - 82  # one plain weight instead of each g/v pair
@@ -78,7 +78,7 @@ def test_full_layout_matches_key_table(full_config):
 def test_full_spec_spot_shapes(full_config):
     m = hift.build_hift(full_config.hift, torch.device("meta"))
     got = shapes(hift.unfold_weight_norm(m.state_dict(), hift.weight_norm_modules(full_config.hift)))
-    spec = {  # spec §5.2
+    spec = {  # docs/cosyvoice2.md §5.2
         "m_source.l_linear.weight": (1, 9),
         "m_source.l_linear.bias": (1,),
         "conv_pre.parametrizations.weight.original0": (512, 1, 1),
@@ -239,9 +239,9 @@ def test_rng_path_equals_explicit_noise_drawn_in_reference_order(tiny):
 
 
 def test_sinegen2_matches_per_frame_formula(tiny):
-    """SineGen2 sines (noise 0, all voiced) equal the spec's per-frame form: Phi_k = cumsum((f0_k h / 24000) mod 1)
-    * 2 pi, x 480, linearly upsampled x480 with source coordinate (n + 0.5)/480 - 0.5 clamped to [0, T-1],
-    sin, x 0.1 (§5.1 step 3)."""
+    """SineGen2 sines (noise 0, all voiced) equal the per-frame form of docs/cosyvoice2.md §5.1 step 3:
+    Phi_k = cumsum((f0_k h / 24000) mod 1) * 2 pi, x 480, linearly upsampled x480 with source coordinate
+    (n + 0.5)/480 - 0.5 clamped to [0, T-1], sin, x 0.1."""
     frames, h = 6, 9
     f0_frames = torch.tensor([[120.0, 180.0, 95.5, 240.0, 130.25, 300.0]])
     f0 = f0_frames.repeat_interleave(480, dim=1).unsqueeze(-1)  # (1, L, 1), nearest upsampling

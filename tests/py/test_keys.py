@@ -1,5 +1,5 @@
-"""Official key layout: the spec's lists for the released 0.5B configuration, and the modules' state_dicts
-built on the meta device (no weights allocated) against those lists."""
+"""Official key layout: the lists of docs/cosyvoice2.md (§3.2, §4.5, §5.2) for the released 0.5B configuration,
+and the modules' state_dicts built on the meta device (no weights allocated) against those lists."""
 
 from collections import OrderedDict
 
@@ -17,7 +17,7 @@ def meta_state(module):
 
 def test_llm_keys_match_spec_counts(full_config):
     k = keys.llm_keys(full_config.llm)
-    assert len(k) == 295  # spec §3.2
+    assert len(k) == 295  # docs/cosyvoice2.md §3.2
     # 505,803,812 parameters with the tied embedding counted once (§1 size check)
     assert keys.param_count(k) - 151936 * 896 == 505_803_812
     assert k["llm.model.model.embed_tokens.weight"] == (151936, 896)
@@ -33,7 +33,7 @@ def test_llm_keys_match_spec_counts(full_config):
 
 def test_flow_keys_match_spec_counts(full_config):
     k = keys.flow_keys(full_config.flow)
-    assert len(k) == 1121  # spec §4.5
+    assert len(k) == 1121  # docs/cosyvoice2.md §4.5
     assert keys.param_count(k) == 112_549_360
     enc = {n: s for n, s in k.items() if n.startswith("encoder.")}
     est = {n: s for n, s in k.items() if n.startswith("decoder.estimator.")}
@@ -51,7 +51,7 @@ def test_flow_keys_match_spec_counts(full_config):
 
 def test_hift_keys_match_spec_counts(full_config):
     k = keys.hift_keys(full_config.hift)
-    assert len(k) == 328  # spec §5.2
+    assert len(k) == 328  # docs/cosyvoice2.md §5.2
     assert keys.param_count(k) == 20_821_295
     assert k["conv_pre.parametrizations.weight.original0"] == (512, 1, 1)
     assert k["conv_pre.parametrizations.weight.original1"] == (512, 80, 7)

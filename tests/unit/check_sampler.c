@@ -1,5 +1,5 @@
 /* tests/unit/check_sampler.c — PCG32, the multinomial primitive and RAS
- * sampling (spec §3.4/§3.5), with parity against tests/py/sampler_ref.py run
+ * sampling (docs/cosyvoice2.md §3.4/§3.5), with parity against tests/py/sampler_ref.py run
  * in the torch venv (thousands of random logit vectors and histories). */
 #include <check.h>
 #include <errno.h>

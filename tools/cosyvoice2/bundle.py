@@ -1,4 +1,4 @@
-"""Export a CosyVoice2 model directory to a bundle the daemon loads (spec §1, §6.5, §9, §11).
+"""Export a CosyVoice2 model directory to a bundle the daemon loads (docs/cosyvoice2.md §1, §6.5, §8, §9, §11).
 
 DESIGN: one pass, in this order, each step printed: check the directory (a missing file is named),
 read the sizes (config.py), hash the source files, strictly check and load the three checkpoints
@@ -14,7 +14,7 @@ non-checkpoint constants (CFM noise of seed 0, RoPE inverse frequencies, STFT/fa
 buffers. It is scripted, not frozen: freezing would turn weights into graph constants, which the C++
 side could no longer move with ``module.to(device)``; the file is written in the bundle dtype, so a
 plain ``torch::jit::load(path, device)`` is all the daemon does. HiFT always stays float32 (the reference
-runs it outside autocast, spec §6.1); the LLM and flow are cast to the bundle dtype (fp32, fp16 or bf16:
+runs it outside autocast, docs/cosyvoice2.md §6.1); the LLM and flow are cast to the bundle dtype (fp32, fp16 or bf16:
 :data:`DTYPES`), except buffers whose name ends in ``_fp32`` (RoPE frequencies), which stay float32.
 """
 
@@ -48,7 +48,7 @@ DTYPES: Dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, 
 # 0.012-0.015 in bf16, tiny and full sizes; from weights off by 0.001: above 1)
 ZIP_TOLERANCE: Dict[torch.dtype, float] = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 8e-2}
 
-# The CosyVoice2 tokenizer (spec §2.2): 3 specials the BlankEN vocab already has after its base
+# The CosyVoice2 tokenizer (docs/cosyvoice2.md §2.2): 3 specials the BlankEN vocab already has after its base
 # vocabulary, then the additional special tokens the reference adds, in this order.
 BUILTIN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 ADDED_SPECIALS = [
@@ -90,7 +90,7 @@ class CosyVoice2Bundle(nn.Module):
         self.flow = flow
         self.hift = hift
 
-    # ---- LLM (spec §3) ----
+    # ---- LLM (docs/cosyvoice2.md §3) ----
     @torch.jit.export
     def llm_new_cache(self, max_len: int) -> Tuple[Tensor, Tensor]:
         return self.llm.new_cache(max_len, 1)
@@ -127,7 +127,7 @@ class CosyVoice2Bundle(nn.Module):
     def llm_task_embedding(self) -> Tensor:
         return self.llm.task_embedding()
 
-    # ---- flow (spec §4) ----
+    # ---- flow (docs/cosyvoice2.md §4) ----
     def _flow_dtype(self) -> torch.dtype:
         return self.flow.input_embedding.weight.dtype
 
@@ -148,7 +148,7 @@ class CosyVoice2Bundle(nn.Module):
     def flow_decode(self, mu: Tensor, spks: Tensor, prompt_feat: Tensor, streaming: bool) -> Tensor:
         return self.flow.decode(mu, spks, prompt_feat, streaming)
 
-    # ---- HiFT (spec §5), always float32 ----
+    # ---- HiFT (docs/cosyvoice2.md §5), always float32 ----
     @torch.jit.export
     def hift_inference(self, mel: Tensor, cache_source: Tensor) -> Tuple[Tensor, Tensor]:
         return self.hift.inference(mel.to(torch.float32), cache_source.to(torch.float32), None, None)

@@ -3,7 +3,7 @@
 DESIGN: every size comes from the model directory (``cosyvoice2.yaml`` for the CosyVoice parts,
 ``CosyVoice-BlankEN/config.json`` for the Qwen2 backbone), so a fine-tuned or smaller CosyVoice2-shaped
 checkpoint exports with the same code. What the reference hard-codes in its classes (not in the yaml) is
-kept here as the reference's defaults, named once (spec §11): up-encoder depth 4, upsample stride 2, the
+kept here as the reference's defaults, named once (docs/cosyvoice2.md §11): up-encoder depth 4, upsample stride 2, the
 3-token pre-lookahead, 10 CFM steps. The strict loader then cross-checks every size against the
 checkpoint shapes (keys.py lists what the sizes imply; load.py compares).
 
@@ -24,7 +24,7 @@ from .hyperyaml import Tagged
 YAML_NAME = "cosyvoice2.yaml"
 QWEN_DIR = "CosyVoice-BlankEN"
 
-# Reference class defaults that are not in the yaml (spec §4.2, §4.3, §11).
+# Reference class defaults that are not in the yaml (docs/cosyvoice2.md §4.2, §4.3, §11).
 UP_ENCODER_BLOCKS = 4
 UPSAMPLE_STRIDE = 2
 CFM_STEPS = 10

@@ -1,7 +1,7 @@
 """CosyVoice2 flow (``CausalMaskedDiffWithXvec``): speech tokens -> 80-bin mel at 50 Hz.
 
-DESIGN: an inference-only reimplementation written from the spec (shared/docs/cosyvoice2-spec.md §4,
-§6.3, §11) whose module tree reproduces the official ``flow.pt`` key names and shapes exactly (§4.5), so
+DESIGN: an inference-only reimplementation written from docs/cosyvoice2.md (§4, §6.3, §11) whose module tree
+reproduces the official ``flow.pt`` key names and shapes exactly (§4.5), so
 ``load_state_dict(strict=True)`` of the official file works without renaming. Everything is TorchScript
 scriptable (no einops/diffusers/HF code, no **kwargs, no dict attributes); nested ``nn.ModuleList``s
 stand where the reference has ``ModuleList([resnet, transformer_blocks, conv])`` triples, because that
@@ -60,7 +60,7 @@ __all__ = [
     "build_flow",
 ]
 
-# Values of the released CosyVoice2-0.5B configuration (spec §4, §11). Used only for keys that a given
+# Values of the released CosyVoice2-0.5B configuration (docs/cosyvoice2.md §4, §11). Used only for keys that a given
 # config does not carry (the reference hard-codes some of them in its classes: up-encoder depth 4, up
 # stride 2 = token_mel_ratio, 10 CFM steps, noise seed 0 / 15000 frames).
 FLOW_DEFAULTS: Dict[str, Any] = {
@@ -78,7 +78,7 @@ FLOW_DEFAULTS: Dict[str, Any] = {
     "enc_up_blocks": 4,
     "enc_static_chunk_size": 25,
     "enc_key_bias": True,
-    # §4.2 step 4 says the conformer-layer LayerNorms use eps 1e-12 (see the report: two stored
+    # docs/cosyvoice2.md §4.2 step 4: the conformer-layer LayerNorms use eps 1e-12 (§12 item 6: two other stored
     # versions of the reference source have 1e-5 there; the difference is far below fp16 resolution).
     "enc_layer_norm_eps": 1e-12,
     "est_in_channels": 320,

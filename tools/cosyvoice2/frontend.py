@@ -1,4 +1,4 @@
-"""Speaker prompt extraction (spec §7): a reference recording + its transcript -> a saved speaker.
+"""Speaker prompt extraction (docs/cosyvoice2.md §7): a reference recording + its transcript -> a saved speaker.
 
 DESIGN: the reference computes four things from a prompt recording, each with a different front end;
 all four are rebuilt here in plain torch so no torchaudio/librosa/whisper is needed, with the exact

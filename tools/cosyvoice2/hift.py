@@ -1,7 +1,7 @@
 """CosyVoice2 vocoder (``HiFTGenerator``: NSF source + iSTFTNet): 80-bin mel at 50 Hz -> 24 kHz waveform.
 
-DESIGN: an inference-only reimplementation written from the spec (shared/docs/cosyvoice2-spec.md §5,
-§6.3, §9, §11), TorchScript-scriptable, with plain (folded) convolution weights. The module tree has the
+DESIGN: an inference-only reimplementation written from docs/cosyvoice2.md (§5, §6.3, §9, §11),
+TorchScript-scriptable, with plain (folded) convolution weights. The module tree has the
 official ``hift.pt`` names; the only difference is weight norm: the official file stores every
 weight-normed conv as ``<name>.parametrizations.weight.original0`` (g) / ``.original1`` (v) (or the
 legacy ``<name>.weight_g`` / ``.weight_v``), and this module has ``<name>.weight``.
@@ -56,7 +56,7 @@ __all__ = [
     "build_hift",
 ]
 
-# The released CosyVoice2-0.5B values (spec §5); used only for keys a given config does not carry.
+# The released CosyVoice2-0.5B values (docs/cosyvoice2.md §5); used only for keys a given config does not carry.
 HIFT_DEFAULTS: Dict[str, Any] = {
     "in_channels": 80,
     "base_channels": 512,

@@ -1,10 +1,10 @@
 """The official key lists and shapes of ``llm.pt``, ``flow.pt`` and ``hift.pt``, derived from a config.
 
-DESIGN: these lists are written from the spec (§3.2, §4.5, §5.2), independently of the module code,
-so they are the yardstick for both sides: the strict loader (load.py) compares a checkpoint against them,
+DESIGN: these lists are written from the key tables of docs/cosyvoice2.md (§3.2, §4.5, §5.2), independently of the
+module code, so they are the yardstick for both sides: the strict loader (load.py) compares a checkpoint against them,
 and the tests compare the modules' ``state_dict()`` against them. For the released configuration they
-give exactly 295 / 1,121 / 328 tensors (the spec's counts). Order follows the reference modules'
-registration order (not required by the loader, but it keeps diffs readable).
+give exactly 295 / 1,121 / 328 tensors (the counts of docs/cosyvoice2.md §1). Order follows the reference
+modules' registration order (not required by the loader, but it keeps diffs readable).
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def hift_keys(cfg: HiftConfig, style: str = "parametrizations") -> "OrderedDict[
     _wn_conv(k, "conv_pre", base, cfg.in_channels, 7, style)
     for i, (u, ks) in enumerate(zip(cfg.upsample_rates, cfg.upsample_kernel_sizes)):
         _wn_conv(k, f"ups.{i}", base // 2 ** (i + 1), base // 2**i, ks, style, transpose=True)
-    # source_downs: cumulative down rates of the later stages, reversed (spec §5.1: k30 s15, k6 s3, k1)
+    # source_downs: cumulative down rates of the later stages, reversed (docs/cosyvoice2.md §5.1: k30 s15, k6 s3, k1)
     down = [1] + list(cfg.upsample_rates[::-1][:-1])
     cum = []
     acc = 1

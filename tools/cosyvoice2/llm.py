@@ -1,4 +1,4 @@
-"""Qwen2LM (spec §3): a Qwen2 decoder with a static KV cache plus the three CosyVoice tables.
+"""Qwen2LM (docs/cosyvoice2.md §3): a Qwen2 decoder with a static KV cache plus the three CosyVoice tables.
 
 DESIGN: Hugging Face's Qwen2 is not scriptable, so the backbone is rewritten in plain torch with the
 same parameter names (the module tree mirrors ``llm.model.model.*`` so a checkpoint loads without
@@ -11,7 +11,7 @@ allocated once by :meth:`Qwen2LM.new_cache` and written in place: a request owns
 holds no per-request state, so one loaded module serves concurrent requests. :meth:`prefill` runs the
 prompt, :meth:`decode_one` one new speech token; :meth:`step_embeds` is the general form (any
 embeddings at any start position: bistream text chunks). Sampling (RAS, min/max length, stop set) stays
-with the caller (spec §6.5). The tied ``lm_head`` is never used by CosyVoice, so it is not a parameter
+with the caller (docs/cosyvoice2.md §6.5). The tied ``lm_head`` is never used by CosyVoice, so it is not a parameter
 here (the loader checks and drops it).
 """
 

@@ -1,4 +1,5 @@
-"""Strict loading of the official ``llm.pt`` / ``flow.pt`` / ``hift.pt`` state_dicts (spec §3.2, §4.5, §5.2, §9).
+"""Strict loading of the official ``llm.pt`` / ``flow.pt`` / ``hift.pt`` state_dicts
+(docs/cosyvoice2.md §3.2, §4.5, §5.2, §9).
 
 DESIGN: a checkpoint is first compared against the key list that the model directory's own config
 implies (keys.py): every missing, extra or mis-shaped key is reported by name with both shapes, so a

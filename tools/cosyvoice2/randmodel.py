@@ -3,9 +3,9 @@
 DESIGN: random bundles must take exactly the path official files take, so this writes what the
 release ships (``cosyvoice2.yaml``, ``CosyVoice-BlankEN/{config.json, vocab.json, merges.txt,
 tokenizer_config.json}``, ``llm.pt``, ``flow.pt``, ``hift.pt``, ``spk2info.pt``) and nothing else; the
-exporter then reads it like the real thing. The tensors are generated from the spec's key lists
-(keys.py), not from this project's modules, so a module whose names drift from the official layout
-fails the strict loader instead of silently agreeing with itself. Checkpoint details follow the
+exporter then reads it like the real thing. The tensors are generated from the official key lists
+(keys.py, docs/cosyvoice2.md §9), not from this project's modules, so a module whose names drift from the
+official layout fails the strict loader instead of silently agreeing with itself. Checkpoint details follow the
 release: float32, ``lm_head`` sharing the storage of ``embed_tokens`` (stored once), HiFT weight norm
 kept as ``parametrizations.weight.original0/1`` (or legacy ``weight_g/weight_v`` on request).
 

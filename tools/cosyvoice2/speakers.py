@@ -1,4 +1,4 @@
-"""Saved speakers of a bundle: one safetensors file per speaker (spec §7.5).
+"""Saved speakers of a bundle: one safetensors file per speaker (docs/cosyvoice2.md §7.5).
 
 DESIGN: a speaker is exactly the cached zero-shot model input of the reference (``spk2info`` entry)
 minus what is per request: prompt text ids, prompt speech tokens, prompt mel and the 192-d embedding.
