@@ -308,12 +308,12 @@ valgrind-run: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok
 	  CK_RUN_SUITE=$$s CVTEST_BIN=$(DAEMON) CVTEST_VALGRIND=1 PROMTOOL=$(PROMTOOL) \
 	    CK_DEFAULT_TIMEOUT=600 $(INTEG_BIN); done
 
-C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null; ls tests/*/*.c tests/*/*.h */*.c */*.h 2>/dev/null) 
+C_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' '*.cpp' 2>/dev/null | grep -v '^build/')
 lint:
 	@bash tools/lint.sh
 
 format:
-	@clang-format -i $(sort $(C_FILES) $(wildcard engine/*/*.cpp))
+	@clang-format -i $(sort $(C_FILES))
 
 clean:
 	rm -rf build

@@ -1,48 +1,78 @@
 /* common/utf8.c — byte-level UTF-8 checks, no locale involved. */
 #include "common/utf8.h"
 
+/* Length of the valid UTF-8 sequence at s[0..n) (1..4), or 0 with *bad set to
+ * the length of the maximal invalid subpart (>= 1). */
+size_t utf8_seq(const uint8_t *s, size_t n, size_t *bad)
+{
+	uint8_t c = s[0];
+	size_t need;
+	uint8_t lo = 0x80, hi = 0xBF;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		need = 1;
+	else if (c >= 0xE0 && c <= 0xEF) {
+		need = 2;
+		if (c == 0xE0)
+			lo = 0xA0;
+		else if (c == 0xED)
+			hi = 0x9F;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		need = 3;
+		if (c == 0xF0)
+			lo = 0x90;
+		else if (c == 0xF4)
+			hi = 0x8F;
+	} else {
+		*bad = 1;
+		return 0;
+	}
+	for (size_t i = 1; i <= need; i++) {
+		uint8_t lim_lo = (i == 1) ? lo : 0x80, lim_hi = (i == 1) ? hi : 0xBF;
+		if (i >= n || s[i] < lim_lo || s[i] > lim_hi) {
+			*bad = i;
+			return 0;
+		}
+	}
+	return need + 1;
+}
+
 int utf8_validate(const char *str, size_t len, size_t *bad_offset)
 {
-	const unsigned char *s = (const unsigned char *)str;
+	const uint8_t *s = (const uint8_t *)str;
 	size_t i = 0;
-
 	while (i < len) {
-		unsigned char c = s[i];
-		size_t need;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			cp = c & 0x07;
-		} else {
-			goto bad;
+		size_t bad, k = s[i] < 0x80 ? 1 : utf8_seq(s + i, len - i, &bad);
+		if (!k) {
+			if (bad_offset)
+				*bad_offset = i;
+			return 0;
 		}
-		if (len - i <= need)
-			goto bad;
-		for (size_t k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				goto bad;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			goto bad;
-		i += need + 1;
+		i += k;
 	}
 	return 1;
-bad:
-	if (bad_offset)
-		*bad_offset = i;
-	return 0;
+}
+
+/* Decoding valid UTF-8 (checked before): no bounds or continuation checks. */
+uint32_t utf8_decode_valid(const uint8_t *s, size_t *n)
+{
+	uint8_t c = s[0];
+	if (c < 0x80) {
+		*n = 1;
+		return c;
+	}
+	if (c < 0xE0) {
+		*n = 2;
+		return ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
+	}
+	if (c < 0xF0) {
+		*n = 3;
+		return ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+	}
+	*n = 4;
+	return ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
+	       ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
 }
 
 size_t utf8_count(const char *str, size_t len)

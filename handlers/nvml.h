@@ -20,8 +20,8 @@
  * after nvml_open(), so nvml_read() and nvml_device_name() may be called
  * from any number of threads at once. nvml_close() must not race with them.
  */
-#ifndef CV_ENGINE_NVML_H
-#define CV_ENGINE_NVML_H
+#ifndef CV_HANDLERS_NVML_H
+#define CV_HANDLERS_NVML_H
 
 #include <stddef.h>
 

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "common/buf.h"
+#include "common/utf8.h"
 #include "common/err.h"
 #include "common/mem.h"
 #include "engine/text/numwords.h"
@@ -486,7 +487,7 @@ int frontend_run(const struct frontend *f, const char *text, size_t len, int nor
 		return CV_EINVAL;
 	}
 	size_t bad;
-	if (tokenizer_utf8_check(text, len, &bad)) {
+	if (!utf8_validate(text, len, &bad)) {
 		snprintf(err, errlen, "text is not valid UTF-8 (byte offset %zu)", bad);
 		return CV_EINVAL;
 	}

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/utf8.h"
 #include "common/mem.h"
 #include "engine/text/tokenizer_pretok.h"
 
@@ -158,63 +159,6 @@ static int read_file(const char *path, char **data, size_t *len, char *err, size
 }
 
 /* ---- UTF-8 ---- */
-
-/* Length of the valid UTF-8 sequence at s[0..n) (1..4), or 0 with *bad set to
- * the length of the maximal invalid subpart (>= 1). */
-static size_t utf8_seq(const uint8_t *s, size_t n, size_t *bad)
-{
-	uint8_t c = s[0];
-	size_t need;
-	uint8_t lo = 0x80, hi = 0xBF;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		need = 1;
-	else if (c >= 0xE0 && c <= 0xEF) {
-		need = 2;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		need = 3;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else {
-		*bad = 1;
-		return 0;
-	}
-	for (size_t i = 1; i <= need; i++) {
-		uint8_t lim_lo = (i == 1) ? lo : 0x80, lim_hi = (i == 1) ? hi : 0xBF;
-		if (i >= n || s[i] < lim_lo || s[i] > lim_hi) {
-			*bad = i;
-			return 0;
-		}
-	}
-	return need + 1;
-}
-
-int tokenizer_utf8_check(const char *text, size_t len, size_t *bad_off)
-{
-	const uint8_t *s = (const uint8_t *)text;
-	size_t i = 0;
-	while (i < len) {
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		size_t bad, k = utf8_seq(s + i, len - i, &bad);
-		if (!k) {
-			if (bad_off)
-				*bad_off = i;
-			return CV_EINVAL;
-		}
-		i += k;
-	}
-	return CV_OK;
-}
 
 /* ---- loading ---- */
 
@@ -361,7 +305,7 @@ static int vr_string(struct vreader *r, const char **key, size_t *len)
 	*o++ = '\0';
 	*key = out;
 	r->used += (size_t)(o - out);
-	return tokenizer_utf8_check(out, *len, NULL) == CV_OK ? 0 : -1;
+	return utf8_validate(out, *len, NULL) ? 0 : -1;
 }
 
 static int load_vocab(struct tokenizer *t, const char *dir, char *err, size_t errlen)
@@ -457,7 +401,7 @@ static int load_vocab(struct tokenizer *t, const char *dir, char *err, size_t er
 		size_t kl = t->key_off[id + 1] - t->key_off[id], p = 0;
 		while (p < kl) {
 			size_t bad, sl = utf8_seq(k + p, kl - p, &bad);
-			uint32_t cp = sl ? tokenizer_utf8_decode(k + p, &sl) : UINT32_MAX;
+			uint32_t cp = sl ? utf8_decode_valid(k + p, &sl) : UINT32_MAX;
 			if (cp >= 324 || cp2byte[cp] < 0) {
 				cv_errf(err, errlen, "%s: token %zu is not byte-level BPE text", path, id);
 				rc = CV_EINVAL;
@@ -594,7 +538,7 @@ static int add_token(struct tokenizer *t, const char *content, json_int_t id, in
 {
 	size_t len = strlen(content);
 	if (len == 0 || len > MAX_TOKEN_BYTES || id < 0 || id >= (1 << 24) ||
-	    tokenizer_utf8_check(content, len, NULL) != CV_OK) {
+	    !utf8_validate(content, len, NULL)) {
 		cv_errf(err, errlen, "%s: bad added token \"%.64s\"", src, content);
 		return CV_EINVAL;
 	}
@@ -636,7 +580,7 @@ static int add_token(struct tokenizer *t, const char *content, json_int_t id, in
 	byte_level_map(byte2cp, cp2byte);
 	for (size_t p = 0; p < len;) {
 		size_t n;
-		uint32_t cp = tokenizer_utf8_decode((const uint8_t *)content + p, &n);
+		uint32_t cp = utf8_decode_valid((const uint8_t *)content + p, &n);
 		if (cp >= 324 || cp2byte[cp] < 0) {
 			memcpy(a->dec, content, len);
 			a->dec_len = len;
@@ -1043,7 +987,7 @@ static size_t white_at(const uint8_t *s, size_t len, size_t i)
 	if (i >= len)
 		return 0;
 	size_t n;
-	uint32_t cp = tokenizer_utf8_decode(s + i, &n);
+	uint32_t cp = utf8_decode_valid(s + i, &n);
 	enum tok_class c = tokenizer_pretok_class(cp);
 	return (c == TOK_CLASS_S || c == TOK_CLASS_NL) ? n : 0;
 }
@@ -1105,7 +1049,7 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, in
 		return CV_E2BIG;
 	}
 	size_t bad;
-	if (tokenizer_utf8_check(text, len, &bad) != CV_OK) {
+	if (!utf8_validate(text, len, &bad)) {
 		cv_errf(err, errlen, "invalid UTF-8 at byte offset %zu", bad);
 		return CV_EINVAL;
 	}

@@ -77,8 +77,4 @@ size_t tokenizer_vocab_size(const struct tokenizer *t);
  * vocab.json key (byte-level form, e.g. "Ġhello"); CV_ENOTFOUND if none. */
 int tokenizer_token_id(const struct tokenizer *t, const char *token);
 
-/* Checks that s[0..len) is valid UTF-8; on failure returns CV_EINVAL and
- * stores the offset of the first invalid byte in *bad_off. */
-int tokenizer_utf8_check(const char *s, size_t len, size_t *bad_off);
-
 #endif

@@ -30,26 +30,7 @@
 #include <utf8proc.h>
 
 #include "common/err.h"
-
-uint32_t tokenizer_utf8_decode(const uint8_t *s, size_t *n)
-{
-	uint8_t c = s[0];
-	if (c < 0x80) {
-		*n = 1;
-		return c;
-	}
-	if (c < 0xE0) {
-		*n = 2;
-		return ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
-	}
-	if (c < 0xF0) {
-		*n = 3;
-		return ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-	}
-	*n = 4;
-	return ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
-	       ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
-}
+#include "common/utf8.h"
 
 /* ASCII classes, precomputed. */
 static const uint8_t ascii_class[128] = {
@@ -365,7 +346,7 @@ int tokenizer_nfc(const uint8_t *s, size_t len, uint8_t **out, size_t *out_len)
 			continue;
 		}
 		size_t n;
-		uint32_t cp = tokenizer_utf8_decode(s + pos, &n);
+		uint32_t cp = utf8_decode_valid(s + pos, &n);
 		if (tokenizer_nfc_inert(cp)) {
 			last_inert = pos;
 		} else {
@@ -389,7 +370,7 @@ int tokenizer_nfc(const uint8_t *s, size_t len, uint8_t **out, size_t *out_len)
 	size_t span = a;
 	for (pos = a; pos < b && rc == CV_OK;) {
 		size_t n;
-		uint32_t cp = tokenizer_utf8_decode(s + pos, &n);
+		uint32_t cp = utf8_decode_valid(s + pos, &n);
 		if (cp >= 0x7FD && tokenizer_nfc_unknown(cp)) {
 			rc = out_put_nfc(&o, s + span, pos - span);
 			if (rc == CV_OK)
@@ -422,7 +403,7 @@ static int class_at(const uint8_t *s, size_t len, size_t pos, size_t *n)
 		*n = 1;
 		return ascii_class[s[pos]];
 	}
-	return (int)tokenizer_pretok_class(tokenizer_utf8_decode(s + pos, n));
+	return (int)tokenizer_pretok_class(utf8_decode_valid(s + pos, n));
 }
 
 static size_t letter_run_end(const uint8_t *s, size_t len, size_t pos)

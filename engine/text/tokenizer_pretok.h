@@ -1,6 +1,6 @@
 /* engine/text/tokenizer_pretok.h — internal pieces of the tokenizer (not an API
  * for other modules): UTF-8 helpers, NFC, and the Qwen2 pre-tokenizer scanner.
- * Everything here takes *valid* UTF-8 (checked by tokenizer_utf8_check()). */
+ * Everything here takes *valid* UTF-8 (checked by utf8_validate(), common/utf8.h). */
 #ifndef CV_ENGINE_TOKENIZER_PRETOK_H
 #define CV_ENGINE_TOKENIZER_PRETOK_H
 
@@ -19,7 +19,6 @@ enum tok_class {
 enum tok_class tokenizer_pretok_class(uint32_t cp);
 
 /* Decodes one code point of valid UTF-8 at s[0..]; *n gets its byte length. */
-uint32_t tokenizer_utf8_decode(const uint8_t *s, size_t *n);
 
 /* Nonzero when cp alone is known to be NFC-inert: NFC quick-check Yes,
  * combining class 0 and never the second element of a composition. A string

@@ -8,8 +8,7 @@
  * libopusenc records that rate in OpusHead as the original rate and resamples
  * to 48 kHz internally (Speex, quality 5), so players see the requested rate.
  *
- * Debian 12 ships libopusenc 0.2.1, whose pitfalls are handled here (see
- * engineering-notes.md B2):
+ * Debian 12 ships libopusenc 0.2.1, whose pitfalls are handled here:
  *  - frame_size_request is left uninitialised (valgrind): set
  *    OPUS_SET_EXPERT_FRAME_DURATION(OPUS_FRAMESIZE_20_MS) right after create;
  *  - draining with zero samples written asserts at 48 kHz: if nothing was

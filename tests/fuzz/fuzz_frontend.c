@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/utf8.h"
 #include "engine/text/frontend.h"
 #include "engine/text/numwords.h"
 #include "engine/text/split.h"
@@ -35,7 +36,7 @@ static void check_result(const struct frontend_result *r, int rc, const char *er
 	}
 	for (size_t i = 0; i < r->n; i++) {
 		size_t bad;
-		if (!r->s[i].text || tokenizer_utf8_check(r->s[i].text, strlen(r->s[i].text), &bad) != CV_OK)
+		if (!r->s[i].text || !utf8_validate(r->s[i].text, strlen(r->s[i].text), &bad))
 			abort();
 	}
 }

@@ -2,7 +2,7 @@
  *
  * Test helper with no Check dependency (libc + common/ only), so unit and
  * integration suites can share it. promtool 2.42 does not catch histogram
- * or grouping mistakes (docs/engineering-notes.md B4), so this checks them:
+ * or grouping mistakes, so this checks them:
  *   - the text is non-empty, has no NUL/CR, and ends with '\n';
  *   - every line is a comment, `# HELP name text`, `# TYPE name type` or a
  *     sample `name{labels} value [timestamp]` that parses (label values

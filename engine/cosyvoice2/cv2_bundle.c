@@ -1,0 +1,474 @@
+/* engine/cosyvoice2/cv2_bundle.c — opening a bundle: the manifest (format, versions, the sha256 of every
+ * file) is checked before anything loads, then the frontend, the speakers and the model (docs/cosyvoice2.md
+ * §8). */
+#include "engine/cosyvoice2/cv2_impl.h"
+
+/* dir + "/" + rel into dst; CV_E2BIG when it does not fit. */
+static int cv2_path(char *dst, size_t cap, const char *dir, const char *rel)
+{
+	int n = snprintf(dst, cap, "%s/%s", dir, rel);
+	return n < 0 || (size_t)n >= cap ? CV_E2BIG : CV_OK;
+}
+
+static int cv2_json_size(json_t *obj, const char *a, const char *b, size_t *out, const char *path, char *err,
+			 size_t errlen)
+{
+	json_t *v = json_object_get(obj, a);
+	if (v && b)
+		v = json_object_get(v, b);
+	if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+		cv_errf(err, errlen,
+			"%s: missing or bad \"%s%s%s\" (re-export the bundle with tools/export.py)", path, a,
+			b ? "." : "", b ? b : "");
+		return CV_EINVAL;
+	}
+	*out = (size_t)json_integer_value(v);
+	return CV_OK;
+}
+
+/* Hash every file the manifest lists and compare sizes and sha256. */
+static int cv2_check_files(const char *dir, json_t *files, const char *mpath, char *err, size_t errlen)
+{
+	const char *rel;
+	json_t *info;
+	char path[CV2_PATH_MAX], hex[SHA256_HEX_LEN + 1], herr[256];
+
+	if (!json_is_object(files) || json_object_size(files) == 0) {
+		cv_errf(err, errlen, "%s: no \"files\" table (re-export the bundle with tools/export.py)",
+			mpath);
+		return CV_EINVAL;
+	}
+	json_object_foreach(files, rel, info)
+	{
+		const char *want = json_string_value(json_object_get(info, "sha256"));
+		json_t *bytes = json_object_get(info, "bytes");
+		struct stat st;
+		int rc;
+
+		if (strstr(rel, "..") || rel[0] == '/') {
+			cv_errf(err, errlen, "%s: file entry '%s' leaves the bundle", mpath, rel);
+			return CV_EINVAL;
+		}
+		if (cv2_path(path, sizeof path, dir, rel) != CV_OK || stat(path, &st) != 0) {
+			cv_errf(
+			    err, errlen,
+			    "missing file: %s (the bundle is incomplete: re-export it with `make bundle`)",
+			    path);
+			return CV_EIO;
+		}
+		if (json_is_integer(bytes) && (json_int_t)st.st_size != json_integer_value(bytes)) {
+			cv_errf(
+			    err, errlen,
+			    "size mismatch: %s has %lld bytes, the manifest says %lld (file changed after "
+			    "export: re-export the bundle)",
+			    path, (long long)st.st_size, (long long)json_integer_value(bytes));
+			return CV_EINVAL;
+		}
+		rc = sha256_file_hex(path, hex, herr, sizeof herr);
+		if (rc != CV_OK) {
+			cv_errf(err, errlen, "%s", herr);
+			return rc;
+		}
+		if (!want || strcmp(want, hex) != 0) {
+			cv_errf(
+			    err, errlen,
+			    "sha256 mismatch: %s (manifest %.12s..., file %.12s...): the file changed after "
+			    "export; re-export the bundle (make bundle) or restore the file",
+			    path, want ? want : "(none)", hex);
+			return CV_EINVAL;
+		}
+	}
+	return CV_OK;
+}
+
+static void cv2_speaker_clear(struct cv2_speaker *s)
+{
+	free(s->id);
+	free(s->name);
+	if (s->owner) {
+		free(s->prompt_text);
+		free(s->prompt_tokens);
+		free(s->prompt_mel);
+		free(s->embedding);
+	}
+	memset(s, 0, sizeof *s);
+}
+
+static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, struct cv2_speaker *s,
+			    char *err, size_t errlen)
+{
+	char path[CV2_PATH_MAX], e2[256];
+	struct safetensors *st = NULL;
+	int64_t shape[SAFETENSORS_MAX_DIMS];
+	int64_t any1[1] = {-1}, mel_shape[2] = {-1, (int64_t)m->mel_bins},
+		emb_shape[1] = {(int64_t)m->spk_dim};
+	const char *fmt;
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	s->owner = 1;
+	if (cv2_path(path, sizeof path, m->dir, rel) != CV_OK) {
+		cv_errf(err, errlen, "speaker '%s': path too long", name);
+		return CV_E2BIG;
+	}
+	rc = safetensors_open(path, NULL, &st, e2, sizeof e2);
+	if (rc != CV_OK)
+		goto fail;
+	fmt = safetensors_metadata(st, "format");
+	if (!fmt || strcmp(fmt, "cosyvoiced-speaker") != 0) {
+		snprintf(e2, sizeof e2, "not a cosyvoiced-speaker file (metadata format '%s')",
+			 fmt ? fmt : "");
+		rc = CV_EINVAL;
+		goto fail;
+	}
+	rc = safetensors_read_i32(st, "prompt_text", 1, any1, &s->prompt_text, shape, e2, sizeof e2);
+	if (rc != CV_OK)
+		goto fail;
+	s->n_prompt_text = (size_t)shape[0];
+	rc = safetensors_read_i32(st, "prompt_speech_tokens", 1, any1, &s->prompt_tokens, shape, e2,
+				  sizeof e2);
+	if (rc != CV_OK)
+		goto fail;
+	s->n_prompt_tokens = (size_t)shape[0];
+	rc = safetensors_read_f32(st, "prompt_mel", 2, mel_shape, &s->prompt_mel, shape, e2, sizeof e2);
+	if (rc != CV_OK)
+		goto fail;
+	s->n_prompt_mel = (size_t)shape[0];
+	rc = safetensors_read_f32(st, "embedding", 1, emb_shape, &s->embedding, shape, e2, sizeof e2);
+	if (rc != CV_OK)
+		goto fail;
+	if (s->n_prompt_mel != 2 * s->n_prompt_tokens) {
+		snprintf(e2, sizeof e2, "prompt_mel has %zu frames for %zu prompt tokens (want 2 per token)",
+			 s->n_prompt_mel, s->n_prompt_tokens);
+		rc = CV_EINVAL;
+		goto fail;
+	}
+	for (size_t i = 0; i < s->n_prompt_tokens; i++) {
+		if (s->prompt_tokens[i] < 0 || (size_t)s->prompt_tokens[i] >= SAMPLER_SPEECH_TOKENS) {
+			snprintf(e2, sizeof e2, "prompt speech token %d out of range", s->prompt_tokens[i]);
+			rc = CV_EINVAL;
+			goto fail;
+		}
+	}
+	s->sft = s->n_prompt_tokens == 0;
+	s->name = xstrdup(name);
+	s->id = xstrdup(name);
+	safetensors_free(st);
+	return CV_OK;
+fail:
+	cv_errf(err, errlen, "speaker '%s' (%s): %s (re-add it with tools/add_speaker.py)", name, path, e2);
+	safetensors_free(st);
+	cv2_speaker_clear(s);
+	return rc;
+}
+
+static int cv2_speaker_cmp(const void *a, const void *b)
+{
+	const struct cv2_speaker *x = a, *y = b;
+	return strcmp(x->id, y->id);
+}
+
+static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *default_id, char *err, size_t errlen)
+{
+	const char *name;
+	json_t *rel;
+	size_t cap, n = 0;
+	int rc;
+
+	if (!json_is_object(spk) || json_object_size(spk) == 0) {
+		cv_errf(err, errlen,
+			"%s/manifest.json: the bundle has no speakers (add one with tools/add_speaker.py)",
+			m->dir);
+		return CV_EINVAL;
+	}
+	cap = 2 * json_object_size(spk);
+	m->spk = xcalloc(cap, sizeof *m->spk);
+	json_object_foreach(spk, name, rel)
+	{
+		if (!json_is_string(rel)) {
+			cv_errf(err, errlen, "%s/manifest.json: speaker '%s' has no file", m->dir, name);
+			return CV_EINVAL;
+		}
+		rc = cv2_speaker_load(m, name, json_string_value(rel), &m->spk[n], err, errlen);
+		if (rc != CV_OK)
+			return rc;
+		m->n_spk = ++n;
+	}
+	/* Cross-lingual variants of the zero-shot voices share the arrays. */
+	for (size_t i = 0, base = n; i < base; i++) {
+		struct cv2_speaker *s = &m->spk[i], *x;
+		size_t len;
+		if (s->sft)
+			continue;
+		x = &m->spk[n++];
+		*x = *s;
+		x->owner = 0;
+		x->cross_lingual = 1;
+		x->name = xstrdup(s->name);
+		len = strlen(s->name) + sizeof COSYVOICE2_XL_SUFFIX;
+		x->id = xmalloc(len);
+		snprintf(x->id, len, "%s%s", s->name, COSYVOICE2_XL_SUFFIX);
+		m->n_spk = n;
+	}
+	m->n_spk = n;
+	qsort(m->spk, n, sizeof *m->spk, cv2_speaker_cmp);
+	m->espk = xcalloc(n, sizeof *m->espk);
+	for (size_t i = 0; i < n; i++) {
+		m->espk[i].id = m->spk[i].id;
+		m->espk[i].name = m->spk[i].id;
+		m->espk[i].language = "multi";
+	}
+	m->default_spk = 0;
+	if (default_id && default_id[0]) {
+		size_t i;
+		for (i = 0; i < n && strcmp(m->spk[i].id, default_id) != 0; i++)
+			;
+		if (i == n) {
+			cv_errf(err, errlen, "default speaker '%s' is not in the bundle %s", default_id,
+				m->dir);
+			return CV_ENOTFOUND;
+		}
+		m->default_spk = i;
+	} else {
+		/* Prefer a zero-shot voice (full prompt) as the default. */
+		for (size_t i = 0; i < n; i++) {
+			if (!m->spk[i].sft && !m->spk[i].cross_lingual) {
+				m->default_spk = i;
+				break;
+			}
+		}
+	}
+	return CV_OK;
+}
+
+const struct cv2_speaker *cv2_speaker_find(const struct cv2 *m, const char *id)
+{
+	if (!id || !id[0])
+		return &m->spk[m->default_spk];
+	for (size_t i = 0; i < m->n_spk; i++)
+		if (strcmp(m->spk[i].id, id) == 0)
+			return &m->spk[i];
+	for (size_t i = 0; i < m->n_spk; i++)
+		if (strcasecmp(m->spk[i].id, id) == 0)
+			return &m->spk[i];
+	return NULL;
+}
+
+void cv2_free(struct cv2 *m)
+{
+	if (!m)
+		return;
+	torch_runtime_free(m->rt);
+	frontend_free(m->fe);
+	for (size_t i = 0; i < m->n_spk; i++)
+		cv2_speaker_clear(&m->spk[i]);
+	/* entries past n_spk may hold a half-loaded speaker: cleared on failure */
+	free(m->spk);
+	free(m->espk);
+	free(m->logp);
+	cv2_hift_cache_free(&m->hc);
+	free(m);
+}
+
+int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_t errlen)
+{
+	char mpath[CV2_PATH_MAX], path[CV2_PATH_MAX];
+	json_error_t je;
+	json_t *man = NULL, *v;
+	struct cv2 *m = NULL;
+	const char *s, *dtype;
+	size_t fv;
+	int rc = CV_EINVAL;
+	int64_t t0 = clock_now_ns(), t1;
+
+	*out = NULL;
+	if (!cfg || !cfg->model_dir || !cfg->model_dir[0]) {
+		cv_errf(err, errlen,
+			"cosyvoice2 needs a bundle directory (--model-dir DIR; make one with `make bundle`)");
+		return CV_EINVAL;
+	}
+	m = xcalloc(1, sizeof *m);
+	cv_strlcpy(m->dir, cfg->model_dir, sizeof m->dir);
+	if (cv2_path(mpath, sizeof mpath, m->dir, "manifest.json") != CV_OK) {
+		cv_errf(err, errlen, "bundle directory name too long");
+		goto fail;
+	}
+	{
+		struct stat st;
+		if (stat(m->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			cv_errf(err, errlen, "bundle directory %s: %s", m->dir,
+				errno ? strerror(errno) : "not a directory");
+			rc = CV_EIO;
+			goto fail;
+		}
+		if (stat(mpath, &st) != 0) {
+			cv_errf(err, errlen,
+				"missing file: %s (not a CosyVoice2 bundle: export one with `make bundle "
+				"SRC=<model dir> OUT=%s`)",
+				mpath, m->dir);
+			rc = CV_EIO;
+			goto fail;
+		}
+	}
+	man = json_load_file(mpath, JSON_REJECT_DUPLICATES, &je);
+	if (!man || !json_is_object(man)) {
+		cv_errf(err, errlen, "%s: invalid JSON (line %d: %s); re-export the bundle", mpath, je.line,
+			je.text);
+		goto fail;
+	}
+	s = json_string_value(json_object_get(man, "format"));
+	v = json_object_get(man, "format_version");
+	if (!s || strcmp(s, COSYVOICE2_FORMAT) != 0) {
+		cv_errf(err, errlen, "%s: format '%s' is not %s (not a bundle written by tools/export.py)",
+			mpath, s ? s : "(none)", COSYVOICE2_FORMAT);
+		goto fail;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) != COSYVOICE2_FORMAT_VERSION) {
+		cv_errf(
+		    err, errlen,
+		    "%s: bundle format_version %s; this daemon reads version %d: re-export the bundle with "
+		    "this release's tools/export.py (make bundle)",
+		    mpath, json_is_integer(v) ? "is not 1" : "(missing)", COSYVOICE2_FORMAT_VERSION);
+		goto fail;
+	}
+	s = json_string_value(json_object_get(man, "torch_version"));
+	{
+		const char *have = torch_runtime_build_version();
+		if (!s || (have[0] && !torch_runtime_version_matches(s))) {
+			cv_errf(
+			    err, errlen,
+			    "%s: written by torch %s but this daemon's libtorch plugin is built for torch "
+			    "%s: re-export the bundle with that torch (make bundle ..., or the host's "
+			    "python3 tools/export.py)",
+			    mpath, s ? s : "(unknown)", have);
+			goto fail;
+		}
+	}
+	dtype = json_string_value(json_object_get(man, "dtype"));
+	if (!dtype ||
+	    (strcmp(dtype, "fp32") != 0 && strcmp(dtype, "fp16") != 0 && strcmp(dtype, "bf16") != 0)) {
+		cv_errf(err, errlen, "%s: dtype '%s' (want fp32, fp16 or bf16)", mpath,
+			dtype ? dtype : "(none)");
+		goto fail;
+	}
+	snprintf(m->dtype, sizeof m->dtype, "%s", dtype);
+	if ((rc = cv2_json_size(man, "sample_rate", NULL, &fv, mpath, err, errlen)) != CV_OK)
+		goto fail;
+	m->sample_rate = (int)fv;
+	if ((rc = cv2_json_size(man, "tokens", "speech_vocab", &m->vocab, mpath, err, errlen)) != CV_OK ||
+	    (rc = cv2_json_size(man, "flow", "mel_bins", &m->mel_bins, mpath, err, errlen)) != CV_OK ||
+	    (rc = cv2_json_size(man, "flow", "spk_embed_dim", &m->spk_dim, mpath, err, errlen)) != CV_OK ||
+	    (rc = cv2_json_size(man, "hift", "samples_per_frame", &m->samples_per_frame, mpath, err,
+				errlen)) != CV_OK ||
+	    (rc = cv2_json_size(man, "hift", "nb_harmonics", &m->nb_harmonics, mpath, err, errlen)) != CV_OK)
+		goto fail;
+	rc = CV_EINVAL;
+	if (m->vocab != SAMPLER_VOCAB || m->samples_per_frame != CV2_STREAM_SAMPLES_PER_FRAME ||
+	    m->sample_rate != 24000) {
+		cv_errf(err, errlen,
+			"%s: speech_vocab %zu / samples_per_frame %zu / sample_rate %d are not CosyVoice2's "
+			"(6564 / 480 / 24000)",
+			mpath, m->vocab, m->samples_per_frame, m->sample_rate);
+		goto fail;
+	}
+	v = json_object_get(json_object_get(json_object_get(man, "tokens"), "text_special"),
+			    COSYVOICE2_ENDOFPROMPT);
+	m->endofprompt_id = json_is_integer(v) ? (int32_t)json_integer_value(v) : 151646;
+	s = json_string_value(json_object_get(man, "model"));
+	if (!s || !json_object_get(json_object_get(man, "files"), s)) {
+		cv_errf(err, errlen, "%s: the model file is not listed in \"files\"; re-export the bundle",
+			mpath);
+		goto fail;
+	}
+	rc = cv2_check_files(m->dir, json_object_get(man, "files"), mpath, err, errlen);
+	if (rc != CV_OK)
+		goto fail;
+
+	sampler_params_default(&m->sp);
+	{
+		json_t *smp = json_object_get(json_object_get(man, "llm"), "sampling");
+		json_t *x;
+		if ((x = json_object_get(smp, "top_p")) && json_is_number(x))
+			m->sp.top_p = json_number_value(x);
+		if ((x = json_object_get(smp, "top_k")) && json_is_integer(x))
+			m->sp.top_k = (int)json_integer_value(x);
+		if ((x = json_object_get(smp, "win_size")) && json_is_integer(x))
+			m->sp.win_size = (int)json_integer_value(x);
+		if ((x = json_object_get(smp, "tau_r")) && json_is_number(x))
+			m->sp.tau_r = json_number_value(x);
+	}
+
+	{
+		struct frontend_limits lim = {0, 0, cfg->split_max_tokens};
+		rc = frontend_open_dir(m->dir, &lim, &m->fe, err, errlen);
+		if (rc != CV_OK)
+			goto fail;
+	}
+	rc = cv2_load_speakers(m, json_object_get(man, "speakers"), cfg->default_speaker, err, errlen);
+	if (rc != CV_OK)
+		goto fail;
+
+	m->logp = xmalloc(m->vocab * sizeof *m->logp);
+	cv2_hift_cache_init(&m->hc, m->mel_bins);
+	{
+		struct torch_runtime_config rc_cfg = {0};
+		const char *g;
+		if (cv2_path(path, sizeof path, m->dir, json_string_value(json_object_get(man, "model"))) !=
+		    CV_OK) {
+			cv_errf(err, errlen, "bundle directory name too long");
+			rc = CV_E2BIG;
+			goto fail;
+		}
+		rc_cfg.model_path = path;
+		rc_cfg.device = cfg->device && cfg->device[0] ? cfg->device : "cpu";
+		rc_cfg.threads = cfg->threads;
+		rc_cfg.torch_lib = cfg->torch_lib;
+		rc_cfg.dtype = dtype;
+		rc_cfg.allow_half_cpu = cfg->cpu_half;
+		rc_cfg.cuda_memory_limit_mb = cfg->cuda_memory_limit_mb;
+		rc_cfg.cuda_graph = cfg->cuda_graph;
+		/* test-only switches: CVTEST_* (never COSYVOICED_*, which the config owns) */
+		g = getenv("CVTEST_JIT_OPTIMIZE");
+		rc_cfg.jit_optimize = g && strcmp(g, "1") == 0;
+		g = getenv("CVTEST_STATIC_DECODE");
+		rc_cfg.static_decode = g && strcmp(g, "1") == 0;
+		rc_cfg.fault = getenv("CVTEST_FAULT");
+		rc = torch_runtime_open(&rc_cfg, &m->rt, err, errlen);
+		if (rc != CV_OK)
+			goto fail;
+	}
+	m->max_positions = cfg->llm_max_positions ? cfg->llm_max_positions : CV2_DEFAULT_MAX_POSITIONS;
+	if (cfg->memory_budget_mb < 0) {
+		/* auto: a 4 GB card keeps ~1 GB for the CUDA context (and never more than the
+		 * allocator cap); on the CPU, leave 10% of RAM */
+		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+		double cuda = CV2_AUTO_BUDGET_CUDA_MB;
+		if (cfg->cuda_memory_limit_mb > 0 && (double)cfg->cuda_memory_limit_mb < cuda)
+			cuda = (double)cfg->cuda_memory_limit_mb;
+		m->budget = torch_runtime_is_cuda(m->rt) ? cuda * CV2_MIB
+			    : pages > 0 && psz > 0	 ? 0.9 * (double)pages * (double)psz
+							 : 0;
+	} else {
+		m->budget = (double)cfg->memory_budget_mb * CV2_MIB;
+	}
+	rc = torch_runtime_llm_begin(m->rt, m->max_positions, err, errlen);
+	if (rc != CV_OK)
+		goto fail;
+	rc = cv2_probe_memory(m, err, errlen);
+	if (rc != CV_OK)
+		goto fail;
+	torch_runtime_fault_arm(m->rt);
+	t1 = clock_now_ns();
+	snprintf(m->describe, sizeof m->describe,
+		 "CosyVoice2 bundle %.120s (%s, %s, libtorch %s, %zu speakers)", m->dir, dtype,
+		 torch_runtime_device(m->rt), torch_runtime_version(), m->n_spk);
+	log_info("cosyvoice2", "loaded %s in %.0f ms; LLM decode: %s; KV cache %zu positions", m->describe,
+		 clock_ms_between(t0, t1), torch_runtime_decode_mode(m->rt), m->max_positions);
+	json_decref(man);
+	*out = m;
+	return CV_OK;
+fail:
+	json_decref(man);
+	cv2_free(m);
+	return rc;
+}
