@@ -176,6 +176,7 @@ enum MHD_Result http_send_buf(struct conn *c, int status, const char *ctype, str
 enum MHD_Result http_send_json(struct conn *c, int status, json_t *j);
 enum MHD_Result http_send_error(struct conn *c, int status, const char *field, const char *message,
 				const char *extra_name, const char *extra_value);
+enum MHD_Result http_send_request_error(struct conn *c, const struct request_error *re);
 enum MHD_Result http_send_unavailable(struct conn *c, const char *msg, int retry_after_s);
 void conn_on_job_notify(void *ctx);
 int conn_suspend(struct conn *c);

@@ -103,6 +103,14 @@ enum MHD_Result http_send_error(struct conn *c, int status, const char *field, c
 	return http_queue(c, status, r);
 }
 
+/* A request body the parser refused: 400/413 with the field it names, counted as a rejection. */
+enum MHD_Result http_send_request_error(struct conn *c, const struct request_error *re)
+{
+	metrics_inc_rejection(c->srv->metrics,
+			      re->status == 413 ? METRICS_REJECT_TEXT_TOO_LONG : METRICS_REJECT_INVALID);
+	return http_send_error(c, re->status, re->field[0] ? re->field : NULL, re->message, NULL, NULL);
+}
+
 enum MHD_Result http_send_unavailable(struct conn *c, const char *msg, int retry_after_s)
 {
 	char ra[16];

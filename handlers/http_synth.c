@@ -328,11 +328,8 @@ enum MHD_Result http_begin_synthesis(struct conn *c)
 		 ? request_parse_openai(buf_data(&c->body), buf_len(&c->body), &lim, &c->req, &re)
 		 : request_parse_tts(buf_data(&c->body), buf_len(&c->body), &lim, &c->req, &re);
 	buf_free(&c->body);
-	if (rc != CV_OK) {
-		metrics_inc_rejection(h->metrics, re.status == 413 ? METRICS_REJECT_TEXT_TOO_LONG
-								   : METRICS_REJECT_INVALID);
-		return http_send_error(c, re.status, re.field[0] ? re.field : NULL, re.message, NULL, NULL);
-	}
+	if (rc != CV_OK)
+		return http_send_request_error(c, &re);
 	c->have_req = 1;
 	metrics_add_input_chars(h->metrics, c->req.text_chars);
 	if (!f || sched_get_state(h->sched) != SCHED_READY) {

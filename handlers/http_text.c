@@ -57,11 +57,8 @@ enum MHD_Result http_begin_normalize(struct conn *c)
 	memset(&re, 0, sizeof re);
 	rc = request_parse_normalize(buf_data(&c->body), buf_len(&c->body), &lim, &c->req, &re);
 	buf_free(&c->body);
-	if (rc != CV_OK) {
-		metrics_inc_rejection(h->metrics, re.status == 413 ? METRICS_REJECT_TEXT_TOO_LONG
-								   : METRICS_REJECT_INVALID);
-		return http_send_error(c, re.status, re.field[0] ? re.field : NULL, re.message, NULL, NULL);
-	}
+	if (rc != CV_OK)
+		return http_send_request_error(c, &re);
 	c->have_req = 1;
 	pthread_mutex_lock(&h->text_mu);
 	http_text_reap_locked(h, 0);
