@@ -472,7 +472,14 @@ int http_server_start(const struct http_config *cfg, struct sched *s, struct met
 	pthread_mutex_init(&h->text_mu, NULL);
 	pthread_mutex_init(&h->probe_mu, NULL);
 	pthread_mutex_init(&h->facts_mu, NULL);
-	pthread_cond_init(&h->probe_cv, NULL);
+	{
+		/* the probe's 200 ms waits run on the monotonic clock: a wall-clock step cannot stretch them */
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&h->probe_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	http_parse_cors(h);
 
 	memset(&a4, 0, sizeof a4);

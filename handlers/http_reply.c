@@ -200,7 +200,7 @@ void *http_probe_main(void *arg)
 	pthread_mutex_lock(&h->probe_mu);
 	while (!h->probe_stop) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += HTTP_PROBE_INTERVAL_MS * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
