@@ -354,7 +354,7 @@ FUZZ_SECONDS ?= 15
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
-FUZZ_LIB_SRCS = $(filter-out handlers/http.c,$(LIB_SRCS))
+FUZZ_LIB_SRCS = $(filter-out handlers/http%.c,$(LIB_SRCS))
 
 # The C++ units (engine/*/*.cpp but the libtorch plugin: the OpenFst TN runtime) with clang++, instrumented.
 # libtorch stays out of the fuzzers (no plugin beside them: the cosyvoice2 engine says "built without libtorch").

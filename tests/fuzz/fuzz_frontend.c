@@ -22,6 +22,7 @@
 #include "engine/text/tn.h"
 #include "engine/text/tokenizer.h"
 #include "engine/text/utext.h"
+#include "handlers/text_reply.h"
 
 #define MODEL_DIR "models/CosyVoice-BlankEN"
 #define TN_DIR	  "build/frontend/tn"
@@ -71,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int rc = frontend_run(f, text, len, (mode & 2) ? 0 : 1, &r, err, sizeof err);
 	check_result(&r, rc, err);
 	if (rc == CV_OK) {
-		char *js = frontend_result_json(&r);
+		char *js = text_reply_json(&r);
 		if (!js)
 			abort();
 		free(js);
