@@ -473,7 +473,8 @@ int http_server_start(const struct http_config *cfg, struct sched *s, struct met
 	pthread_mutex_init(&h->probe_mu, NULL);
 	pthread_mutex_init(&h->facts_mu, NULL);
 	{
-		/* the probe's 200 ms waits run on the monotonic clock: a wall-clock step cannot stretch them */
+		/* the probe's 200 ms waits run on the monotonic clock: a wall-clock step cannot stretch them
+		 */
 		pthread_condattr_t ca;
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
