@@ -225,16 +225,75 @@ static size_t utf8_len(uint32_t c)
 	return c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
 }
 
+static int is_ascii_alpha(uint32_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* A cut after t->c[i] that no grammar token can span. Sentence ends: newline, the CJK full stop,
+ * exclamation and question marks, semicolons; in English text '.', '!', '?', ';' before white space,
+ * except where a token of the grammars continues across it: a '.' followed by a digit or a lower-case
+ * letter ("Dec. 25, 2024", "No. 5", "e.g. this"), or ending a short capitalised word or a dotted one
+ * (titles and months: "Mr.", "Dr.", "Sept.", "p.m."), which the grammar reads together with what follows. */
 static int is_cut_after(const struct utext *t, size_t i)
 {
 	uint32_t c = t->c[i];
 	if (c == '\n' || c == 0x3002 || c == 0xFF01 || c == 0xFF1F || c == 0xFF1B)
 		return 1;
-	return (c == '.' || c == '!' || c == '?' || c == ';') && i + 1 < t->n &&
-	       utext_is_py_space(t->c[i + 1]);
+	if (!((c == '.' || c == '!' || c == '?' || c == ';') && i + 1 < t->n &&
+	      utext_is_py_space(t->c[i + 1])))
+		return 0;
+	if (c != '.')
+		return 1;
+	size_t k = i + 1;
+	while (k < t->n && utext_is_py_space(t->c[k]))
+		k++;
+	if (k < t->n && ((t->c[k] >= '0' && t->c[k] <= '9') || (t->c[k] >= 'a' && t->c[k] <= 'z')))
+		return 0;
+	size_t w = i;
+	while (w > 0 && is_ascii_alpha(t->c[w - 1]))
+		w--;
+	if (w > 0 && t->c[w - 1] == '.')
+		return 0; /* "p.m.", "e.g." */
+	if (i - w >= 1 && i - w <= 4 && t->c[w] >= 'A' && t->c[w] <= 'Z')
+		return 0; /* "Mr.", "Dec.", "Sept." */
+	return 1;
 }
 
-/* Long text: normalized piece by piece (see FRONTEND_TN_SEG_*). */
+/* A fallback cut at the white space t->c[i] between two letters: inside plain words, where no
+ * number, date or abbreviation token of the grammars can span. */
+static int is_space_cut(const struct utext *t, size_t i)
+{
+	return i > 0 && i + 1 < t->n && utext_is_py_space(t->c[i]) && is_ascii_alpha(t->c[i - 1]) &&
+	       is_ascii_alpha(t->c[i + 1]);
+}
+
+/* What the grammars make of the white space ws between two pieces, so that the pieces join exactly
+ * as the whole text comes out. English: a punctuation token is followed by one space of its own,
+ * then the white space as written without its newlines ("evening.  The" -> "evening .   The",
+ * "x.\nThe" -> "x . The"). Chinese keeps white space as written. */
+static int join_pieces(struct utext *o, enum tn_lang lang, const uint32_t *ws, size_t n_ws)
+{
+	int rc = CV_OK;
+	if (lang == TN_LANG_EN) {
+		uint32_t last = o->n ? o->c[o->n - 1] : 0;
+		int punct_token = o->n >= 2 && o->c[o->n - 2] == ' ' && last != ' ' &&
+				  !is_ascii_alpha(last) && !(last >= '0' && last <= '9');
+		if (n_ws > 0 && punct_token)
+			rc = utext_push(o, ' ');
+		for (size_t k = 0; rc == CV_OK && k < n_ws; k++)
+			if (ws[k] != '\n')
+				rc = utext_push(o, ws[k]);
+		return rc;
+	}
+	for (size_t k = 0; rc == CV_OK && k < n_ws; k++)
+		rc = utext_push(o, ws[k]);
+	return rc;
+}
+
+/* Long text: normalized piece by piece (see FRONTEND_TN_SEG_*), cut where no grammar token can span
+ * and joined as the whole text would come out, so that the pieces equal the reference (tested on long
+ * inputs by the parity corpus tests/data/frontend_long.txt). */
 static int wetext_segmented(const struct tn *tn, enum tn_lang lang, struct utext *t, size_t seg_max,
 			    char *err, size_t errlen)
 {
@@ -242,15 +301,15 @@ static int wetext_segmented(const struct tn *tn, enum tn_lang lang, struct utext
 	utext_init(&o);
 	utext_init(&piece);
 	int rc = CV_OK;
-	size_t st = 0;
+	size_t st = 0, ws_from = 0; /* t->c[ws_from..st) is the white space before this piece */
 	while (st < t->n) {
 		size_t bytes = 0, end = st, cut = 0, space = 0;
 		while (end < t->n && bytes + utf8_len(t->c[end]) <= seg_max) {
 			bytes += utf8_len(t->c[end]);
 			if (is_cut_after(t, end))
-				cut = end + 1;
-			if (utext_is_py_space(t->c[end]))
-				space = end + 1;
+				cut = t->c[end] == '\n' ? end : end + 1; /* a newline goes to the join */
+			if (is_space_cut(t, end))
+				space = end;
 			end++;
 		}
 		if (end < t->n)
@@ -264,13 +323,16 @@ static int wetext_segmented(const struct tn *tn, enum tn_lang lang, struct utext
 				goto fail;
 			py_strip(&piece);
 			if (o.n > 0 && piece.n > 0 &&
-			    (utext_is_py_space(t->c[st]) || utext_is_py_space(t->c[st - 1])) &&
-			    (rc = utext_push(&o, ' ')))
+			    (rc = join_pieces(&o, lang, t->c + ws_from, st - ws_from)))
 				goto fail;
 			if ((rc = utext_append(&o, piece.c, piece.n)))
 				goto fail;
 		}
+		/* the white space after the cut belongs to the join, not to the next piece */
+		ws_from = end;
 		st = end;
+		while (st < t->n && utext_is_py_space(t->c[st]))
+			st++;
 	}
 	utext_free(t);
 	*t = o;
