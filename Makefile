@@ -182,12 +182,11 @@ $(BUILD)/gen/cv_git.h: FORCE
 	@mkdir -p $(@D)
 	@echo '#define CV_GIT "$(GIT_REV)"' | cmp -s - $@ || echo '#define CV_GIT "$(GIT_REV)"' > $@
 # What the loader knows of the plugin's torch: its version and (development builds) its lib directory.
+CV_TORCH_H = printf '\#define CV_TORCH_BUILD_VERSION "%s"\n\#define CV_TORCH_LIB_DEFAULT "%s"\n' \
+  '$(if $(TORCH_DEP),$(TORCH_FOUND))' '$(if $(and $(TORCH_DEP),$(if $(DIST),,1)),$(TORCH_DIR)/lib)'
 $(BUILD)/gen/cv_torch.h: FORCE $(TORCH_DEP)
 	@mkdir -p $(@D)
-	@printf '#define CV_TORCH_BUILD_VERSION "%s"\n#define CV_TORCH_LIB_DEFAULT "%s"\n' \
-	  '$(if $(TORCH_DEP),$(TORCH_FOUND))' '$(if $(and $(TORCH_DEP),$(if $(DIST),,1)),$(TORCH_DIR)/lib)' \
-	  | cmp -s - $@ || printf '#define CV_TORCH_BUILD_VERSION "%s"\n#define CV_TORCH_LIB_DEFAULT "%s"\n' \
-	  '$(if $(TORCH_DEP),$(TORCH_FOUND))' '$(if $(and $(TORCH_DEP),$(if $(DIST),,1)),$(TORCH_DIR)/lib)' > $@
+	@$(CV_TORCH_H) | cmp -s - $@ || $(CV_TORCH_H) > $@
 $(BUILD)/obj/engine/cosyvoice2/torch_loader.o: $(BUILD)/gen/cv_torch.h
 $(BUILD)/obj/tests/unit/main.o: $(BUILD)/gen/unit_suites.inc
 $(BUILD)/obj/tests/integration/main.o: $(BUILD)/gen/integration_suites.inc

@@ -8,6 +8,18 @@
 
 #include "common/err.h"
 
+int path_is_file(const char *path)
+{
+	struct stat st;
+	return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int path_is_dir(const char *path)
+{
+	struct stat st;
+	return path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int path_exe_dir(char *dir, size_t len)
 {
 	if (!dir || len < 2)

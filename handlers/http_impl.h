@@ -161,9 +161,8 @@ struct http_server {
 	pthread_mutex_t text_mu;
 	struct text_slot {
 		pthread_t tid;
-		int used;	   /* a thread was started in this slot and not yet joined */
-		atomic_int done;   /* the thread has returned (join will not block) */
-		struct conn *conn; /* the connection it works for */
+		int used;	 /* a thread was started in this slot and not yet joined */
+		atomic_int done; /* the thread has returned (join will not block) */
 	} text[HTTP_TEXT_THREADS_MAX];
 	int text_stopping; /* set under text_mu by http_server_stop */
 };

@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <stdarg.h>
-#include <sys/stat.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -52,29 +51,25 @@ static char tl_dir[TL_PATH_MAX];
 static char tl_version[TL_VERSION_MAX];
 static const struct torch_plugin_api *tl_api;
 
-static int tl_is_file(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 static int tl_has_libtorch(const char *dir)
 {
 	char p[TL_PATH_MAX];
-	return dir && dir[0] && snprintf(p, sizeof p, "%s/libtorch.so", dir) < (int)sizeof p && tl_is_file(p);
+	return dir && dir[0] && snprintf(p, sizeof p, "%s/libtorch.so", dir) < (int)sizeof p &&
+	       path_is_file(p);
 }
 
 static int tl_find_plugin(char *path, size_t len, char *tried, size_t tlen)
 {
+	static const char *const where[] = {"", "/../lib"}; /* build tree, release tarball */
 	char dir[TL_PATH_MAX];
 	if (path_exe_dir(dir, sizeof dir) != CV_OK) {
 		snprintf(tried, tlen, "(cannot read /proc/self/exe)");
 		return 0;
 	}
-	if (path_beside_exe(path, len, TORCH_PLUGIN_FILE) == CV_OK && tl_is_file(path))
-		return 1;
-	if (path_beside_exe(path, len, "../lib/" TORCH_PLUGIN_FILE) == CV_OK && tl_is_file(path))
-		return 1;
+	for (size_t i = 0; i < sizeof where / sizeof where[0]; i++)
+		if (snprintf(path, len, "%s%s/%s", dir, where[i], TORCH_PLUGIN_FILE) < (int)len &&
+		    path_is_file(path))
+			return 1;
 	snprintf(tried, tlen, "%.1900s or %.1900s/../lib", dir, dir);
 	return 0;
 }
@@ -181,7 +176,7 @@ static int tl_load_locked(const char *torch_lib)
 					   "libtorch_cuda.so", "libtorch.so"};
 	for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
 		char p[TL_PATH_MAX];
-		if (snprintf(p, sizeof p, "%s/%s", dir, libs[i]) >= (int)sizeof p || !tl_is_file(p))
+		if (snprintf(p, sizeof p, "%s/%s", dir, libs[i]) >= (int)sizeof p || !path_is_file(p))
 			continue;
 		if (!dlopen(p, RTLD_NOW | RTLD_GLOBAL))
 			return tl_fail(CV_EIO, "loading %s failed: %s", p, dlerror());

@@ -198,7 +198,6 @@ struct torch_runtime {
 	torch::Device device{torch::kCPU};
 	std::string device_name;
 	bool cuda = false;
-	bool half = false;	 /* fp16 or bf16 weights */
 	double memory_limit = 0; /* bytes the CUDA allocator may hold (cuda_memory_limit_mb), 0 = none */
 	bool want_graph = false;
 	bool has_decode_at = false; /* the bundle exports llm_decode_at */
@@ -369,7 +368,6 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 				    .c_str());
 			return CV_EUNSUPPORTED;
 		}
-		rt->half = dtype != "fp32";
 		if (rt->cuda && cfg->cuda_memory_limit_mb > 0) {
 			/* Cap the caching allocator before anything is allocated on the device, so a big
 			 * card behaves like a small one (out-of-memory at the cap). */

@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <espeak-ng/speak_lib.h>
@@ -43,6 +42,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/path.h"
 #include "engine/backend.h"
 
 #define ESPEAK_BUFLENGTH_MS    100
@@ -112,32 +112,20 @@ static int espeak_synth_cb(short *wav, int numsamples, espeak_EVENT *events)
 	return 0;
 }
 
-static int espeak_is_dir(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int espeak_is_file(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* espeak accepts the espeak-ng-data directory itself or its parent. */
 static int espeak_check_data_dir(const char *dir, char *err, size_t errlen)
 {
 	char p[1200];
 
-	if (!espeak_is_dir(dir)) {
+	if (!path_is_dir(dir)) {
 		snprintf(err, errlen, "espeak-ng data dir '%s' is not a directory", dir);
 		return CV_EINVAL;
 	}
 	snprintf(p, sizeof p, "%s/phontab", dir);
-	if (espeak_is_file(p))
+	if (path_is_file(p))
 		return CV_OK;
 	snprintf(p, sizeof p, "%s/espeak-ng-data/phontab", dir);
-	if (espeak_is_file(p))
+	if (path_is_file(p))
 		return CV_OK;
 	snprintf(err, errlen, "espeak-ng data dir '%s' has no phontab (give the espeak-ng-data directory)",
 		 dir);

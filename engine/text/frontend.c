@@ -15,12 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "common/buf.h"
 #include "common/utf8.h"
 #include "common/err.h"
 #include "common/mem.h"
+#include "common/path.h"
 #include "engine/text/numwords.h"
 #include "engine/text/split.h"
 #include "engine/text/tn.h"
@@ -50,10 +50,8 @@ struct frontend {
 
 static int file_exists(const char *dir, const char *sub, const char *name)
 {
-	char p[4096];
-	struct stat st;
-	snprintf(p, sizeof p, "%s%s/%s", dir, sub, name);
-	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+	char p[FRONTEND_PATH_MAX];
+	return snprintf(p, sizeof p, "%s%s/%s", dir, sub, name) < (int)sizeof p && path_is_file(p);
 }
 
 int frontend_open(const char *tokenizer_dir, const char *tn_dir, const struct frontend_limits *lim,
@@ -96,7 +94,6 @@ int frontend_open_dir(const char *dir, const struct frontend_limits *lim, struct
 		      size_t errlen)
 {
 	char tok[FRONTEND_PATH_MAX], tn[FRONTEND_PATH_MAX];
-	struct stat sb;
 
 	*out = NULL;
 	if (snprintf(tok, sizeof tok, "%s/tokenizer", dir) >= (int)sizeof tok ||
@@ -104,8 +101,7 @@ int frontend_open_dir(const char *dir, const struct frontend_limits *lim, struct
 		cv_errf(err, errlen, "%.200s: directory name too long", dir);
 		return CV_E2BIG;
 	}
-	return frontend_open(tok, stat(tn, &sb) == 0 && S_ISDIR(sb.st_mode) ? tn : NULL, lim, out, err,
-			     errlen);
+	return frontend_open(tok, path_is_dir(tn) ? tn : NULL, lim, out, err, errlen);
 }
 
 int frontend_has_tn(const struct frontend *f)
