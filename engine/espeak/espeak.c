@@ -26,14 +26,30 @@
  * When a request names no speaker and its text contains CJK ideographs, the
  * Mandarin voice "cmn" is used instead, unless the default voice itself
  * reads Han characters (cmn*, yue*, hak, ja).
+ *
+ * Same request, same audio: libespeak-ng keeps two pieces of wave-generator
+ * state from one utterance to the next that no API resets — the pitch
+ * flutter's phase (a function-static index) and the cycle counter that
+ * roughness modulates — so with a stock voice "Hello" after "Hi." and after
+ * a long sentence differ in samples and length. Voices are therefore loaded
+ * from a copy of their own voice file with "flutter 0" and "roughness 0"
+ * appended (later lines override earlier ones; everything else — language,
+ * tunes, formants — is the voice's own). The copy lives in a memfd opened
+ * through /proc/self/fd (espeak_SetVoiceByFile reads it during the call and
+ * truncates paths at 60 bytes), else in a short-lived file under /tmp;
+ * when neither works the stock voice is loaded by name and a warning says
+ * the output may depend on the previous request.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <espeak-ng/speak_lib.h>
@@ -50,11 +66,14 @@
 #define ESPEAK_CJK_SPEAKER     "cmn"
 #define ESPEAK_CONVERT_BLOCK   1024
 #define ESPEAK_WARMUP_TEXT     "Warming up the speech engine."
+#define ESPEAK_VOICE_FILE_MAX  (64 * 1024)
+#define ESPEAK_VOICE_STEADY    "\nflutter 0\nroughness 0\n"
 
 struct espeak_impl {
 	int sample_rate;
 	char describe[96];
 	struct engine_speaker *speakers;
+	char **voice_files; /* per speaker: its voice file, relative to the data dir */
 	size_t n_speakers;
 	const struct engine_speaker *default_speaker;
 	const struct engine_speaker *cjk_speaker; /* NULL: no auto-switch */
@@ -229,9 +248,12 @@ static void espeak_free_speakers(struct espeak_impl *im)
 		free((char *)im->speakers[i].id);
 		free((char *)im->speakers[i].language);
 		free((char *)im->speakers[i].name);
+		free(im->voice_files[i]);
 	}
 	free(im->speakers);
+	free(im->voice_files);
 	im->speakers = NULL;
+	im->voice_files = NULL;
 	im->n_speakers = 0;
 }
 
@@ -243,6 +265,7 @@ static void espeak_load_speakers(struct espeak_impl *im)
 	while (v && v[n])
 		n++;
 	im->speakers = xcalloc(n ? n : 1, sizeof *im->speakers);
+	im->voice_files = xcalloc(n ? n : 1, sizeof *im->voice_files);
 	for (size_t i = 0; i < n; i++) {
 		const char *file = v[i]->identifier;
 		const char *slash;
@@ -260,11 +283,102 @@ static void espeak_load_speakers(struct espeak_impl *im)
 		}
 		/* languages: (priority byte, NUL-terminated tag)*, then a 0 byte. */
 		const char *lang = v[i]->languages && v[i]->languages[0] ? v[i]->languages + 1 : id;
+		im->voice_files[im->n_speakers] = xstrdup(file);
 		struct engine_speaker *s = &im->speakers[im->n_speakers++];
 		s->id = id;
 		s->language = xstrdup(lang[0] ? lang : id);
 		s->name = xstrdup(v[i]->name ? v[i]->name : id);
 	}
+}
+
+/* The voice file of speaker i with the steadying lines appended, as a
+ * malloc'd string; NULL when the file cannot be read. */
+static char *espeak_voice_text(const struct espeak_impl *im, size_t i, size_t *len)
+{
+	static const char *const dirs[] = {"lang", "voices"};
+	const char *data = NULL;
+	char path[1200];
+
+	espeak_Info(&data);
+	if (!data || !data[0])
+		return NULL;
+	for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+		if (snprintf(path, sizeof path, "%s/%s/%s", data, dirs[d], im->voice_files[i]) >=
+			(int)sizeof path ||
+		    !path_is_file(path))
+			continue;
+		FILE *f = fopen(path, "rb");
+		if (!f)
+			continue;
+		size_t cap = ESPEAK_VOICE_FILE_MAX + sizeof ESPEAK_VOICE_STEADY;
+		char *buf = xmalloc(cap);
+		size_t n = fread(buf, 1, ESPEAK_VOICE_FILE_MAX + 1, f);
+		int bad = ferror(f) || n > ESPEAK_VOICE_FILE_MAX;
+		fclose(f);
+		if (bad) {
+			free(buf);
+			return NULL;
+		}
+		memcpy(buf + n, ESPEAK_VOICE_STEADY, sizeof ESPEAK_VOICE_STEADY);
+		*len = n + sizeof ESPEAK_VOICE_STEADY - 1;
+		return buf;
+	}
+	return NULL;
+}
+
+static int espeak_write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, buf, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		buf += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Load speaker i's voice with flutter and roughness off (see DESIGN). The
+ * path handed to espeak must be lower-case and under 60 bytes. */
+static espeak_ERROR espeak_load_voice(const struct espeak_impl *im, size_t i)
+{
+	static unsigned tmp_seq;
+	espeak_ERROR er = EE_NOT_FOUND;
+	size_t len = 0;
+	char *text = espeak_voice_text(im, i, &len);
+	char path[64];
+
+	if (text) {
+		int fd = memfd_create("cosyvoiced-espeak-voice", MFD_CLOEXEC);
+		if (fd >= 0) {
+			snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+			if (espeak_write_all(fd, text, len) == 0)
+				er = espeak_SetVoiceByFile(path);
+			close(fd);
+		}
+		if (er != EE_OK) {
+			snprintf(path, sizeof path, "/tmp/cosyvoiced-voice-%ld-%u", (long)getpid(),
+				 tmp_seq++);
+			fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (fd >= 0) {
+				int ok = espeak_write_all(fd, text, len) == 0;
+				close(fd);
+				if (ok)
+					er = espeak_SetVoiceByFile(path);
+				unlink(path);
+			}
+		}
+		free(text);
+	}
+	if (er == EE_OK)
+		return er;
+	log_warn("engine",
+		 "espeak-ng voice '%s' loaded as shipped (its voice file could not be copied): its "
+		 "output may vary with the previous request",
+		 im->speakers[i].id);
+	return espeak_SetVoiceByName(im->speakers[i].id);
 }
 
 /* Whether a voice already reads Han characters itself. */
@@ -422,7 +536,8 @@ static int espeak_synthesize(void *impl, const struct engine_params *p, const st
 		sp = im->default_speaker;
 	}
 	if (sp != im->cur_voice) {
-		er = espeak_SetVoiceByName(sp->id);
+		er = espeak_load_voice(im, (size_t)(sp - im->speakers));
+		im->cur_rate = 0; /* set the rate again on the new voice */
 		if (er != EE_OK) {
 			im->cur_voice = NULL;
 			snprintf(err, errlen, "espeak-ng could not load voice '%s' (error %d)", sp->id,

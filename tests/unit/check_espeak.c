@@ -188,6 +188,44 @@ START_TEST(speed_changes_duration)
 }
 END_TEST
 
+/* The same request gives the same samples whatever came before it: a short
+ * text, a long one, another voice, another speed (libespeak-ng's flutter
+ * phase and roughness cycle would otherwise carry over). */
+START_TEST(same_request_same_audio)
+{
+	struct engine *e = open_espeak(NULL);
+	const char *text = "Hello there, how are you today?";
+	const char *before[][2] = {
+	    {"Hi.", NULL},
+	    {"This is a much longer sentence that runs for a while, with commas, and more words.", NULL},
+	    {"你好，世界", "cmn"},
+	    {"One two three.", "en-us"},
+	};
+	struct collect ref;
+	char err[256] = "";
+	collect_init(&ref);
+	ck_assert_int_eq(say(e, text, "en", 1.0f, &ref, NULL, err, sizeof err), CV_OK);
+	ck_assert_uint_gt(ref.n, 22050);
+	for (size_t i = 0; i < sizeof before / sizeof before[0]; i++) {
+		struct collect other, again;
+		collect_init(&other);
+		collect_init(&again);
+		ck_assert_int_eq(
+		    say(e, before[i][0], before[i][1], i == 3 ? 1.5f : 1.0f, &other, NULL, err, sizeof err),
+		    CV_OK);
+		ck_assert_int_eq(say(e, text, "en", 1.0f, &again, NULL, err, sizeof err), CV_OK);
+		ck_assert_msg(again.n == ref.n, "after '%s': %zu samples, first time %zu", before[i][0],
+			      again.n, ref.n);
+		ck_assert_msg(memcmp(again.pcm, ref.pcm, ref.n * sizeof(float)) == 0,
+			      "after '%s': different samples", before[i][0]);
+		free(other.pcm);
+		free(again.pcm);
+	}
+	free(ref.pcm);
+	engine_close(e);
+}
+END_TEST
+
 START_TEST(unknown_speaker)
 {
 	struct engine *e = open_espeak(NULL);
@@ -357,6 +395,7 @@ Suite *suite_espeak(void)
 	tcase_add_test(tc, hello_world);
 	tcase_add_test(tc, chinese_auto_voice);
 	tcase_add_test(tc, speed_changes_duration);
+	tcase_add_test(tc, same_request_same_audio);
 	tcase_add_test(tc, unknown_speaker);
 	tcase_add_test(tc, literal_brackets_and_empty);
 	tcase_add_test(tc, sink_abort_stops_early);
