@@ -7,7 +7,7 @@
 #
 # Why Debian 12 in both stages and not an nvidia/cuda image: the runtime stage
 # must carry the same shared-library ABI as the stage that linked the binary
-# (libmicrohttpd12, libopusenc0, libflac12, ... exactly as tools/deps.sh
+# (libmicrohttpd12, libopusenc0, libflac12, ... exactly as tools/dev/deps.sh
 # installs them on Debian 12), and the nvidia/cuda images are Ubuntu-based,
 # where those package names and versions differ. The GPU needs nothing from
 # the image: with `--gpus all` the NVIDIA container toolkit mounts the host's
@@ -25,15 +25,16 @@ WORKDIR /src
 # deps.sh first and alone, so the (slow) package layer is cached across
 # source edits. It installs the build and test packages with apt-get and
 # unpacks promtool into ~/.cache (harmless here, used by `make test`).
-COPY tools/deps.sh tools/deps.sh
-RUN bash tools/deps.sh && rm -rf /var/lib/apt/lists/*
-# The pinned torch venv (tools/torch-venv.sh): the CosyVoice2 engine links the
+COPY tools/dev/deps.sh tools/dev/deps.sh
+RUN bash tools/dev/deps.sh && rm -rf /var/lib/apt/lists/*
+# The pinned torch venv (tools/dev/torch-venv.sh): the CosyVoice2 engine links the
 # libtorch inside it, and its nvidia-* wheels carry the CUDA runtime. It lives
 # in a fixed cache path so the runtime stage can copy it to the same place
 # (the binary's rpath points there). The wheel cache is dropped.
 ENV CV_CACHE_DIR=/opt/cosyvoiced/cache
-COPY tools/torch-venv.sh tools/requirements-export.txt tools/
-RUN bash tools/torch-venv.sh >/dev/null && rm -rf /opt/cosyvoiced/cache/wheels
+COPY tools/dev/torch-venv.sh tools/dev/
+COPY tools/export/requirements-export.txt tools/export/
+RUN bash tools/dev/torch-venv.sh >/dev/null && rm -rf /opt/cosyvoiced/cache/wheels
 COPY . .
 # .git is not in the build context (.dockerignore): the Makefile's revision
 # comes from the GIT_REV build argument instead of `git rev-parse`.

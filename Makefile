@@ -11,9 +11,9 @@
 #   make format     clang-format -i on every C source
 #   make bundle SRC=<CosyVoice2-0.5B dir> OUT=<bundle dir> [DTYPE=fp16|fp32]   export a model bundle
 #   make bundle RANDOM=tiny|full OUT=<bundle dir> [DTYPE=...]                   random weights, official layout
-#   make test-export  exporter tests (pytest tests/py) in the pinned torch venv (tools/torch-venv.sh)
+#   make test-export  exporter tests (pytest tests/py) in the pinned torch venv (tools/dev/torch-venv.sh)
 #   make bench [BUNDLE=tiny|full|<dir>] [DEVICE=cpu|cuda] [RUNS=n] [CASES=a,b] [BENCH_OUT=build/bench.json]
-#                     engine vs eager PyTorch baseline (tools/bench.py; docs/benchmarks.md)
+#                     engine vs eager PyTorch baseline (tools/bench/bench.py; docs/benchmarks.md)
 #
 # Flags compose as Redis does: STD WARN OPT DEBUG then the user's CFLAGS.
 # A stamp of the effective flags rebuilds everything when they change.
@@ -65,19 +65,19 @@ EXTRA_LIBS += -lfst
 #                              (which installs it first); WITH_TORCH=1 always; WITH_TORCH=0 never
 #                              (the cosyvoice2 engine then reports "built without libtorch").
 #   TORCH_VERSION=x.y.z        build the plugin against that torch (PyPI wheel's headers/libraries, fetched
-#                              by tools/torch-wheel.sh); default: the pin of tools/requirements-export.txt.
+#                              by tools/dev/torch-wheel.sh); default: the pin of tools/export/requirements-export.txt.
 #   DIST=1                     a relocatable build (make dist): RPATH $ORIGIN/../lib, no build-time torch path.
-# The torch dir, C++ ABI, CUDA runtime and version are read into $(TORCH_STAMP) (tools/torch-stamp.sh);
+# The torch dir, C++ ABI, CUDA runtime and version are read into $(TORCH_STAMP) (tools/dev/torch-stamp.sh);
 # the flags below are expanded lazily, in recipes that run after the stamp.
 WITH_TORCH ?= auto
 ifeq ($(WITH_TORCH),auto)
   ifneq ($(filter test,$(MAKECMDGOALS))$(MODEL),)
     override WITH_TORCH := 1
   else
-    override WITH_TORCH := $(shell bash tools/torch-venv.sh --check >/dev/null 2>&1 && echo 1 || echo 0)
+    override WITH_TORCH := $(shell bash tools/dev/torch-venv.sh --check >/dev/null 2>&1 && echo 1 || echo 0)
   endif
 endif
-TORCH_PIN     := $(shell sed -n 's/^torch==\([^[:space:]]*\).*/\1/p' tools/requirements-export.txt)
+TORCH_PIN     := $(shell sed -n 's/^torch==\([^[:space:]]*\).*/\1/p' tools/export/requirements-export.txt)
 TORCH_VERSION ?= $(TORCH_PIN)
 DIST          ?=
 TORCH_STAMP := $(BUILD)/.torch-$(TORCH_VERSION)
@@ -128,7 +128,7 @@ DAEMON    := $(BUILD)/cosyvoiced
 LIBA      := $(BUILD)/libcosyvoiced.a
 UNIT_BIN  := $(BUILD)/check_unit
 INTEG_BIN := $(BUILD)/check_integration
-PROMTOOL   = $(shell bash tools/deps.sh --print-promtool)
+PROMTOOL   = $(shell bash tools/dev/deps.sh --print-promtool)
 
 .PHONY: all deps run test check integration asan valgrind valgrind-run lint format clean bench-tokenizer bench-frontend bundle test-export lint-systemd bench
 .DEFAULT_GOAL := all
@@ -136,8 +136,8 @@ PROMTOOL   = $(shell bash tools/deps.sh --print-promtool)
 all: $(DAEMON)
 
 deps: $(DEPS_STAMP)
-$(DEPS_STAMP): tools/deps.sh
-	@bash tools/deps.sh
+$(DEPS_STAMP): tools/dev/deps.sh
+	@bash tools/dev/deps.sh
 	@mkdir -p $(@D) && touch $@
 
 # Rebuild everything when the effective flags change.
@@ -197,20 +197,20 @@ $(UNIT_BIN): $(UNIT_OBJS) $(LIBA) | $(PLUGIN_DEP)
 $(INTEG_BIN): $(INTEG_OBJS) $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS) $(TEST_LIBS)
 
-# Tokenizer benchmark (tools/bench_tokenizer.c): load time, MB/s, bounds.
+# Tokenizer benchmark (tools/bench/bench_tokenizer.c): load time, MB/s, bounds.
 bench-tokenizer: $(BUILD)/bench_tokenizer
 	$(BUILD)/bench_tokenizer models/CosyVoice-BlankEN
-$(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench_tokenizer.o $(LIBA)
+$(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench/bench_tokenizer.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
-# The plugin's torch (tools/torch-stamp.sh): dir, C++ ABI flag, CUDA runtime, version; one per line.
-$(TORCH_STAMP): tools/torch-stamp.sh tools/torch-venv.sh tools/torch-wheel.sh tools/requirements-export.txt
+# The plugin's torch (tools/dev/torch-stamp.sh): dir, C++ ABI flag, CUDA runtime, version; one per line.
+$(TORCH_STAMP): tools/dev/torch-stamp.sh tools/dev/torch-venv.sh tools/dev/torch-wheel.sh tools/export/requirements-export.txt
 	@mkdir -p $(@D)
-	@bash tools/torch-stamp.sh $(TORCH_VERSION) > $@.tmp && mv $@.tmp $@
+	@bash tools/dev/torch-stamp.sh $(TORCH_VERSION) > $@.tmp && mv $@.tmp $@
 # The tiny random CosyVoice2 bundle the engine tests load (seconds to export).
-$(TINY_BUNDLE)/manifest.json: tools/export.py $(wildcard tools/cosyvoice2/*.py) | $(TORCH_STAMP)
+$(TINY_BUNDLE)/manifest.json: tools/export/export.py $(wildcard tools/export/cosyvoice2/*.py) | $(TORCH_STAMP)
 	@rm -rf $(TINY_MODEL)
-	@py=$$(bash tools/torch-venv.sh) && "$$py" tools/export.py --random tiny --out $(TINY_BUNDLE) --dtype fp32 \
+	@py=$$(bash tools/dev/torch-venv.sh) && "$$py" tools/export/export.py --random tiny --out $(TINY_BUNDLE) --dtype fp32 \
 	  --keep-model $(TINY_MODEL) >/dev/null
 	@test -f $@ && touch $@
 tiny-bundle: $(TINY_BUNDLE)/manifest.json
@@ -218,11 +218,11 @@ tiny-bundle: $(TINY_BUNDLE)/manifest.json
 # whose LLM overflows fp16 at the word "overflow" (--stress-scale; the engine must fail that request
 # cleanly in fp16 and serve it in bf16).
 TINY_HALF   := build/dtype-bundles
-$(TINY_HALF)/.ok: $(TINY_BUNDLE)/manifest.json tools/export.py $(wildcard tools/cosyvoice2/*.py)
+$(TINY_HALF)/.ok: $(TINY_BUNDLE)/manifest.json tools/export/export.py $(wildcard tools/export/cosyvoice2/*.py)
 	@rm -rf $(@D) && mkdir -p $(@D)
-	@py=$$(bash tools/torch-venv.sh) && for d in fp16 bf16; do \
-	  "$$py" tools/export.py --src $(TINY_MODEL) --out $(@D)/tiny-$$d --dtype $$d >/dev/null || exit 1; done && \
-	  for d in fp16 bf16; do "$$py" tools/export.py --random tiny --stress-scale $(STRESS_SCALE) \
+	@py=$$(bash tools/dev/torch-venv.sh) && for d in fp16 bf16; do \
+	  "$$py" tools/export/export.py --src $(TINY_MODEL) --out $(@D)/tiny-$$d --dtype $$d >/dev/null || exit 1; done && \
+	  for d in fp16 bf16; do "$$py" tools/export/export.py --random tiny --stress-scale $(STRESS_SCALE) \
 	    --out $(@D)/overflow-$$d --dtype $$d >/dev/null || exit 1; done
 	@touch $@
 STRESS_SCALE ?= 100000
@@ -230,15 +230,15 @@ STRESS_SCALE ?= 100000
 # directory (eager reference modules), the venv's python and the daemon binary.
 COSYVOICE2_TEST_ENV = CVTEST_BIN=$(abspath $(DAEMON)) $(if $(TORCH_DEP),COSYVOICE2_TEST_BUNDLE=$(abspath $(TINY_BUNDLE)) \
   COSYVOICE2_TEST_DTYPE_DIR=$(abspath $(TINY_HALF)) \
-  COSYVOICE2_TEST_MODEL=$(abspath $(TINY_MODEL)) TORCH_PYTHON=$$(bash tools/torch-venv.sh --dir)/bin/python)
+  COSYVOICE2_TEST_MODEL=$(abspath $(TINY_MODEL)) TORCH_PYTHON=$$(bash tools/dev/torch-venv.sh --dir)/bin/python)
 .PHONY: tiny-bundle
 
 # Text frontend: load time, corpus speed, pathological inputs (with the wetext
-# grammars copied by tools/fetch_tn.sh into $(BUILD)/frontend/tn).
+# grammars copied by tools/export/fetch_tn.sh into $(BUILD)/frontend/tn).
 bench-frontend: $(BUILD)/bench_frontend
-	bash tools/fetch_tn.sh $(BUILD)/frontend
+	bash tools/export/fetch_tn.sh $(BUILD)/frontend
 	$(BUILD)/bench_frontend models/CosyVoice-BlankEN $(BUILD)/frontend/tn tests/data/frontend_corpus.txt
-$(BUILD)/bench_frontend: $(BUILD)/obj/tools/bench_frontend.o $(LIBA)
+$(BUILD)/bench_frontend: $(BUILD)/obj/tools/bench/bench_frontend.o $(LIBA)
 	$(LINK) $(ALL_LDFLAGS) $^ -o $@ $(PKG_LIBS) $(EXTRA_LIBS)
 
 # A stand-in libnvidia-ml for tests/unit/check_nvml.c (no NVIDIA driver on the build machines):
@@ -257,10 +257,10 @@ $(NVML_STANDIN_NOUTIL): tests/unit/nvml_standin.c
 check: $(UNIT_BIN) $(NVML_STANDIN) $(NVML_STANDIN_NOUTIL) $(DAEMON) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(TINY_HALF)/.ok)
 	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(COSYVOICE2_TEST_ENV) $(NVML_TEST_ENV) $(UNIT_BIN)
 
-# The text frontend for the /v1/text/normalize tests: tools/fetch_tn.sh's output, served as is.
-$(BUILD)/frontend/.ok: tools/fetch_tn.sh | $(DEPS_STAMP)
+# The text frontend for the /v1/text/normalize tests: tools/export/fetch_tn.sh's output, served as is.
+$(BUILD)/frontend/.ok: tools/export/fetch_tn.sh | $(DEPS_STAMP)
 	@rm -rf $(@D)
-	bash tools/fetch_tn.sh $(@D)
+	bash tools/export/fetch_tn.sh $(@D)
 	@touch $@
 
 integration: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
@@ -268,23 +268,23 @@ integration: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok $(if $(TORCH_DEP),$(TI
 
 test: lint check integration valgrind lint-systemd fuzz test-export
 
-# A relocatable release (tools/dist.sh): build/dist/cosyvoiced-<version>-linux-x86_64-torch<torch>.tar.gz,
+# A relocatable release (tools/release/dist.sh): build/dist/cosyvoiced-<version>-linux-x86_64-torch<torch>.tar.gz,
 # built in its own tree (DIST=1: RPATH $ORIGIN/../lib, the plugin against TORCH_VERSION's headers).
-# `make dist-check` proves it in a bare Debian 12 root (tools/dist-check.sh; README "Release tarball").
+# `make dist-check` proves it in a bare Debian 12 root (tools/release/dist-check.sh; README "Release tarball").
 DIST_BUILD = build/dist/torch-$(TORCH_VERSION)
 DIST_BASE  = build/dist/cosyvoiced-$(VERSION)-linux-x86_64-torch$(TORCH_VERSION)
 .PHONY: dist dist-bins dist-check
 dist:
 	$(MAKE) BUILD=$(DIST_BUILD) WITH_TORCH=1 DIST=1 TORCH_VERSION=$(TORCH_VERSION) dist-bins
-	bash tools/dist.sh $(DIST_BUILD) $(DIST_BASE)
+	bash tools/release/dist.sh $(DIST_BUILD) $(DIST_BASE)
 dist-bins: $(DAEMON) $(PLUGIN) $(UNIT_BIN)
 dist-check: dist $(TINY_BUNDLE)/manifest.json
-	bash tools/dist-check.sh $(DIST_BASE).tar.gz --torch-site $$(bash tools/torch-venv.sh --dir)/lib/python3.11/site-packages \
+	bash tools/release/dist-check.sh $(DIST_BASE).tar.gz --torch-site $$(bash tools/dev/torch-venv.sh --dir)/lib/python3.11/site-packages \
 	  --bundle $(abspath $(TINY_BUNDLE))
 
 # systemd unit must pass systemd-analyze verify (binary path mapped to ours).
 lint-systemd: $(DAEMON)
-	@bash tools/verify-unit.sh systemd/cosyvoiced.service $(DAEMON)
+	@bash tools/dev/verify-unit.sh systemd/cosyvoiced.service $(DAEMON)
 
 run: $(DAEMON)
 	@echo "cosyvoiced: listening on http://127.0.0.1:8080 (espeak-ng engine unless a model is configured)"
@@ -309,7 +309,7 @@ valgrind-run: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok
 
 C_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' '*.cpp' 2>/dev/null | grep -v '^build/')
 lint:
-	@bash tools/lint.sh
+	@bash tools/dev/lint.sh
 
 format:
 	@clang-format -i $(sort $(C_FILES))
@@ -321,27 +321,27 @@ clean:
 DTYPE ?= fp32
 bundle:
 	@test -n "$(OUT)" || { echo "make bundle: OUT=<bundle dir> is required" >&2; exit 2; }
-	@py=$$(bash tools/torch-venv.sh) || exit 1; \
-	if [ -n "$(RANDOM)" ]; then exec "$$py" tools/export.py --random "$(RANDOM)" --out "$(OUT)" --dtype "$(DTYPE)"; \
-	elif [ -n "$(SRC)" ]; then exec "$$py" tools/export.py --src "$(SRC)" --out "$(OUT)" --dtype "$(DTYPE)"; \
+	@py=$$(bash tools/dev/torch-venv.sh) || exit 1; \
+	if [ -n "$(RANDOM)" ]; then exec "$$py" tools/export/export.py --random "$(RANDOM)" --out "$(OUT)" --dtype "$(DTYPE)"; \
+	elif [ -n "$(SRC)" ]; then exec "$$py" tools/export/export.py --src "$(SRC)" --out "$(OUT)" --dtype "$(DTYPE)"; \
 	else echo "make bundle: give SRC=<model dir> or RANDOM=tiny|full" >&2; exit 2; fi
 
 test-export:
-	@py=$$(bash tools/torch-venv.sh) || exit 1; "$$py" -m pytest -q tests/py
+	@py=$$(bash tools/dev/torch-venv.sh) || exit 1; "$$py" -m pytest -q tests/py
 
-# Benchmark: the daemon's engine against the eager PyTorch pipeline on one bundle (tools/bench.py).
+# Benchmark: the daemon's engine against the eager PyTorch pipeline on one bundle (tools/bench/bench.py).
 # BUNDLE=tiny|full exports a random bundle into $(BUILD)/bundles/<name>-<DTYPE> once; full on CPU runs
 # two short cases unless CASES is given. TORCH_PY overrides the venv python (GPU machines).
 BUNDLE    ?= tiny
 DEVICE    ?= cpu
 BENCH_OUT ?= $(BUILD)/bench.json
 bench: $(DAEMON)
-	@py="$(TORCH_PY)"; [ -n "$$py" ] || py=$$(bash tools/torch-venv.sh) || exit 1; \
+	@py="$(TORCH_PY)"; [ -n "$$py" ] || py=$$(bash tools/dev/torch-venv.sh) || exit 1; \
 	case "$(BUNDLE)" in tiny|full) dir=$(BUILD)/bundles/$(BUNDLE)-$(DTYPE); [ -f $$dir/manifest.json ] || \
-	  "$$py" tools/export.py --random $(BUNDLE) --out $$dir --dtype $(DTYPE) || exit 1;; *) dir="$(BUNDLE)";; esac; \
+	  "$$py" tools/export/export.py --random $(BUNDLE) --out $$dir --dtype $(DTYPE) || exit 1;; *) dir="$(BUNDLE)";; esac; \
 	cases="$(CASES)"; runs="$(RUNS)"; \
 	if [ "$(BUNDLE)" = full ] && [ "$(DEVICE)" = cpu ]; then : $${cases:=zh_short,en_short} $${runs:=2}; fi; \
-	"$$py" tools/bench.py --bundle "$$dir" --device $(DEVICE) --out $(BENCH_OUT) --runs $${runs:-3} \
+	"$$py" tools/bench/bench.py --bundle "$$dir" --device $(DEVICE) --out $(BENCH_OUT) --runs $${runs:-3} \
 	  $${cases:+--case-ids $$cases} $(BENCH_ARGS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
@@ -371,7 +371,7 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(FUZZ_CXX_OBJS) | $(DEPS_STAMP) $(BUIL
 
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
-	@bash tools/fetch_tn.sh build/frontend >/dev/null 2>&1 || echo "fuzz: no TN grammars (tools/fetch_tn.sh failed): frontend fuzzed without them"
+	@bash tools/export/fetch_tn.sh build/frontend >/dev/null 2>&1 || echo "fuzz: no TN grammars (tools/export/fetch_tn.sh failed): frontend fuzzed without them"
 	@for f in $(FUZZ_BINS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=0 \

@@ -127,7 +127,7 @@ static const struct config_entry config_table[] = {
     CFG_STR(
 	frontend_dir, FRONTEND_DIR, CONFIG_TYPE_STRING, NULL, NULL, NULL, "", "DIR",
 	"Text frontend for POST /v1/text/normalize: a directory with tokenizer/ and tn/ (a model bundle, or "
-	"tools/fetch_tn.sh output); empty = model_dir when set, else the route is unavailable"),
+	"tools/export/fetch_tn.sh output); empty = model_dir when set, else the route is unavailable"),
     CFG_STR(espeak_data, ESPEAK_DATA, CONFIG_TYPE_STRING, NULL, NULL, NULL, "", "DIR",
 	    "espeak-ng data directory; empty = the library default"),
     CFG_STR(default_speaker, DEFAULT_SPEAKER, CONFIG_TYPE_STRING, NULL, NULL, NULL, "", "ID",
@@ -168,6 +168,9 @@ static const struct config_entry config_table[] = {
 	    "Most seconds of audio in one response"),
     CFG_INT(drain_timeout_ms, DRAIN_TIMEOUT_MS, 0, 600000, NULL, 10000, "MS",
 	    "On SIGTERM, milliseconds the running job may take to finish before it is cancelled"),
+    CFG_INT(load_stall_timeout_ms, LOAD_STALL_TIMEOUT_MS, 1000, 3600000, NULL, 120000, "MS",
+	    "Start-up: a load stage with no sign of progress for this long counts as hung (systemd's "
+	    "start timeout and watchdog then stop the service; without systemd the daemon exits 1)"),
     /* audio */
     CFG_STR(default_format, DEFAULT_FORMAT, CONFIG_TYPE_ENUM, config_formats, NULL, NULL, "wav", "FORMAT",
 	    "Audio format of a /tts response when the request names none"),

@@ -41,12 +41,13 @@ struct config {
 	int cpu_half;			      /* bool, 0: fp16/bf16 bundles allowed on the CPU */
 	int split_max_tokens;		      /* split_paragraph token_max_n, 80 */
 	/* scheduling and limits */
-	int queue_capacity;    /* 16 */
-	int deadline_ms;       /* default per-request deadline, 120000 */
-	int max_body_bytes;    /* 65536 */
-	int max_text_chars;    /* /tts text cap in characters, 4096 */
-	int max_audio_seconds; /* cap on one response's audio, 600 */
-	int drain_timeout_ms;  /* SIGTERM grace for the running job, 10000 */
+	int queue_capacity;	   /* 16 */
+	int deadline_ms;	   /* default per-request deadline, 120000 */
+	int max_body_bytes;	   /* 65536 */
+	int max_text_chars;	   /* /tts text cap in characters, 4096 */
+	int max_audio_seconds;	   /* cap on one response's audio, 600 */
+	int drain_timeout_ms;	   /* SIGTERM grace for the running job, 10000 */
+	int load_stall_timeout_ms; /* start-up stage without progress = hung, 120000 */
 	/* audio */
 	char default_format[CONFIG_STR_MAX]; /* "wav" */
 	int default_sample_rate;	     /* 0 = engine's native rate */

@@ -18,6 +18,7 @@
  * free everything → exit 0.
  */
 #include <errno.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,13 @@
 
 #define MAIN_LOOP_TICK_MS  500
 #define MAIN_FLUSH_WAIT_MS 3000
+
+/* sched_config.on_stage: tell systemd which load stage runs (worker thread;
+ * sd_notify is thread-safe and the message carries the main PID). */
+static void main_on_stage(void *user, const char *stage)
+{
+	sd_notifyf(0, "STATUS=loading the %s engine: %s", (const char *)user, stage);
+}
 
 static int main_wait_signal(const sigset_t *set, int timeout_ms)
 {
@@ -89,7 +97,8 @@ int main(int argc, char **argv, char **envp)
 	char **keys = NULL;
 	size_t n_keys = 0;
 	uint64_t wd_usec = 0;
-	int wd_enabled, rc, exit_code = 1, ready = 0;
+	int wd_enabled, rc, exit_code = 1, ready = 0, wd_stale = 0;
+	char why[640] = ""; /* reason of a failed start, kept in the final STATUS */
 	enum log_level lvl;
 	sigset_t sigs;
 	const char *backend;
@@ -163,6 +172,8 @@ int main(int argc, char **argv, char **envp)
 	sc.engine.torch_lib = cfg.torch_lib[0] ? cfg.torch_lib : NULL;
 	sc.engine.cuda_memory_limit_mb = cfg.cuda_memory_limit_mb;
 	sc.engine.cpu_half = cfg.cpu_half;
+	sc.on_stage = main_on_stage;
+	sc.on_stage_user = (void *)backend;
 	if (strcmp(backend, "espeak") == 0)
 		log_warn("main",
 			 "no CosyVoice2 model configured (model_dir empty): serving the embedded espeak-ng "
@@ -213,25 +224,64 @@ int main(int argc, char **argv, char **envp)
 
 	wd_enabled = sd_watchdog_enabled(0, &wd_usec) > 0;
 
-	/* Wait for the engine, answering signals and keeping systemd informed. */
-	for (;;) {
-		int sig;
-		rc = sched_wait_ready(sched, MAIN_LOOP_TICK_MS, err, sizeof err);
-		if (rc == CV_OK)
-			break;
-		if (rc != CV_ETIMEDOUT) {
-			log_err("main", "engine failed to load: %s", err);
-			sd_notifyf(0, "STATUS=engine failed: %s\nERRNO=%d", err, EIO);
-			goto out;
-		}
-		sd_notify(0, "EXTEND_TIMEOUT_USEC=5000000");
-		if (wd_enabled)
-			sd_notify(0, "WATCHDOG=1");
-		sig = main_wait_signal(&sigs, 1);
-		if (sig == SIGTERM || sig == SIGINT) {
-			log_info("main", "signal %d during start-up: stopping", sig);
-			exit_code = 0;
-			goto out;
+	/* Wait for the engine, answering signals and keeping systemd informed:
+	 * STATUS names each load stage; the start timeout is extended and the
+	 * watchdog pinged only while the worker shows progress (a stage start or
+	 * its heartbeat) within load_stall_timeout_ms. */
+	{
+		char stage[SCHED_STAGE_MAX] = "";
+		int stalled = 0, under_systemd = getenv("NOTIFY_SOCKET") != NULL;
+		for (;;) {
+			int sig;
+			rc = sched_wait_ready(sched, MAIN_LOOP_TICK_MS, err, sizeof err);
+			if (rc == CV_OK)
+				break;
+			if (rc != CV_ETIMEDOUT) {
+				log_err("main", "engine failed to load: %s", err);
+				snprintf(why, sizeof why, ": engine failed: %s", err);
+				sd_notifyf(0, "STATUS=engine failed: %s\nERRNO=%d", err, EIO);
+				goto out;
+			}
+			int64_t life = sched_load_stage(sched, stage, sizeof stage);
+			int64_t quiet_ms = (clock_now_ns() - life) / 1000000;
+			if (quiet_ms < cfg.load_stall_timeout_ms) {
+				stalled = 0;
+				sd_notify(0, "EXTEND_TIMEOUT_USEC=5000000");
+				if (wd_enabled)
+					sd_notify(0, "WATCHDOG=1");
+			} else if (!stalled) {
+				stalled = 1;
+				log_err("main",
+					"start-up stage '%s' shows no progress for %lld ms "
+					"(load_stall_timeout_ms "
+					"%d): the load is hung; %s",
+					stage, (long long)quiet_ms, cfg.load_stall_timeout_ms,
+					under_systemd
+					    ? "no more start-up extensions or watchdog pings, systemd "
+					      "stops the service"
+					    : "exiting");
+				sd_notifyf(0, "STATUS=start-up hung in stage '%s' (no progress for %lld s)",
+					   stage, (long long)(quiet_ms / 1000));
+				if (!under_systemd) {
+					/* The worker is stuck inside the engine: it cannot be joined. */
+					fflush(NULL);
+					_exit(EXIT_FAILURE);
+				}
+			}
+			sig = main_wait_signal(&sigs, 1);
+			if (sig == SIGTERM || sig == SIGINT) {
+				log_info("main", "signal %d during start-up: stopping", sig);
+				if (stalled) {
+					log_err("main",
+						"the worker is hung in '%s': exiting without joining it",
+						stage);
+					sd_notify(0, "STOPPING=1\nSTATUS=stopped (start-up hung)");
+					fflush(NULL);
+					_exit(EXIT_FAILURE);
+				}
+				exit_code = 0;
+				goto out;
+			}
 		}
 	}
 	{
@@ -261,17 +311,36 @@ int main(int argc, char **argv, char **envp)
 			log_info("main", "SIGHUP ignored: restart the service to change its configuration");
 		if (wd_enabled) {
 			int64_t age_us = (clock_now_ns() - sched_heartbeat_ns(sched)) / 1000;
-			if (age_us >= 0 && (uint64_t)age_us < wd_usec / 2)
+			if (age_us >= 0 && (uint64_t)age_us < wd_usec / 2) {
+				if (wd_stale)
+					sd_notifyf(0, "STATUS=serving %s on %s:%d",
+						   engine_name(sched_engine(sched)), cfg.listen,
+						   http_server_port(http));
+				wd_stale = 0;
 				sd_notify(0, "WATCHDOG=1");
-			else
+			} else {
+				if (!wd_stale)
+					sd_notifyf(
+					    0,
+					    "STATUS=worker unresponsive for %lld ms: watchdog pings withheld",
+					    (long long)(age_us / 1000));
+				wd_stale = 1;
 				log_err_limited("main", "watchdog_stale",
 						"worker heartbeat is %lld ms old: withholding watchdog pings",
 						(long long)(age_us / 1000));
+			}
 		}
 	}
 	exit_code = 0;
 out:
-	sd_notify(0, "STOPPING=1");
+	if (sched && ready) {
+		size_t queued = sched_depth(sched);
+		int running = sched_busy(sched);
+		sd_notifyf(0, "STOPPING=1\nSTATUS=draining: %d running, %zu queued (up to %d ms)", running,
+			   queued, cfg.drain_timeout_ms);
+	} else {
+		sd_notifyf(0, "STOPPING=1\nSTATUS=stopping%s", why);
+	}
 	if (http)
 		http_server_quiesce(http);
 	if (sched)
@@ -285,5 +354,6 @@ out:
 	frontend_free(frontend);
 	config_free_api_keys(keys, n_keys);
 	log_info("main", "stopped (exit %d)", exit_code);
+	sd_notifyf(0, "STATUS=stopped (exit %d)%s", exit_code, why);
 	return exit_code;
 }

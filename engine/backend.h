@@ -26,6 +26,9 @@ struct engine_backend {
 	void (*read_gauges)(void *impl, struct engine_gauges *g); /* may be NULL */
 };
 
+/* Report the start of a load stage through cfg->progress (no-op when unset). */
+void backend_report_stage(const struct engine_config *cfg, const char *stage);
+
 extern const struct engine_backend engine_backend_espeak;
 extern const struct engine_backend engine_backend_cosyvoice2;
 

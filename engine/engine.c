@@ -29,6 +29,12 @@ static const struct engine_backend *const engine_backends[] = {
     &engine_backend_cosyvoice2,
 };
 
+void backend_report_stage(const struct engine_config *cfg, const char *stage)
+{
+	if (cfg && cfg->progress)
+		cfg->progress(cfg->progress_user, stage);
+}
+
 int engine_open(const struct engine_config *cfg, struct engine **out, char *err, size_t errlen)
 {
 	const struct engine_backend *be = NULL;

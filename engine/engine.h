@@ -45,6 +45,10 @@ struct engine_config {
 	const char *torch_lib;	     /* cosyvoice2: libtorch directory, NULL = search (torch_runtime.h) */
 	long cuda_memory_limit_mb;   /* cosyvoice2: cap of the CUDA allocator in MiB, 0 = none */
 	int cpu_half;		     /* cosyvoice2: allow fp16/bf16 bundles on the CPU */
+	/* Load progress: called on the opening thread at the start of each load
+	 * stage ("checking the bundle", "loading the model", ...); NULL = none. */
+	void (*progress)(void *user, const char *stage);
+	void *progress_user;
 };
 
 struct engine_speaker {

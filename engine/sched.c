@@ -61,6 +61,9 @@ struct sched {
 	int shutting_down; /* sched_shutdown entered */
 
 	_Atomic int64_t heartbeat_ns;
+	char stage[SCHED_STAGE_MAX]; /* current load stage (mutex) */
+	void (*on_stage)(void *user, const char *stage);
+	void *on_stage_user;
 	double load_ms, warmup_ms;
 	struct engine_gauges gauges;
 	double avg_job_s;
@@ -153,6 +156,52 @@ static void sched_set_state_locked(struct sched *s, enum sched_state st)
 	pthread_cond_broadcast(&s->state_cv);
 }
 
+/* CVTEST_LOAD_HANG="<stage substring>:<ms>" (test-only): the worker sleeps
+ * that long when a load stage whose name contains the substring starts, so
+ * the tests can prove a hung load is detected (daemon/main.c). */
+static void sched_test_hang(const char *stage)
+{
+	const char *f = getenv("CVTEST_LOAD_HANG");
+	const char *colon = f ? strrchr(f, ':') : NULL;
+	char want[SCHED_STAGE_MAX];
+	long ms;
+
+	if (!colon || (size_t)(colon - f) >= sizeof want || colon == f)
+		return;
+	memcpy(want, f, (size_t)(colon - f));
+	want[colon - f] = '\0';
+	ms = strtol(colon + 1, NULL, 10);
+	if (ms <= 0 || !strstr(stage, want))
+		return;
+	log_warn("sched", "CVTEST_LOAD_HANG: stage '%s' sleeps %ld ms", stage, ms);
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+/* engine_config.progress: a load stage starts (worker thread). */
+static void sched_stage(void *user, const char *stage)
+{
+	struct sched *s = user;
+
+	pthread_mutex_lock(&s->mu);
+	cv_strlcpy(s->stage, stage, sizeof s->stage);
+	pthread_mutex_unlock(&s->mu);
+	sched_stamp(s);
+	log_info("sched", "start-up stage: %s", stage);
+	if (s->on_stage)
+		s->on_stage(s->on_stage_user, stage);
+	sched_test_hang(stage);
+}
+
+int64_t sched_load_stage(struct sched *s, char *buf, size_t len)
+{
+	pthread_mutex_lock(&s->mu);
+	cv_strlcpy(buf, s->stage, len);
+	pthread_mutex_unlock(&s->mu);
+	return atomic_load(&s->heartbeat_ns);
+}
+
 /* Worker: open and warm the engine. Returns 0 when it may serve. */
 static int sched_worker_load(struct sched *s)
 {
@@ -162,6 +211,9 @@ static int sched_worker_load(struct sched *s)
 	int64_t t0 = clock_now_ns();
 	int rc;
 
+	s->ecfg.progress = sched_stage;
+	s->ecfg.progress_user = s;
+	sched_stage(s, "opening the engine");
 	rc = engine_open(&s->ecfg, &e, err, sizeof err);
 	int64_t t1 = clock_now_ns();
 	if (rc != CV_OK) {
@@ -185,6 +237,7 @@ static int sched_worker_load(struct sched *s)
 	sched_stamp(s);
 
 	if (s->warmup) {
+		sched_stage(s, "warm-up");
 		rc = engine_warmup(e, err, sizeof err);
 		int64_t t2 = clock_now_ns();
 		pthread_mutex_lock(&s->mu);
@@ -379,6 +432,8 @@ int sched_start(const struct sched_config *cfg, struct sched **out, char *err, s
 	pthread_condattr_destroy(&ca);
 
 	s->ecfg = cfg->engine;
+	s->on_stage = cfg->on_stage;
+	s->on_stage_user = cfg->on_stage_user;
 	s->ecfg.backend = s->backend = sched_dup(cfg->engine.backend);
 	s->ecfg.model_dir = s->model_dir = sched_dup(cfg->engine.model_dir);
 	s->ecfg.device = s->device = sched_dup(cfg->engine.device);
@@ -389,8 +444,8 @@ int sched_start(const struct sched_config *cfg, struct sched **out, char *err, s
 	s->ring = xcalloc(s->cap, sizeof *s->ring);
 	s->dead = xcalloc(s->cap, sizeof *s->dead);
 	s->state = SCHED_LOADING;
-	sched_stamp(s);
-
+	cv_strlcpy(s->stage, "starting", sizeof s->stage);
+	sched_stamp(s); /* start-up freshness counts from here */
 	rc = pthread_create(&s->thread, NULL, sched_worker, s);
 	if (rc != 0) {
 		if (err && errlen)

@@ -17,6 +17,7 @@
 #include "engine/job.h"
 
 #define SCHED_HEARTBEAT_MS 200
+#define SCHED_STAGE_MAX	   96 /* bytes of a load-stage name */
 
 struct sched;
 
@@ -33,6 +34,10 @@ struct sched_config {
 	size_t queue_capacity;	     /* >= 1 */
 	struct engine_config engine; /* strings must outlive sched_start */
 	int warmup;		     /* 1: run engine_warmup before READY */
+	/* Called on the worker thread as each load stage starts (after the
+	 * scheduler has recorded it); NULL = none. */
+	void (*on_stage)(void *user, const char *stage);
+	void *on_stage_user;
 };
 
 /* Start the worker (which opens the engine). Returns at once. */
@@ -56,6 +61,9 @@ int sched_busy(struct sched *s); /* 1 while a job runs */
 /* Seconds a new job would wait, estimated from queue depth and measured speed (>= 1). */
 int sched_retry_after_s(struct sched *s);
 int64_t sched_heartbeat_ns(struct sched *s);
+/* The load stage the worker is in (or last entered) into buf; returns the
+ * time of the worker's last sign of life (stage start or heartbeat). */
+int64_t sched_load_stage(struct sched *s, char *buf, size_t len);
 /* Measured load and warm-up time in ms (valid once READY). */
 void sched_startup_ms(struct sched *s, double *load_ms, double *warmup_ms);
 

@@ -52,7 +52,7 @@ enum MHD_Result http_begin_normalize(struct conn *c)
 	if (!h->cfg.frontend)
 		return http_send_error(c, 501, NULL,
 				       "text frontend not configured: set frontend_dir (a model bundle or "
-				       "tools/fetch_tn.sh output) or model_dir",
+				       "tools/export/fetch_tn.sh output) or model_dir",
 				       NULL, NULL);
 	memset(&re, 0, sizeof re);
 	rc = request_parse_normalize(buf_data(&c->body), buf_len(&c->body), &lim, &c->req, &re);

@@ -18,8 +18,8 @@ static int cv2_json_size(json_t *obj, const char *a, const char *b, size_t *out,
 		v = json_object_get(v, b);
 	if (!json_is_integer(v) || json_integer_value(v) <= 0) {
 		cv_errf(err, errlen,
-			"%s: missing or bad \"%s%s%s\" (re-export the bundle with tools/export.py)", path, a,
-			b ? "." : "", b ? b : "");
+			"%s: missing or bad \"%s%s%s\" (re-export the bundle with tools/export/export.py)",
+			path, a, b ? "." : "", b ? b : "");
 		return CV_EINVAL;
 	}
 	*out = (size_t)json_integer_value(v);
@@ -34,8 +34,8 @@ static int cv2_check_files(const char *dir, json_t *files, const char *mpath, ch
 	char path[CV2_PATH_MAX], hex[SHA256_HEX_LEN + 1], herr[256];
 
 	if (!json_is_object(files) || json_object_size(files) == 0) {
-		cv_errf(err, errlen, "%s: no \"files\" table (re-export the bundle with tools/export.py)",
-			mpath);
+		cv_errf(err, errlen,
+			"%s: no \"files\" table (re-export the bundle with tools/export/export.py)", mpath);
 		return CV_EINVAL;
 	}
 	json_object_foreach(files, rel, info)
@@ -156,7 +156,8 @@ static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, st
 	safetensors_free(st);
 	return CV_OK;
 fail:
-	cv_errf(err, errlen, "speaker '%s' (%s): %s (re-add it with tools/add_speaker.py)", name, path, e2);
+	cv_errf(err, errlen, "speaker '%s' (%s): %s (re-add it with tools/export/add_speaker.py)", name, path,
+		e2);
 	safetensors_free(st);
 	cv2_speaker_clear(s);
 	return rc;
@@ -176,9 +177,10 @@ static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *default_id,
 	int rc;
 
 	if (!json_is_object(spk) || json_object_size(spk) == 0) {
-		cv_errf(err, errlen,
-			"%s/manifest.json: the bundle has no speakers (add one with tools/add_speaker.py)",
-			m->dir);
+		cv_errf(
+		    err, errlen,
+		    "%s/manifest.json: the bundle has no speakers (add one with tools/export/add_speaker.py)",
+		    m->dir);
 		return CV_EINVAL;
 	}
 	cap = 2 * json_object_size(spk);
@@ -287,6 +289,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 			"cosyvoice2 needs a bundle directory (--model-dir DIR; make one with `make bundle`)");
 		return CV_EINVAL;
 	}
+	backend_report_stage(cfg, "checking the bundle");
 	m = xcalloc(1, sizeof *m);
 	cv_strlcpy(m->dir, cfg->model_dir, sizeof m->dir);
 	if (cv2_path(mpath, sizeof mpath, m->dir, "manifest.json") != CV_OK) {
@@ -319,15 +322,16 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	s = json_string_value(json_object_get(man, "format"));
 	v = json_object_get(man, "format_version");
 	if (!s || strcmp(s, COSYVOICE2_FORMAT) != 0) {
-		cv_errf(err, errlen, "%s: format '%s' is not %s (not a bundle written by tools/export.py)",
-			mpath, s ? s : "(none)", COSYVOICE2_FORMAT);
+		cv_errf(err, errlen,
+			"%s: format '%s' is not %s (not a bundle written by tools/export/export.py)", mpath,
+			s ? s : "(none)", COSYVOICE2_FORMAT);
 		goto fail;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) != COSYVOICE2_FORMAT_VERSION) {
 		cv_errf(
 		    err, errlen,
 		    "%s: bundle format_version %s; this daemon reads version %d: re-export the bundle with "
-		    "this release's tools/export.py (make bundle)",
+		    "this release's tools/export/export.py (make bundle)",
 		    mpath, json_is_integer(v) ? "is not 1" : "(missing)", COSYVOICE2_FORMAT_VERSION);
 		goto fail;
 	}
@@ -339,7 +343,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 			    err, errlen,
 			    "%s: written by torch %s but this daemon's libtorch plugin is built for torch "
 			    "%s: re-export the bundle with that torch (make bundle ..., or the host's "
-			    "python3 tools/export.py)",
+			    "python3 tools/export/export.py)",
 			    mpath, s ? s : "(unknown)", have);
 			goto fail;
 		}
@@ -398,6 +402,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 			m->sp.tau_r = json_number_value(x);
 	}
 
+	backend_report_stage(cfg, "loading the text frontend and speakers");
 	{
 		struct frontend_limits lim = {0, 0, cfg->split_max_tokens};
 		rc = frontend_open_dir(m->dir, &lim, &m->fe, err, errlen);
@@ -433,6 +438,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		g = getenv("CVTEST_STATIC_DECODE");
 		rc_cfg.static_decode = g && strcmp(g, "1") == 0;
 		rc_cfg.fault = getenv("CVTEST_FAULT");
+		backend_report_stage(cfg, "loading libtorch and the model weights");
 		rc = torch_runtime_open(&rc_cfg, &m->rt, err, errlen);
 		if (rc != CV_OK)
 			goto fail;
@@ -451,9 +457,11 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	} else {
 		m->budget = (double)cfg->memory_budget_mb * CV2_MIB;
 	}
+	backend_report_stage(cfg, "allocating the KV cache");
 	rc = torch_runtime_llm_begin(m->rt, m->max_positions, err, errlen);
 	if (rc != CV_OK)
 		goto fail;
+	backend_report_stage(cfg, "probing memory use");
 	rc = cv2_probe_memory(m, err, errlen);
 	if (rc != CV_OK)
 		goto fail;

@@ -8,7 +8,7 @@
  *  - which tokens feed each flow call and which mel frames of its output are
  *    new (2 per token from 2*token_offset on);
  *  - the HiFT cache (8 mel frames, 3840 source samples, 3840 speech samples)
- *    and the symmetric Hamming(7680) cross-fade (tools/cosyvoice2/hift.py
+ *    and the symmetric Hamming(7680) cross-fade (tools/export/cosyvoice2/hift.py
  *    fade_in_out: float64 arithmetic, float32 result);
  *  - the speed change of non-streaming synthesis: F.interpolate(mel,
  *    size=int(T/speed), mode='linear', align_corners=False).

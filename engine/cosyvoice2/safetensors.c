@@ -1,6 +1,6 @@
 /* engine/cosyvoice2/safetensors.c — strict, bounded .safetensors reader.
  *
- * DESIGN: speaker files come from users (tools/add_speaker.py, copies from
+ * DESIGN: speaker files come from users (tools/export/add_speaker.py, copies from
  * elsewhere), so the reader trusts nothing: every size is checked against
  * the file before use, integer products are overflow-checked, the JSON is
  * parsed by jansson with duplicate keys rejected, and the tensors must tile

@@ -8,7 +8,7 @@
  * exported (engine/cosyvoice2/torch_plugin.h); the extern "C" bodies below are hidden.
  *
  * DESIGN: the bundle's model.ts is a scripted (not frozen) module with flat
- * entry points (tools/cosyvoice2/bundle.py); this file only moves host arrays
+ * entry points (tools/export/cosyvoice2/bundle.py); this file only moves host arrays
  * in and out of tensors and calls those methods, so all numerics stay in the
  * TorchScript that the exporter tested against the eager modules. Every
  * extern "C" body runs inside guarded(), which turns any C++ exception into

@@ -401,6 +401,7 @@ static int espeak_open(const struct engine_config *cfg, void **impl, char *err, 
 	int rc;
 
 	*impl = NULL;
+	backend_report_stage(cfg, "initializing espeak-ng");
 	rc = espeak_acquire(cfg->data_dir && cfg->data_dir[0] ? cfg->data_dir : NULL, err, errlen);
 	if (rc != CV_OK)
 		return rc;

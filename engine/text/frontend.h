@@ -53,7 +53,7 @@ struct frontend_result {
 int frontend_open(const char *tokenizer_dir, const char *tn_dir, const struct frontend_limits *lim,
 		  struct frontend **out, char *err, size_t errlen);
 /* The frontend of a bundle-shaped directory: dir/tokenizer and, when it exists, dir/tn (a model
- * bundle, or tools/fetch_tn.sh output). The one place that knows this layout. */
+ * bundle, or tools/export/fetch_tn.sh output). The one place that knows this layout. */
 int frontend_open_dir(const char *dir, const struct frontend_limits *lim, struct frontend **out, char *err,
 		      size_t errlen);
 int frontend_has_tn(const struct frontend *f);

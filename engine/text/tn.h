@@ -6,7 +6,7 @@
  * as a byte acceptor, compose, one shortest path, output bytes);
  * tn_reorder.c ports wetext's TokenParser.reorder that sits between the two.
  *
- * Grammar files in the directory (flat, as tools/export.py --tn copies them):
+ * Grammar files in the directory (flat, as tools/export/export.py --tn copies them):
  *   zh_tn_tagger.fst zh_tn_verbalizer.fst en_tn_tagger.fst en_tn_verbalizer.fst
  * A loaded struct tn is read-only; any number of threads may use it.
  */

@@ -4,7 +4,7 @@
  * The first byte picks the mode; the rest is the text. Runs frontend_run
  * with normalize=1 and 0, split_paragraph directly (zh and en), wetext's
  * token reordering, and number spelling on digit runs. The TN grammars are
- * used when build/frontend/tn holds them (tools/fetch_tn.sh; `make fuzz` fetches them)
+ * used when build/frontend/tn holds them (tools/export/fetch_tn.sh; `make fuzz` fetches them)
  * and the input is short: the en grammar costs milliseconds per byte, more
  * under ASan. Every result must be well-formed: valid UTF-8 sentences with
  * ids, or CV_EINVAL / CV_E2BIG with an error text. Run from the repository root. */

@@ -1,4 +1,4 @@
-"""CUDA cases of the exporter's model code (run by tools/gpu-check.sh on a GPU machine: pytest tests/gpu).
+"""CUDA cases of the exporter's model code (run by tools/release/gpu-check.sh on a GPU machine: pytest tests/gpu).
 
 Not collected by `make test` (tests/py): this machine class has no GPU, and a test that skips is no test.
 Here a missing GPU is a failure.

@@ -80,7 +80,7 @@ START_TEST(metrics_pass_promtool)
 
 	char promtool[1024];
 	HCHECK(promtool_path(promtool, sizeof promtool) == 0,
-	       "promtool not found (set PROMTOOL or run bash tools/deps.sh): %s", promtool);
+	       "promtool not found (set PROMTOOL or run bash tools/dev/deps.sh): %s", promtool);
 	const char *argv[] = {promtool, "check", "metrics", NULL};
 	struct buf out;
 	buf_init(&out, 1 << 16);

@@ -976,7 +976,7 @@ int promtool_path(char *buf, size_t len)
 	} else {
 		struct buf o;
 		buf_init(&o, 4096);
-		const char *argv[] = {"bash", "tools/deps.sh", "--print-promtool", NULL};
+		const char *argv[] = {"bash", "tools/dev/deps.sh", "--print-promtool", NULL};
 		int rc = run_capture(argv, NULL, 0, &o);
 		if (rc != 0 || buf_len(&o) == 0) {
 			buf_free(&o);

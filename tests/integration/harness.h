@@ -10,7 +10,7 @@
  *
  * Environment: CVTEST_BIN (default build/cosyvoiced), CVTEST_VALGRIND=1
  * (run it under valgrind; longer timeouts), PROMTOOL (default: what
- * `bash tools/deps.sh --print-promtool` prints), CVTEST_KEEP_LOGS=1 (keep
+ * `bash tools/dev/deps.sh --print-promtool` prints), CVTEST_KEEP_LOGS=1 (keep
  * daemon logs even after a clean exit).
  */
 #ifndef CV_TESTS_HARNESS_H
@@ -164,7 +164,7 @@ int audio_probe(const char *format, const void *data, size_t len, int pcm_rate, 
  * was killed. */
 int run_capture(const char *const *argv, const void *stdin_data, size_t stdin_len, struct buf *out);
 
-/* Path of promtool (PROMTOOL env or tools/deps.sh --print-promtool) into
+/* Path of promtool (PROMTOOL env or tools/dev/deps.sh --print-promtool) into
  * buf; 0 if found and executable. */
 int promtool_path(char *buf, size_t len);
 

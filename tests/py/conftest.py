@@ -1,4 +1,4 @@
-"""Shared fixtures of the exporter tests (run: make test-export, or $(tools/torch-venv.sh) -m pytest tests/py).
+"""Shared fixtures of the exporter tests (run: make test-export, or $(tools/dev/torch-venv.sh) -m pytest tests/py).
 
 The tiny random model directory and its bundles are built once per session; everything else is
 generated inside the tests. The BlankEN tokenizer files come from models/CosyVoice-BlankEN
@@ -12,7 +12,7 @@ import warnings
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "tools"))
+sys.path.insert(0, os.path.join(REPO, "tools", "export"))
 
 from cosyvoice2 import bundle, config, hyperyaml, presets, randmodel  # noqa: E402
 

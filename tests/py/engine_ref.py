@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "tools"))
+sys.path.insert(0, os.path.join(REPO, "tools", "export"))
 
 from cosyvoice2 import bundle, config, load  # noqa: E402
 

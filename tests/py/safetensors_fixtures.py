@@ -1,9 +1,9 @@
 """Writes .safetensors fixtures with the real safetensors package (torch venv) for check_safetensors.c.
 
-    $(tools/torch-venv.sh) tests/py/safetensors_fixtures.py OUTDIR
+    $(tools/dev/torch-venv.sh) tests/py/safetensors_fixtures.py OUTDIR
 
 OUTDIR/dtypes.safetensors   one tensor per dtype (F32 F16 BF16 F64 I32 I64 I16 I8 U8 BOOL) + metadata
-OUTDIR/speaker.safetensors  a speaker written by tools/cosyvoice2/speakers.py save()
+OUTDIR/speaker.safetensors  a speaker written by tools/export/cosyvoice2/speakers.py save()
 OUTDIR/empty.safetensors    no tensors, only metadata
 OUTDIR/expected.json        for each file: metadata and, per tensor, dtype, shape and the values as the C
                             conversion must return them (floats as float32 via float.hex, ints as ints)
@@ -16,7 +16,7 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "export"))
 from cosyvoice2 import speakers  # noqa: E402
 
 DT = {

@@ -1,14 +1,14 @@
 """Python references for engine/cosyvoice2/cv2_stream.c (docs/cosyvoice2.md §6.2/§6.3), run by check_cv2_stream.c
 in the torch venv.
 
-    $(tools/torch-venv.sh) tests/py/stream_ref.py OUTDIR
+    $(tools/dev/torch-venv.sh) tests/py/stream_ref.py OUTDIR
 
 Writes into OUTDIR:
   sched.txt            per line "P N : n_tokens,token_offset,finalize ..." — the chunk list of the reference's
                        CosyVoice2Model.tts() streaming loop (transcribed below, per-request hop reset), with
                        tokens arriving in random bursts between 100 ms polls (the C side feeds them one by one)
   hamming_np.f64       numpy.hamming(7680);   hamming_torch.f64: torch.hamming_window(7680, periodic=False)
-  fade_{in,prev,out}.f32  HiFTGenerator.fade_in_out (tools/cosyvoice2/hift.py) on random float32 speech
+  fade_{in,prev,out}.f32  HiFTGenerator.fade_in_out (tools/export/cosyvoice2/hift.py) on random float32 speech
   speed.txt            per line "k T speed out_T"; speed_k_{in,out}.f32: F.interpolate(mel, size=int(T/speed),
                        mode='linear') on random (1, 80, T) mel
   hift.txt             per line "k P N"; hift_k_{mel,out}.f32: the reference token2wav HiFT cache / cross-fade
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "export"))
 from cosyvoice2.hift import HiFTGenerator  # noqa: E402
 
 TOKEN_HOP, MAX_HOP, SCALE, LOOKAHEAD = 25, 100, 2, 3

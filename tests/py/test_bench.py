@@ -1,7 +1,7 @@
-"""Self-test of the benchmark harness (tools/bench.py, tools/bench_eager.py) on the tiny random bundle.
+"""Self-test of the benchmark harness (tools/bench/bench.py, tools/bench/bench_eager.py) on the tiny random bundle.
 
 The eager baseline must compute what the bundle's TorchScript computes (same weights, same algorithm),
-the sampler must follow docs/cosyvoice2.md §3.5, and tools/bench.py must produce its JSON both when the daemon's
+the sampler must follow docs/cosyvoice2.md §3.5, and tools/bench/bench.py must produce its JSON both when the daemon's
 engine serves and when it cannot load the bundle. Runs in seconds.
 """
 
@@ -16,7 +16,7 @@ import torch
 
 from conftest import REPO
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
+sys.path.insert(0, os.path.join(REPO, "tools", "bench"))
 
 import bench_eager as BE  # noqa: E402
 
@@ -80,7 +80,7 @@ def test_split_paragraph():
 
 def _bench(args, tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, os.path.join(REPO, "tools", "bench.py"), "--out", str(out), "--daemon", DAEMON] + args
+    cmd = [sys.executable, os.path.join(REPO, "tools", "bench", "bench.py"), "--out", str(out), "--daemon", DAEMON] + args
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     with open(out, encoding="utf-8") as f:

@@ -1,7 +1,7 @@
 """fp16 and bf16 bundles against fp32 on the same random weights (tiny preset, CPU kernels), through the
 scripted entry points the daemon calls; and what each dtype does when the LLM's residual stream carries
 massive activations (randmodel.stress_llm_state). `pytest -s` prints the figures that
-tools/cosyvoice2/README.md quotes. Every limit below is a measured figure with a margin (the measured
+tools/export/cosyvoice2/README.md quotes. Every limit below is a measured figure with a margin (the measured
 value is in the comment next to it)."""
 
 import copy
@@ -265,7 +265,7 @@ def test_fp16_overflow_threshold(tiny_model_dir, tiny_config):
 
 def test_stress_bundles_fp16_overflows(tmp_path):
     """Exported bundles of a stressed model (what the daemon's non-finite check is tested with): the
-    fp16 one, written by `tools/export.py --random tiny --stress-scale 100000 --dtype fp16`, passes the
+    fp16 one, written by `tools/export/export.py --random tiny --stress-scale 100000 --dtype fp16`, passes the
     export's smoke run and serves a text without the trigger, but a text with it gives NaN log-probs
     from llm_prefill on; the fp32 and bf16 bundles of the same weights stay finite."""
     model = str(tmp_path / "model")
@@ -276,7 +276,7 @@ def test_stress_bundles_fp16_overflows(tmp_path):
         bundle.export(model, out, d, log=lambda s: None)
         ms[d] = torch.jit.load(os.path.join(out, bundle.MODEL_FILE))
     out16 = str(tmp_path / "fp16")
-    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), "--random", "tiny", "--seed", "0",
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export", "export.py"), "--random", "tiny", "--seed", "0",
                         "--stress-scale", "100000", "--dtype", "fp16", "--out", out16,
                         "--tokenizer-dir", randmodel.default_tokenizer_dir()],
                        capture_output=True, text=True, timeout=300)

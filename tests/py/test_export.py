@@ -300,18 +300,18 @@ def test_refuses_to_replace_a_non_bundle_directory(tiny_model_dir, tmp_path):
 
 
 def test_documented_command_line(tmp_path):
-    """`python tools/export.py --random tiny --out DIR` and `--verify DIR` (what `make bundle` runs)."""
+    """`python tools/export/export.py --random tiny --out DIR` and `--verify DIR` (what `make bundle` runs)."""
     out = str(tmp_path / "b")
     env = dict(os.environ, CV_TOKENIZER_DIR=tokenizer_dir())
-    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), "--random", "tiny", "--out", out],
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export", "export.py"), "--random", "tiny", "--out", out],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "[9/9] writing manifest.json" in r.stderr and os.path.isfile(os.path.join(out, "model.ts"))
     assert not [p for p in os.listdir(str(tmp_path)) if p.startswith("cosyvoice2-random-")]  # temp model dir removed
-    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), "--verify", out],
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export", "export.py"), "--verify", out],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "OK" in r.stderr
-    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), "--src", str(tmp_path / "none"),
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export", "export.py"), "--src", str(tmp_path / "none"),
                         "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "model directory not found" in r.stderr
 

@@ -263,7 +263,7 @@ def test_recording_to_speaker_in_a_bundle(tiny_bundle, tmp_path):
     wav = str(tmp_path / "prompt.wav")
     write_pcm(wav, x, 44100, 16)
     text = "Hello there, this is my voice."
-    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "add_speaker.py"), "--bundle", out,
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export", "add_speaker.py"), "--bundle", out,
                         "--name", "alice", "--wav", wav, "--text", text, "--tokenizer-onnx", tok_onnx,
                         "--campplus-onnx", cam_onnx], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -291,7 +291,7 @@ def test_recording_to_speaker_in_a_bundle(tiny_bundle, tmp_path):
                                      sp.prompt_mel.unsqueeze(0), sp.embedding.unsqueeze(0), False, True)
     assert mel_out.shape == (1, 80, 10)
     # adding the same name again needs --replace
-    again = [sys.executable, os.path.join(REPO, "tools", "add_speaker.py"), "--bundle", out, "--name", "alice",
+    again = [sys.executable, os.path.join(REPO, "tools", "export", "add_speaker.py"), "--bundle", out, "--name", "alice",
              "--wav", wav, "--text", "x", "--tokenizer-onnx", tok_onnx, "--campplus-onnx", cam_onnx]
     r = subprocess.run(again, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "already in the bundle" in r.stderr

@@ -1,6 +1,6 @@
-"""Tests of tools/cosyvoice2/hift.py (HiFTGenerator) against docs/cosyvoice2.md (§5, §6.3, §9).
+"""Tests of tools/export/cosyvoice2/hift.py (HiFTGenerator) against docs/cosyvoice2.md (§5, §6.3, §9).
 
-Run: $(tools/torch-venv.sh) -m pytest tests/py/test_hift.py
+Run: $(tools/dev/torch-venv.sh) -m pytest tests/py/test_hift.py
 """
 
 import io
@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "export"))
 
 from cosyvoice2 import hift, keys  # noqa: E402
 from jitutil import freeze  # noqa: E402

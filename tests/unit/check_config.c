@@ -546,7 +546,7 @@ START_TEST(unknown_keys_named)
 }
 END_TEST
 
-/* Test and tool variables live outside COSYVOICED_*: every one the suites, tools/gpu-check.sh and the
+/* Test and tool variables live outside COSYVOICED_*: every one the suites, tools/release/gpu-check.sh and the
  * Makefile set passes the loader, and the old COSYVOICED_* spellings are refused like any unknown
  * setting (so no production variable is ever silently ignored). Then the same against the real
  * binary: it starts (--check-config) with all of them in its environment. */

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/mem.h"
 #include "common/sha256.h"
 #include "engine/cosyvoice2/cosyvoice2.h"
 #include "engine/engine.h"
@@ -261,6 +262,40 @@ START_TEST(open_tiny_bundle)
 	ck_assert_ptr_nonnull(engine_speaker_find(e, "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3")); /* 中文女 */
 	ck_assert_ptr_null(engine_speaker_find(e, "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3/cross-lingual"));
 	ck_assert_ptr_nonnull(strstr(engine_describe(e), "libtorch"));
+	engine_close(e);
+}
+END_TEST
+
+/* engine_config.progress: the load reports each stage, in order (the daemon
+ * turns them into systemd STATUS lines and its start-up watchdog). */
+struct stage_log {
+	char names[16][96];
+	size_t n;
+};
+
+static void stage_log_add(void *user, const char *stage)
+{
+	struct stage_log *l = user;
+	if (l->n < sizeof l->names / sizeof l->names[0])
+		cv_strlcpy(l->names[l->n++], stage, sizeof l->names[0]);
+}
+
+START_TEST(open_reports_stages)
+{
+	struct stage_log log = {0};
+	struct engine_config cfg = {.backend = "cosyvoice2",
+				    .model_dir = bundle_dir(),
+				    .device = "cpu",
+				    .progress = stage_log_add,
+				    .progress_user = &log};
+	const char *want[] = {"checking the bundle", "loading the text frontend and speakers",
+			      "loading libtorch and the model weights", "allocating the KV cache",
+			      "probing memory use"};
+	char err[512] = "";
+	struct engine *e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	ck_assert_uint_eq(log.n, sizeof want / sizeof want[0]);
+	for (size_t i = 0; i < log.n; i++)
+		ck_assert_str_eq(log.names[i], want[i]);
 	engine_close(e);
 }
 END_TEST
@@ -1200,7 +1235,7 @@ START_TEST(http_over_budget_is_413)
 END_TEST
 
 /* ------------------------------------------------------------------ CUDA
- * Registered only with CVTEST_CUDA=1 (tools/gpu-check.sh sets it on
+ * Registered only with CVTEST_CUDA=1 (tools/release/gpu-check.sh sets it on
  * a GPU machine); there a missing GPU is a failure, not a skip. */
 
 static struct cv2 *open_cv2_cuda(int graph)
@@ -1459,6 +1494,7 @@ Suite *suite_cosyvoice2(void)
 #if CV_WITH_TORCH
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, open_tiny_bundle);
+	tcase_add_test(tc, open_reports_stages);
 	tcase_add_test(tc, bad_bundle_missing_file);
 	tcase_add_test(tc, bad_bundle_no_manifest);
 	tcase_add_test(tc, bad_bundle_version);

@@ -1,6 +1,6 @@
 /* tests/unit/check_cv2_stream.c — CosyVoice2 streaming bookkeeping against
  * hand-derived schedules and against tests/py/stream_ref.py (the reference's
- * loop, fade_in_out of tools/cosyvoice2/hift.py, numpy/torch Hamming, torch
+ * loop, fade_in_out of tools/export/cosyvoice2/hift.py, numpy/torch Hamming, torch
  * F.interpolate) run in the torch venv. */
 #include <check.h>
 #include <math.h>
@@ -217,8 +217,8 @@ static void fake_hift(const float *mel, size_t nm, size_t t, const float *cache_
 
 START_TEST(parity_with_python)
 {
-	char *py = test_run_line("bash tools/torch-venv.sh");
-	ck_assert_msg(py != NULL, "tools/torch-venv.sh failed (no torch venv)");
+	char *py = test_run_line("bash tools/dev/torch-venv.sh");
+	ck_assert_msg(py != NULL, "tools/dev/torch-venv.sh failed (no torch venv)");
 	char dir[] = "/tmp/cv-stream-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	char cmd[2048];

@@ -1,8 +1,8 @@
 /* tests/unit/check_frontend.c — the text frontend against the Python reference.
  *
- * The parity case copies the pinned wetext package's grammars (tools/fetch_tn.sh),
- * runs tools/frontend_parity.py (CosyVoice2's text_normalize with wetext,
- * inflect and the HF tokenizer, in the venv of tools/venv.sh) over
+ * The parity case copies the pinned wetext package's grammars (tools/export/fetch_tn.sh),
+ * runs tools/parity/frontend_parity.py (CosyVoice2's text_normalize with wetext,
+ * inflect and the HF tokenizer, in the venv of tools/dev/venv.sh) over
  * tests/data/frontend_corpus.txt while the C frontend runs the same corpus,
  * and requires the same sentences and ids on every line; the first
  * differences are printed. Other cases: split_paragraph, inflect numbers,
@@ -352,7 +352,7 @@ static void make_bundle(void)
 {
 	ck_assert_ptr_nonnull(mkdtemp(bundle_dir));
 	char cmd[2048];
-	snprintf(cmd, sizeof cmd, "bash tools/fetch_tn.sh %s 2>/dev/null", bundle_dir);
+	snprintf(cmd, sizeof cmd, "bash tools/export/fetch_tn.sh %s 2>/dev/null", bundle_dir);
 	ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
 }
 
@@ -419,8 +419,8 @@ static const char *const parity_corpora[] = {CORPUS, LONG_CORPUS};
 START_TEST(parity_corpus)
 {
 	const char *corpus = parity_corpora[_i];
-	char *py = test_run_line("bash tools/venv.sh");
-	ck_assert_msg(py != NULL, "tools/venv.sh failed (no Python venv)");
+	char *py = test_run_line("bash tools/dev/venv.sh");
+	ck_assert_msg(py != NULL, "tools/dev/venv.sh failed (no Python venv)");
 	make_bundle();
 	struct frontend *f = NULL;
 	char err[512] = "", tdir[512], ndir[512];
@@ -442,8 +442,8 @@ START_TEST(parity_corpus)
 	else
 		snprintf(cdir, sizeof cdir, "%s/.cache/cosyvoiced/frontend-parity", home ? home : "/tmp");
 	snprintf(cmd, sizeof cmd,
-		 "'%s' tools/frontend_parity.py --model-dir %s --corpus %s --out %s --cache-dir '%s'", py,
-		 MODEL_DIR, corpus, out, cdir);
+		 "'%s' tools/parity/frontend_parity.py --model-dir %s --corpus %s --out %s --cache-dir '%s'",
+		 py, MODEL_DIR, corpus, out, cdir);
 	free(py);
 	FILE *bg = popen(cmd, "r");
 	ck_assert_ptr_nonnull(bg);

@@ -55,7 +55,7 @@ static void assert_type(const char *text, const char *family, const char *want)
 	ck_assert_str_eq(type, want);
 }
 
-/* Path of promtool: $PROMTOOL, else what tools/deps.sh prints. */
+/* Path of promtool: $PROMTOOL, else what tools/dev/deps.sh prints. */
 static void promtool_path(char *out, size_t cap)
 {
 	const char *env = getenv("PROMTOOL");
@@ -63,7 +63,7 @@ static void promtool_path(char *out, size_t cap)
 		ck_assert_uint_lt(strlen(env), cap);
 		memcpy(out, env, strlen(env) + 1);
 	} else {
-		FILE *p = popen("bash tools/deps.sh --print-promtool", "r");
+		FILE *p = popen("bash tools/dev/deps.sh --print-promtool", "r");
 		ck_assert_ptr_nonnull(p);
 		ck_assert_ptr_nonnull(fgets(out, (int)cap, p));
 		ck_assert_int_eq(pclose(p), 0);
@@ -71,7 +71,7 @@ static void promtool_path(char *out, size_t cap)
 	}
 	ck_assert_msg(strchr(out, '\'') == NULL, "odd promtool path %s", out);
 	ck_assert_msg(access(out, X_OK) == 0,
-		      "promtool not executable at '%s' (run tools/deps.sh or set PROMTOOL)", out);
+		      "promtool not executable at '%s' (run tools/dev/deps.sh or set PROMTOOL)", out);
 }
 
 /* Feed text to `promtool check metrics`; returns its exit status and

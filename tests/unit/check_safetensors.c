@@ -1,6 +1,6 @@
 /* tests/unit/check_safetensors.c — the strict safetensors reader: files
  * written by the real safetensors package (tests/py/safetensors_fixtures.py
- * in the torch venv, including a speaker from tools/cosyvoice2/speakers.py)
+ * in the torch venv, including a speaker from tools/export/cosyvoice2/speakers.py)
  * must read back bit-exactly; malformed images must fail with CV_EINVAL and
  * a message. */
 #include <check.h>
@@ -298,8 +298,8 @@ static void check_file(const char *dir, const char *file, json_t *exp)
 
 START_TEST(fixtures_from_python)
 {
-	char *py = test_run_line("bash tools/torch-venv.sh");
-	ck_assert_msg(py != NULL, "tools/torch-venv.sh failed (no torch venv)");
+	char *py = test_run_line("bash tools/dev/torch-venv.sh");
+	ck_assert_msg(py != NULL, "tools/dev/torch-venv.sh failed (no torch venv)");
 	char dir[] = "/tmp/cv-stfx-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	char cmd[2048];

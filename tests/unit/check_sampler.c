@@ -337,8 +337,8 @@ static int read_tok(char **s, const char *what, long long *v)
 
 START_TEST(parity_with_python)
 {
-	char *py = test_run_line("bash tools/torch-venv.sh");
-	ck_assert_msg(py != NULL, "tools/torch-venv.sh failed (no torch venv)");
+	char *py = test_run_line("bash tools/dev/torch-venv.sh");
+	ck_assert_msg(py != NULL, "tools/dev/torch-venv.sh failed (no torch venv)");
 	char cmd[4096];
 	snprintf(cmd, sizeof cmd, "'%s' tests/py/sampler_ref.py gen 2000 20240611", py);
 	free(py);

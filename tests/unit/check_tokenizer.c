@@ -1,7 +1,7 @@
 /* tests/unit/check_tokenizer.c — the BlankEN BPE tokenizer against HF.
  *
- * The parity case runs tools/tok_parity.py (Hugging Face `tokenizers` in the
- * venv of tools/venv.sh) over tests/data/tok_corpus.txt and requires the C ids
+ * The parity case runs tools/parity/tok_parity.py (Hugging Face `tokenizers` in the
+ * venv of tools/dev/venv.sh) over tests/data/tok_corpus.txt and requires the C ids
  * and the C decode to equal HF's on every line; the first differing line is
  * printed. TOK_SWEEP=1 adds the all-code-points sweep (slow). Other cases:
  * caps, invalid UTF-8, special tokens, lstrip/rstrip from tokenizer_config,
@@ -69,15 +69,15 @@ static void print_ids(const char *what, const int32_t *ids, size_t n)
  * every {"text","ids","decoded"} line with the C tokenizer. Returns lines. */
 static size_t parity_run(const char *args, const char *corpus)
 {
-	char *py = test_run_line("bash tools/venv.sh");
-	ck_assert_msg(py != NULL, "tools/venv.sh failed (no Python venv with tokenizers)");
+	char *py = test_run_line("bash tools/dev/venv.sh");
+	ck_assert_msg(py != NULL, "tools/dev/venv.sh failed (no Python venv with tokenizers)");
 	char out[] = "/tmp/cv-tok-expected-XXXXXX";
 	int fd = mkstemp(out);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	char cmd[8192];
-	snprintf(cmd, sizeof cmd, "'%s' tools/tok_parity.py --model-dir %s %s --out %s", py, MODEL_DIR, args,
-		 out);
+	snprintf(cmd, sizeof cmd, "'%s' tools/parity/tok_parity.py --model-dir %s %s --out %s", py, MODEL_DIR,
+		 args, out);
 	free(py);
 	ck_assert_msg(system(cmd) == 0, "parity script failed: %s", cmd);
 

@@ -4,7 +4,7 @@
 
 /* Run a shell command and return its first output line (newline stripped,
  * malloc'd), or NULL when it cannot run, prints nothing or exits nonzero.
- * Used to find the project venvs (`bash tools/venv.sh`, tools/torch-venv.sh). */
+ * Used to find the project venvs (`bash tools/dev/venv.sh`, tools/dev/torch-venv.sh). */
 char *test_run_line(const char *cmd);
 
 #endif
