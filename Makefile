@@ -12,6 +12,8 @@
 #   make bundle SRC=<CosyVoice2-0.5B dir> OUT=<bundle dir> [DTYPE=fp16|fp32]   export a model bundle
 #   make bundle RANDOM=tiny|full OUT=<bundle dir> [DTYPE=...]                   random weights, official layout
 #   make test-export  exporter tests (pytest tests/py) in the pinned torch venv (tools/dev/torch-venv.sh)
+#   make install [PREFIX=/usr/local] [DESTDIR=...]   daemon + libtorch + unit + config (README "systemd")
+#   make uninstall    remove what make install put there (keeps the config and /var/lib/cosyvoiced)
 #   make bench [BUNDLE=tiny|full|<dir>] [DEVICE=cpu|cuda] [RUNS=n] [CASES=a,b] [BENCH_OUT=build/bench.json]
 #                     engine vs eager PyTorch baseline (tools/bench/bench.py; docs/benchmarks.md)
 #
@@ -281,6 +283,18 @@ dist-bins: $(DAEMON) $(PLUGIN) $(UNIT_BIN)
 dist-check: dist $(TINY_BUNDLE)/manifest.json
 	bash tools/release/dist-check.sh $(DIST_BASE).tar.gz --torch-site $$(bash tools/dev/torch-venv.sh --dir)/lib/python3.11/site-packages \
 	  --bundle $(abspath $(TINY_BUNDLE))
+
+# make install [PREFIX=/usr/local] [DESTDIR=<staging root>]: the daemon, its libtorch plugin, the pinned
+# libtorch and the CUDA libraries it links under $(PREFIX)/lib/cosyvoiced (readable by the hardened unit),
+# the unit (ExecStart = $(PREFIX)/bin/cosyvoiced) and the default config (tools/release/install.sh).
+PREFIX ?= /usr/local
+.PHONY: install uninstall
+install: $(DAEMON) $(if $(TORCH_DEP),$(PLUGIN))
+	@site=""; if [ -n "$(TORCH_DEP)" ]; then py=$$(bash tools/dev/torch-venv.sh) && \
+	  site=$$("$$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || exit 1; fi; \
+	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" bash tools/release/install.sh install $(BUILD) "$$site"
+uninstall:
+	@PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" bash tools/release/install.sh uninstall
 
 # systemd unit must pass systemd-analyze verify (binary path mapped to ours).
 lint-systemd: $(DAEMON)

@@ -10,16 +10,18 @@
  *
  * Search, first hit wins:
  *   1. the torch_lib setting (COSYVOICED_TORCH_LIB): a directory with libtorch.so;
- *   2. the torch this build linked against (a development build's venv;
+ *   2. the torch `make install` put beside the plugin (../lib/cosyvoiced/torch/lib);
+ *   3. the torch this build linked against (a development build's venv;
  *      empty in a release built with `make dist`);
- *   3. the torch of the host's python3 (located without importing it).
+ *   4. the torch of the host's python3 (located without importing it).
  * The version comes from torch/version.py beside that lib directory.
  *
  * Loading: c10, torch_cpu, c10_cuda, torch_cuda and torch are dlopen'ed by
  * full path with RTLD_GLOBAL (their own dependencies resolve through their
  * RUNPATHs, as when python imports torch); the plugin's DT_NEEDED entries
  * then match them by soname. The plugin is looked for next to the
- * executable (build tree) and in ../lib (release tarball, make install).
+ * executable (build tree), in ../lib (release tarball) and in
+ * ../lib/cosyvoiced (make install).
  * The outcome, good or bad, is kept for the life of the process.
  */
 #include "engine/cosyvoice2/torch_runtime.h"
@@ -60,7 +62,8 @@ static int tl_has_libtorch(const char *dir)
 
 static int tl_find_plugin(char *path, size_t len, char *tried, size_t tlen)
 {
-	static const char *const where[] = {"", "/../lib"}; /* build tree, release tarball */
+	/* build tree, release tarball, make install */
+	static const char *const where[] = {"", "/../lib", "/../lib/cosyvoiced"};
 	char dir[TL_PATH_MAX];
 	if (path_exe_dir(dir, sizeof dir) != CV_OK) {
 		snprintf(tried, tlen, "(cannot read /proc/self/exe)");
@@ -70,7 +73,7 @@ static int tl_find_plugin(char *path, size_t len, char *tried, size_t tlen)
 		if (snprintf(path, len, "%s%s/%s", dir, where[i], TORCH_PLUGIN_FILE) < (int)len &&
 		    path_is_file(path))
 			return 1;
-	snprintf(tried, tlen, "%.1900s or %.1900s/../lib", dir, dir);
+	snprintf(tried, tlen, "%.1300s, %.1300s/../lib or %.1300s/../lib/cosyvoiced", dir, dir, dir);
 	return 0;
 }
 
@@ -134,6 +137,7 @@ __attribute__((format(printf, 2, 3))) static int tl_fail(int rc, const char *fmt
 static int tl_load_locked(const char *torch_lib)
 {
 	char plugin[TL_PATH_MAX], tried[TL_PATH_MAX], dir[TL_PATH_MAX], found_ver[TL_VERSION_MAX];
+	char installed[TL_PATH_MAX + 16];
 	const char *want = CV_TORCH_BUILD_VERSION;
 
 	if (!tl_find_plugin(plugin, sizeof plugin, tried, sizeof tried))
@@ -149,6 +153,10 @@ static int tl_load_locked(const char *torch_lib)
 			    "e.g. .../site-packages/torch/lib)",
 			    torch_lib, want);
 		snprintf(dir, sizeof dir, "%s", torch_lib);
+	} else if (snprintf(installed, sizeof installed, "%.*s/torch/lib",
+			    (int)(strrchr(plugin, '/') - plugin), plugin) < (int)sizeof installed &&
+		   strlen(installed) < sizeof dir && tl_has_libtorch(installed)) {
+		snprintf(dir, sizeof dir, "%s", installed);
 	} else if (tl_has_libtorch(CV_TORCH_LIB_DEFAULT)) {
 		snprintf(dir, sizeof dir, "%s", CV_TORCH_LIB_DEFAULT);
 	} else {

@@ -62,6 +62,7 @@ static const struct tkey tkeys[] = {
     TK(max_text_chars, 'i', "100", "100", "1000000", "1000000"),
     TK(max_audio_seconds, 'i', "30", "30", "7200", "7200"),
     TK(drain_timeout_ms, 'i', "0", "0", "500", "500"),
+    TK(load_stall_timeout_ms, 'i', "1000", "1000", "3600000", "3600000"),
     TK(default_format, 's', "opus", "\"opus\"", "mp3", "\"mp3\""),
     TK(default_sample_rate, 'i', "24000", "24000", "48000", "48000"),
     TK(opus_bitrate, 'i', "64000", "64000", "6000", "6000"),
@@ -221,6 +222,7 @@ START_TEST(defaults_match_spec)
 	ck_assert_int_eq(c.max_text_chars, 4096);
 	ck_assert_int_eq(c.max_audio_seconds, 600);
 	ck_assert_int_eq(c.drain_timeout_ms, 10000);
+	ck_assert_int_eq(c.load_stall_timeout_ms, 120000);
 	ck_assert_str_eq(c.default_format, "wav");
 	ck_assert_int_eq(c.default_sample_rate, 0);
 	ck_assert_int_eq(c.opus_bitrate, 32000);

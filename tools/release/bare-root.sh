@@ -27,7 +27,7 @@ set -euo pipefail
 
 SUITE=bookworm
 VARIANT=minbase
-INCLUDE=python3
+INCLUDE="${BARE_ROOT_INCLUDE:-python3}" # tools/release/systemd-check.sh asks for systemd and our run-time libraries
 LAYOUT=1 # bump when the tarball's layout (not the package set) changes
 cache="${CV_CACHE_DIR:-$HOME/.cache/cosyvoiced}"
 arch="$(dpkg --print-architecture)"
@@ -195,7 +195,7 @@ tr ' ' '\n' <"$work/plain.txt" | sed '/^$/d' | sort -u >"$root/etc/bare-root/min
 	echo "key=$key"
 	echo "mirror=$mirror"
 	echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "python=$(chroot "$root" python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
+	echo "python=$(chroot "$root" python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || echo none)"
 } >"$root/etc/bare-root/info"
 
 tar -C "$root" --numeric-owner --one-file-system "${compress[@]}" -cf "$out.tmp.$$" .

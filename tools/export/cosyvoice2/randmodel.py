@@ -39,7 +39,7 @@ def default_tokenizer_dir() -> Optional[str]:
     env = os.environ.get("CV_TOKENIZER_DIR")
     if env:
         return env
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     return os.path.join(repo, "models", C.QWEN_DIR)
 
 
