@@ -169,8 +169,14 @@ static int cv2_speaker_cmp(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *default_id, char *err, size_t errlen)
+/* Load the manifest's speakers and pick the default voice: the default_speaker
+ * setting, else the manifest's "default_speaker", else (older bundles) the
+ * first voice in manifest order with a full prompt, else the first voice.
+ * Manifest order, not the sorted order, so adding a voice never moves it. */
+static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *man_default, const char *default_id,
+			     char *err, size_t errlen)
 {
+	char chosen[CV2_PATH_MAX] = "";
 	const char *name;
 	json_t *rel;
 	size_t cap, n = 0;
@@ -194,7 +200,21 @@ static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *default_id,
 		rc = cv2_speaker_load(m, name, json_string_value(rel), &m->spk[n], err, errlen);
 		if (rc != CV_OK)
 			return rc;
+		if (!chosen[0] && !m->spk[n].sft)
+			cv_strlcpy(chosen, m->spk[n].id, sizeof chosen);
 		m->n_spk = ++n;
+	}
+	if (!chosen[0])
+		cv_strlcpy(chosen, m->spk[0].id, sizeof chosen);
+	if (man_default && man_default[0]) {
+		if (!json_object_get(spk, man_default)) {
+			cv_errf(err, errlen,
+				"%s/manifest.json: default_speaker '%s' is not one of the bundle's speakers "
+				"(set it with tools/export/add_speaker.py --default NAME)",
+				m->dir, man_default);
+			return CV_EINVAL;
+		}
+		cv_strlcpy(chosen, man_default, sizeof chosen);
 	}
 	/* Cross-lingual variants of the zero-shot voices share the arrays. */
 	for (size_t i = 0, base = n; i < base; i++) {
@@ -220,25 +240,16 @@ static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *default_id,
 		m->espk[i].name = m->spk[i].id;
 		m->espk[i].language = "multi";
 	}
-	m->default_spk = 0;
-	if (default_id && default_id[0]) {
-		size_t i;
-		for (i = 0; i < n && strcmp(m->spk[i].id, default_id) != 0; i++)
-			;
-		if (i == n) {
-			cv_errf(err, errlen, "default speaker '%s' is not in the bundle %s", default_id,
-				m->dir);
-			return CV_ENOTFOUND;
-		}
-		m->default_spk = i;
-	} else {
-		/* Prefer a zero-shot voice (full prompt) as the default. */
-		for (size_t i = 0; i < n; i++) {
-			if (!m->spk[i].sft && !m->spk[i].cross_lingual) {
-				m->default_spk = i;
-				break;
-			}
-		}
+	if (default_id && default_id[0])
+		cv_strlcpy(chosen, default_id, sizeof chosen);
+	m->default_spk = n;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(m->spk[i].id, chosen) == 0)
+			m->default_spk = i;
+	if (m->default_spk == n) {
+		cv_errf(err, errlen, "default speaker '%s' is not in the bundle %s", chosen, m->dir);
+		m->default_spk = 0;
+		return CV_ENOTFOUND;
 	}
 	return CV_OK;
 }
@@ -409,7 +420,9 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		if (rc != CV_OK)
 			goto fail;
 	}
-	rc = cv2_load_speakers(m, json_object_get(man, "speakers"), cfg->default_speaker, err, errlen);
+	rc = cv2_load_speakers(m, json_object_get(man, "speakers"),
+			       json_string_value(json_object_get(man, "default_speaker")),
+			       cfg->default_speaker, err, errlen);
 	if (rc != CV_OK)
 		goto fail;
 

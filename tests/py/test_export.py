@@ -94,6 +94,9 @@ def test_tokenizer_files_and_specials(tiny_bundle):
 def test_speakers_imported_from_spk2info(tiny_bundle, tiny_model_dir):
     out, m, _ = tiny_bundle
     assert set(m["speakers"]) == {"zero_shot_0", "zero_shot_1", "中文女"}
+    assert m["default_speaker"] == "zero_shot_0"  # the first voice with a full prompt
+    for rel in m["speakers"].values():
+        assert os.stat(os.path.join(out, rel)).st_mode & 0o777 == 0o644
     src = torch.load(os.path.join(tiny_model_dir, "spk2info.pt"), weights_only=True)
     for name in ("zero_shot_0", "zero_shot_1"):
         sp = speakers.load(os.path.join(out, m["speakers"][name]))
@@ -303,9 +306,11 @@ def test_documented_command_line(tmp_path):
     """`python tools/export/export.py --random tiny --out DIR` and `--verify DIR` (what `make bundle` runs)."""
     out = str(tmp_path / "b")
     env = dict(os.environ, CV_TOKENIZER_DIR=tokenizer_dir())
-    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export", "export.py"), "--random", "tiny", "--out", out],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export", "export.py"), "--random", "tiny", "--out", out,
+                        "--default", "zero_shot_1"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
+    with open(os.path.join(out, "manifest.json")) as f:
+        assert json.load(f)["default_speaker"] == "zero_shot_1"
     assert "[9/9] writing manifest.json" in r.stderr and os.path.isfile(os.path.join(out, "model.ts"))
     assert not [p for p in os.listdir(str(tmp_path)) if p.startswith("cosyvoice2-random-")]  # temp model dir removed
     r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export", "export.py"), "--verify", out],

@@ -272,6 +272,9 @@ def test_recording_to_speaker_in_a_bundle(tiny_bundle, tmp_path):
         m = json.load(f)
     sp = speakers.load(os.path.join(out, m["speakers"]["alice"]))
     assert sp.source == "recording" and sp.name == "alice"
+    # adding a voice never moves the default; the file is readable by the service user
+    assert m["default_speaker"] == "zero_shot_0"
+    assert os.stat(os.path.join(out, m["speakers"]["alice"])).st_mode & 0o777 == 0o644
     # expected values from the same front ends (checked against references above) and the stand-in formulas
     a16 = frontend.load_audio(wav, 16000)
     a24 = frontend.load_audio(wav, 24000)
@@ -299,4 +302,12 @@ def test_recording_to_speaker_in_a_bundle(tiny_bundle, tmp_path):
     assert r.returncode == 0, r.stderr
     assert bundle.verify_bundle(out) == []
     with open(os.path.join(out, "manifest.json")) as f:
-        assert len(json.load(f)["speakers"]) == 4
+        m = json.load(f)
+    assert len(m["speakers"]) == 4 and m["default_speaker"] == "zero_shot_0"
+    base = [sys.executable, os.path.join(REPO, "tools", "export", "add_speaker.py"), "--bundle", out]
+    r = subprocess.run(base + ["--default", "alice"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "default voice 'alice'" in r.stderr, r.stderr
+    r = subprocess.run(base + ["--default", "nobody"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "not one of the bundle's voices" in r.stderr
+    with open(os.path.join(out, "manifest.json")) as f:
+        assert json.load(f)["default_speaker"] == "alice" and bundle.verify_bundle(out) == []

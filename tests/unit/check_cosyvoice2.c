@@ -342,6 +342,70 @@ START_TEST(bad_bundle_version)
 }
 END_TEST
 
+/* The linked bundle's manifest gets a voice "aaa" (sorted before every other
+ * id, with a full prompt) appended to "speakers"; default_speaker is set to
+ * `def`, or removed when def is NULL (a bundle from before the field). */
+static void add_voice_aaa(const char *b, const char *def)
+{
+	char path[600];
+	json_error_t je;
+	snprintf(path, sizeof path, "%s/manifest.json", b);
+	json_t *m = json_load_file(path, 0, &je);
+	ck_assert_ptr_nonnull(m);
+	json_t *spk = json_object_get(m, "speakers");
+	ck_assert_ptr_nonnull(spk);
+	if (!json_object_get(spk, "aaa"))
+		json_object_set(spk, "aaa", json_object_get(spk, "zero_shot_1"));
+	if (def)
+		json_object_set_new(m, "default_speaker", json_string(def));
+	else
+		json_object_del(m, "default_speaker");
+	char *txt = json_dumps(m, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	write_file(path, txt, strlen(txt));
+	free(txt);
+	json_decref(m);
+}
+
+static char *default_of(const char *dir, const char *setting, int want_rc, char *err, size_t errlen)
+{
+	static char id[128];
+	struct engine_config cfg = {
+	    .backend = "cosyvoice2", .model_dir = dir, .device = "cpu", .default_speaker = setting};
+	struct engine *e = NULL;
+	int rc = engine_open(&cfg, &e, err, errlen);
+	ck_assert_msg(rc == want_rc, "engine_open: %d (%s), want %d", rc, err, want_rc);
+	id[0] = '\0';
+	if (e) {
+		cv_strlcpy(id, engine_speaker_find(e, NULL)->id, sizeof id);
+		engine_close(e);
+	}
+	return id;
+}
+
+/* Adding a voice never moves the default: the manifest names it (the
+ * exporter writes default_speaker); without the field the first voice with a
+ * full prompt in manifest order (not sorted order) is used; the setting wins;
+ * a manifest default that names no voice is refused. */
+START_TEST(default_voice_is_stable)
+{
+	char *tmp = make_tmpdir(), err[512] = "";
+	char *b = link_bundle(tmp);
+	ck_assert_str_eq(default_of(b, NULL, CV_OK, err, sizeof err), "zero_shot_0");
+	add_voice_aaa(b, "zero_shot_0");
+	ck_assert_str_eq(default_of(b, NULL, CV_OK, err, sizeof err), "zero_shot_0");
+	add_voice_aaa(b, NULL);
+	ck_assert_str_eq(default_of(b, NULL, CV_OK, err, sizeof err), "zero_shot_0");
+	add_voice_aaa(b, "zero_shot_1");
+	ck_assert_str_eq(default_of(b, NULL, CV_OK, err, sizeof err), "zero_shot_1");
+	ck_assert_str_eq(default_of(b, "aaa", CV_OK, err, sizeof err), "aaa");
+	add_voice_aaa(b, "nobody");
+	default_of(b, NULL, CV_EINVAL, err, sizeof err);
+	ck_assert_msg(strstr(err, "default_speaker 'nobody'") && strstr(err, "--default"), "%s", err);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
 START_TEST(bad_bundle_torch_version)
 {
 	char *tmp = make_tmpdir(), err[512] = "";
@@ -1495,6 +1559,7 @@ Suite *suite_cosyvoice2(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, open_tiny_bundle);
 	tcase_add_test(tc, open_reports_stages);
+	tcase_add_test(tc, default_voice_is_stable);
 	tcase_add_test(tc, bad_bundle_missing_file);
 	tcase_add_test(tc, bad_bundle_no_manifest);
 	tcase_add_test(tc, bad_bundle_version);

@@ -4,6 +4,7 @@
     python tools/export/add_speaker.py --bundle DIR --name NAME --wav prompt.wav --text "what is said in it" \
         --model-dir <CosyVoice2-0.5B dir>        # for speech_tokenizer_v2.onnx and campplus.onnx
     python tools/export/add_speaker.py --bundle DIR --spk2info spk2info.pt   # import an official spk2info.pt
+    python tools/export/add_speaker.py --bundle DIR --default NAME           # make NAME the default voice
 
 The recording (WAV, >= 16 kHz, <= 30 s) gives the prompt speech tokens (speech_tokenizer_v2.onnx on
 whisper log-mel), the 192-d speaker embedding (campplus.onnx on Kaldi fbank) and the prompt mel; the
@@ -31,10 +32,14 @@ def main(argv=None) -> int:
     ap.add_argument("--campplus-onnx")
     ap.add_argument("--spk2info")
     ap.add_argument("--replace", action="store_true", help="replace a speaker of the same name")
+    ap.add_argument("--default", metavar="NAME",
+                    help="make NAME the bundle's default voice (adding a voice never changes the default otherwise)")
     a = ap.parse_args(argv)
     try:
         if a.spk2info:
             new = speakers.from_spk2info(a.spk2info)
+        elif a.default and not (a.name or a.wav or a.text):
+            new = []  # only change the default voice
         else:
             if not (a.name and a.wav and a.text is not None):
                 ap.error("--name, --wav and --text are required (or --spk2info)")
@@ -48,10 +53,12 @@ def main(argv=None) -> int:
                 mel = config.MelConfig(**json.load(f)["mel"])
             new = [frontend.make_speaker(a.name, a.wav, a.text, tok_onnx, cam_onnx,
                                          os.path.join(a.bundle, "tokenizer"), mel)]
-        m = bundle.add_speakers(a.bundle, new, a.replace)
+        m = bundle.add_speakers(a.bundle, new, a.replace, a.default)
     except (bundle.ExportError, frontend.FrontendError, speakers.SpeakerError, OSError, KeyError) as e:
         print(f"add_speaker: error: {e}", file=sys.stderr)
         return 1
+    if a.default:
+        print(f"add_speaker: default voice {m['default_speaker']!r}", file=sys.stderr)
     for sp in new:
         print(f"add_speaker: {sp.name} -> {m['speakers'][sp.name]} ({sp.prompt_speech_tokens.numel()} tokens)",
               file=sys.stderr)

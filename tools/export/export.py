@@ -41,6 +41,8 @@ def main(argv=None) -> int:
                     help="with --random: massive LLM activations, X per layer, at the word 'overflow' "
                     "(fp16 overflow tests; see cosyvoice2/randmodel.py stress_llm_state)")
     ap.add_argument("--tokenizer-dir", help="with --random: BlankEN tokenizer files (default models/CosyVoice-BlankEN)")
+    ap.add_argument("--default", metavar="NAME",
+                    help="the bundle's default voice (default: the first voice with a full prompt, else the first)")
     a = ap.parse_args(argv)
 
     if a.verify:
@@ -59,15 +61,16 @@ def main(argv=None) -> int:
             if a.keep_model:
                 randmodel.make(a.keep_model, a.random, a.seed, a.tokenizer_dir, stress_scale=a.stress_scale)
                 bundle.export(a.keep_model, a.out, a.dtype, a.tn, a.spk2info, random_preset=preset,
-                              flow_encoder_zip=a.flow_encoder_zip)
+                              flow_encoder_zip=a.flow_encoder_zip, default_speaker=a.default)
             else:
                 os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
                 with tempfile.TemporaryDirectory(prefix="cosyvoice2-random-", dir=os.path.dirname(os.path.abspath(a.out))) as d:
                     randmodel.make(d, a.random, a.seed, a.tokenizer_dir, stress_scale=a.stress_scale)
                     bundle.export(d, a.out, a.dtype, a.tn, a.spk2info, random_preset=preset,
-                                  flow_encoder_zip=a.flow_encoder_zip)
+                                  flow_encoder_zip=a.flow_encoder_zip, default_speaker=a.default)
         else:
-            bundle.export(a.src, a.out, a.dtype, a.tn, a.spk2info, flow_encoder_zip=a.flow_encoder_zip)
+            bundle.export(a.src, a.out, a.dtype, a.tn, a.spk2info, flow_encoder_zip=a.flow_encoder_zip,
+                          default_speaker=a.default)
     except (bundle.ExportError, OSError, ValueError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1

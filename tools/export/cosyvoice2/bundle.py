@@ -367,6 +367,7 @@ def export(
     verify: bool = True,
     flow_encoder_zip: Optional[str] = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    default_speaker: Optional[str] = None,
 ) -> dict:
     """Export ``model_dir`` to ``out_dir``; returns the manifest."""
     if dtype not in DTYPES:
@@ -500,7 +501,11 @@ def export(
         spk_index = S.write_all(spk_list, os.path.join(tmp, "speakers"), cfg.flow.output_size, cfg.flow.spk_embed_dim)
     except S.SpeakerError as e:
         raise ExportError(str(e)) from None
-    log(f"      {len(spk_index)} speakers")
+    if default_speaker is None:
+        default_speaker = S.pick_default(spk_list)
+    elif default_speaker not in spk_index:
+        raise ExportError(f"--default {default_speaker!r} is not one of the bundle's voices ({', '.join(spk_index)})")
+    log(f"      {len(spk_index)} speakers, default {default_speaker!r}")
 
     step(9, "writing manifest.json")
     files: Dict[str, dict] = {}
@@ -510,7 +515,7 @@ def export(
             rel = os.path.relpath(p, tmp)
             files[rel] = {"sha256": sha256_file(p), "bytes": os.path.getsize(p)}
     manifest = make_manifest(cfg, dtype, specials, files, sources, model_dir, spk_index, tn_info, tn_note,
-                             random_preset, smoke)
+                             random_preset, smoke, default_speaker)
     manifest["flow_encoder"] = enc_info
     with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False, sort_keys=False)
@@ -525,7 +530,8 @@ def export(
 
 def make_manifest(cfg: C.ModelConfig, dtype: str, specials: Dict[str, int], files: Dict[str, dict],
                   sources: Dict[str, dict], model_dir: str, spk_index: Dict[str, str], tn_info: Optional[dict],
-                  tn_note: str, random_preset: Optional[str], smoke: dict) -> dict:
+                  tn_note: str, random_preset: Optional[str], smoke: dict,
+                  default_speaker: Optional[str] = None) -> dict:
     q = cfg.llm.qwen
     st = cfg.llm.speech_token_size
     return {
@@ -608,6 +614,7 @@ def make_manifest(cfg: C.ModelConfig, dtype: str, specials: Dict[str, int], file
         "tn": tn_info,
         "tn_note": tn_note,
         "speakers": {name: f"speakers/{fn}" for name, fn in spk_index.items()},
+        "default_speaker": default_speaker,
         "speaker_format": {
             "format": S.FORMAT,
             "format_version": S.FORMAT_VERSION,
@@ -651,8 +658,24 @@ def verify_bundle(bundle_dir: str) -> List[str]:
     return problems
 
 
-def add_speakers(bundle_dir: str, new: List[S.Speaker], replace: bool = False) -> dict:
-    """Write speakers into an existing bundle and update its manifest (speakers and file hashes)."""
+def _first_full_prompt(bundle_dir: str, spk: dict) -> str:
+    """The daemon's rule for a manifest without default_speaker: the first voice (manifest order) with
+    prompt speech tokens, else the first voice."""
+    for name, rel in spk.items():
+        try:
+            if S.load(os.path.join(bundle_dir, rel)).prompt_speech_tokens.numel() > 0:
+                return name
+        except (S.SpeakerError, OSError):
+            continue
+    return next(iter(spk))
+
+
+def add_speakers(bundle_dir: str, new: List[S.Speaker], replace: bool = False, default: Optional[str] = None) -> dict:
+    """Write speakers into an existing bundle and update its manifest (speakers and file hashes).
+
+    The default voice never moves by adding one: a manifest without ``default_speaker`` (older bundles)
+    first gets the one the daemon used for it (the first voice with a full prompt, in manifest order);
+    ``default`` names a new one explicitly."""
     problems = verify_bundle(bundle_dir)
     if problems:
         raise ExportError(f"{bundle_dir}: not a valid bundle ({problems[0]})")
@@ -662,6 +685,8 @@ def add_speakers(bundle_dir: str, new: List[S.Speaker], replace: bool = False) -
     mel_bins = int(m["flow"]["mel_bins"])
     spk_dim = int(m["flow"]["spk_embed_dim"])
     spk = dict(m.get("speakers", {}))
+    if not m.get("default_speaker") and spk:
+        m["default_speaker"] = _first_full_prompt(bundle_dir, spk)
     taken = {os.path.splitext(os.path.basename(p))[0].lower() for p in spk.values()}
     sdir = os.path.join(bundle_dir, "speakers")
     os.makedirs(sdir, exist_ok=True)
@@ -683,6 +708,10 @@ def add_speakers(bundle_dir: str, new: List[S.Speaker], replace: bool = False) -
         m["files"][rel] = {"sha256": sha256_file(os.path.join(bundle_dir, rel)),
                            "bytes": os.path.getsize(os.path.join(bundle_dir, rel))}
     m["speakers"] = spk
+    if default is not None:
+        if default not in spk:
+            raise ExportError(f"--default {default!r} is not one of the bundle's voices ({', '.join(spk)})")
+        m["default_speaker"] = default
     tmp = mpath + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(m, f, indent=2, ensure_ascii=False)

@@ -115,6 +115,16 @@ def save(sp: Speaker, path: str) -> None:
         path,
         metadata={"format": FORMAT, "format_version": FORMAT_VERSION, "name": sp.name, "source": sp.source, "note": sp.note},
     )
+    # safetensors writes 0600 whatever the umask: a bundle is read by the service user, not its author.
+    os.chmod(path, 0o644)
+
+
+def pick_default(speakers: List[Speaker]) -> Optional[str]:
+    """The default voice of a new bundle: the first with a full prompt (zero-shot), else the first."""
+    for sp in speakers:
+        if torch.as_tensor(sp.prompt_speech_tokens).numel() > 0:
+            return sp.name
+    return speakers[0].name if speakers else None
 
 
 def load(path: str) -> Speaker:
