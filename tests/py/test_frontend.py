@@ -57,31 +57,69 @@ def write_raw(path, payload, sr, tag, bits, channels=1):
         f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
-def test_read_wav_formats(tmp_path):
+def test_read_audio_formats(tmp_path):
+    import soundfile as sf
+
     x = signal(16000, 0.1)
     p = str(tmp_path / "a.wav")
     write_pcm(p, x, 16000, 16, channels=2)
-    y, sr = frontend.read_wav(p)
+    y, sr = frontend.read_audio(p)
     assert sr == 16000 and y.dtype == torch.float32 and y.shape == (1600,)
     np.testing.assert_allclose(y.numpy(), np.round(x * 32767) / 32768, atol=1e-7)
     write_pcm(p, x, 22050, 8)
-    y, sr = frontend.read_wav(p)
+    y, sr = frontend.read_audio(p)
     assert sr == 22050
     np.testing.assert_allclose(y.numpy(), np.round(x * 127) / 128, atol=1e-7)
     v = np.array([0, 1, -1, 8388607, -8388608], dtype=np.int64)
     raw = b"".join(int(a & 0xFFFFFF).to_bytes(3, "little") for a in v)
     write_raw(p, raw, 48000, 1, 24)
-    y, _ = frontend.read_wav(p)
+    y, _ = frontend.read_audio(p)
     np.testing.assert_allclose(y.numpy(), v / 8388608.0, atol=1e-9)
     write_raw(p, x.astype("<f4").tobytes(), 24000, 3, 32)
-    y, _ = frontend.read_wav(p)
+    y, _ = frontend.read_audio(p)
     np.testing.assert_array_equal(y.numpy(), x)
+    # FLAC is lossless: the 16-bit values come back exactly; OGG/Vorbis and MP3 are lossy: same length
+    # (MP3: up to the encoder's padding) and the same waveform within the codec's error.
+    long = signal(24000, 1.0, seed=9)
+    for ext, fmt, sub, exact in (("flac", "FLAC", "PCM_16", True), ("ogg", "OGG", "VORBIS", False),
+                                 ("mp3", "MP3", "MPEG_LAYER_III", False)):
+        q = str(tmp_path / f"a.{ext}")
+        sf.write(q, np.round(long * 32767).astype(np.int16) if exact else long, 24000, format=fmt, subtype=sub)
+        y, sr = frontend.read_audio(q)
+        assert sr == 24000 and y.dtype == torch.float32, ext
+        if exact:
+            np.testing.assert_allclose(y.numpy(), np.round(long * 32767) / 32768, atol=1e-7)
+        else:
+            assert abs(y.numel() - long.size) <= 2400, (ext, y.numel())
+            n = min(y.numel(), long.size)
+            best = max(np.corrcoef(y.numpy()[k:n], long[: n - k])[0, 1] for k in range(0, 2400, 1))
+            assert best > 0.9, (ext, best)
     (tmp_path / "bad.wav").write_bytes(b"RIFF....WAVE")
-    with pytest.raises(frontend.FrontendError, match="missing fmt or data"):
-        frontend.read_wav(str(tmp_path / "bad.wav"))
+    with pytest.raises(frontend.FrontendError, match="not a recording libsndfile can read"):
+        frontend.read_audio(str(tmp_path / "bad.wav"))
+    with pytest.raises(frontend.FrontendError, match="no such file"):
+        frontend.read_audio(str(tmp_path / "missing.wav"))
     write_pcm(p, x, 8000, 16)
     with pytest.raises(frontend.FrontendError, match="at least 16 kHz"):
         frontend.load_audio(p, 16000)
+
+
+def test_prompt_checks(tmp_path):
+    ok = torch.from_numpy(signal(16000, 6.0, seed=2))
+    assert frontend.check_prompt(ok, 16000, "a.wav", "Hello there, this is my voice.") == []
+    with pytest.raises(frontend.FrontendError, match="at most 30 s"):
+        frontend.check_prompt(torch.zeros(16000 * 31), 16000, "long.wav", "x")
+    with pytest.raises(frontend.FrontendError, match="at least 16 kHz"):
+        frontend.check_prompt(ok, 8000, "low.wav", "x")
+    w = frontend.check_prompt(torch.zeros(16000 * 5), 16000, "quiet.wav", "x")
+    assert len(w) == 1 and "silent" in w[0]
+    loud = torch.clamp(ok * 50, -1, 1)
+    w = frontend.check_prompt(loud, 16000, "loud.wav", "x")
+    assert len(w) == 1 and "clipped" in w[0]
+    w = frontend.check_prompt(ok, 16000, "a.wav", "It costs $25, i.e. 25% off.")
+    assert len(w) == 1 and "'$'" in w[0] and "'%'" in w[0] and "'2'" in w[0] and "as it is spoken" in w[0]
+    w = frontend.check_prompt(ok[:16000], 16000, "short.wav", "Hi.")
+    assert len(w) == 1 and "5-15 s" in w[0]
 
 
 # ---------------------------------------------------------------------------------------- resampling
@@ -162,7 +200,7 @@ def test_whisper_log_mel_matches_reference():
     np.testing.assert_allclose(got, ref, atol=2e-4)
 
 
-def test_kaldi_fbank_matches_reference():
+def test_kaldi_fbank_matches_a_float64_reference():
     x = signal(16000, 0.4, seed=3)
     got = frontend.kaldi_fbank(torch.from_numpy(x)).numpy()
 
@@ -188,6 +226,62 @@ def test_kaldi_fbank_matches_reference():
     ref = np.array(rows)
     assert got.shape == (1 + (len(x) - 400) // 160, 80)
     np.testing.assert_allclose(got, ref, atol=2e-4, rtol=1e-5)
+
+
+def torchaudio_kaldi_fbank(wav, num_mel_bins=80, sample_frequency=16000.0):
+    """A transcription of torchaudio.compliance.kaldi.fbank (torchaudio 2.11) for the options the reference
+    uses (dither 0, povey window, snip_edges, remove_dc_offset, preemphasis 0.97, power spectrum, log, 512-point
+    FFT): the same torch operations in the same order and dtypes. Checked on this machine against torchaudio
+    2.11.0 itself (torch 2.11.0): identical output."""
+    wav = wav.unsqueeze(0)[0]
+    dtype = wav.dtype
+    shift, size = int(sample_frequency * 0.010), int(sample_frequency * 0.025)
+    padded = 1 << (size - 1).bit_length()
+    n = 1 + (wav.size(0) - size) // shift
+    strided = wav.as_strided((n, size), (shift * wav.stride(0), wav.stride(0)))
+    strided = strided - torch.mean(strided, dim=1).unsqueeze(1)
+    offset = torch.nn.functional.pad(strided.unsqueeze(0), (1, 0), mode="replicate").squeeze(0)
+    strided = strided - 0.97 * offset[:, :-1]
+    window = torch.hann_window(size, periodic=False, dtype=dtype).pow(0.85).unsqueeze(0)
+    strided = strided * window
+    strided = torch.nn.functional.pad(strided.unsqueeze(0), (0, padded - size), mode="constant", value=0).squeeze(0)
+    spectrum = torch.fft.rfft(strided).abs().pow(2.0)
+
+    def mel_scalar(f):
+        return 1127.0 * math.log(1.0 + f / 700.0)
+
+    def mel_tensor(f):
+        return 1127.0 * (1.0 + f / 700.0).log()
+
+    num_fft_bins = padded // 2
+    low, high = mel_scalar(20.0), mel_scalar(0.5 * sample_frequency)
+    delta = (high - low) / (num_mel_bins + 1)
+    b = torch.arange(num_mel_bins).unsqueeze(1)
+    left, center, right = low + b * delta, low + (b + 1.0) * delta, low + (b + 2.0) * delta
+    mel = mel_tensor((sample_frequency / padded) * torch.arange(num_fft_bins)).unsqueeze(0)
+    up, down = (mel - left) / (center - left), (right - mel) / (right - center)
+    banks = torch.max(torch.zeros(1), torch.min(up, down)).to(dtype=dtype)
+    banks = torch.nn.functional.pad(banks, (0, 1), mode="constant", value=0)
+    energies = torch.mm(spectrum, banks.T)
+    return torch.max(energies, torch.tensor(torch.finfo(dtype).eps, dtype=dtype)).log()
+
+
+def test_kaldi_fbank_equals_torchaudio_on_recordings(tmp_path):
+    """Five recordings of different rates and encodings, loaded and resampled to 16 kHz as the tool does:
+    the fbank fed to campplus equals torchaudio's (float32 window and banks) to <= 1e-6."""
+    import soundfile as sf
+
+    cases = [("a.wav", 44100, "WAV", "PCM_16"), ("b.wav", 16000, "WAV", "FLOAT"), ("c.flac", 48000, "FLAC", "PCM_24"),
+             ("d.ogg", 22050, "OGG", "VORBIS"), ("e.mp3", 24000, "MP3", "MPEG_LAYER_III"),
+             ("f.wav", 32000, "WAV", "ULAW")]
+    for i, (name, sr, fmt, sub) in enumerate(cases):
+        path = str(tmp_path / name)
+        sf.write(path, signal(sr, 1.5, seed=20 + i), sr, format=fmt, subtype=sub)
+        a16 = frontend.load_audio(path, 16000)
+        got, ref = frontend.kaldi_fbank(a16), torchaudio_kaldi_fbank(a16)
+        assert got.shape == ref.shape == (1 + (a16.numel() - 400) // 160, 80), name
+        d = float((got - ref).abs().max())
+        assert d <= 1e-6, (name, d)
 
 
 def test_prompt_mel_matches_reference():

@@ -6,7 +6,8 @@
     python tools/export/add_speaker.py --bundle DIR --spk2info spk2info.pt   # import an official spk2info.pt
     python tools/export/add_speaker.py --bundle DIR --default NAME           # make NAME the default voice
 
-The recording (WAV, >= 16 kHz, <= 30 s) gives the prompt speech tokens (speech_tokenizer_v2.onnx on
+The recording (WAV of any common encoding, FLAC, OGG, MP3 — what libsndfile reads; >= 16 kHz, <= 30 s; warnings
+for silence, clipping, under 3 s, and digits or symbols in the transcript, which is used verbatim) gives the prompt speech tokens (speech_tokenizer_v2.onnx on
 whisper log-mel), the 192-d speaker embedding (campplus.onnx on Kaldi fbank) and the prompt mel; the
 transcript is tokenized raw with the bundle's tokenizer files. --tokenizer-onnx/--campplus-onnx name the
 ONNX files directly instead of --model-dir. The manifest's speaker list and hashes are updated.
@@ -52,7 +53,8 @@ def main(argv=None) -> int:
             with open(os.path.join(a.bundle, bundle.MANIFEST), encoding="utf-8") as f:
                 mel = config.MelConfig(**json.load(f)["mel"])
             new = [frontend.make_speaker(a.name, a.wav, a.text, tok_onnx, cam_onnx,
-                                         os.path.join(a.bundle, "tokenizer"), mel)]
+                                         os.path.join(a.bundle, "tokenizer"), mel,
+                                         warn=lambda w: print(f"add_speaker: warning: {w}", file=sys.stderr))]
         m = bundle.add_speakers(a.bundle, new, a.replace, a.default)
     except (bundle.ExportError, frontend.FrontendError, speakers.SpeakerError, OSError, KeyError) as e:
         print(f"add_speaker: error: {e}", file=sys.stderr)

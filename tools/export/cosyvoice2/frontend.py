@@ -4,14 +4,15 @@ DESIGN: the reference computes four things from a prompt recording, each with a 
 all four are rebuilt here in plain torch so no torchaudio/librosa/whisper is needed, with the exact
 constants of the reference:
 
-* audio (§7.1): a WAV reader (PCM 8/16/24/32-bit, float32/64; channels averaged) and torchaudio's
+* audio (§7.1): libsndfile through ``soundfile`` (what the reference's ``torchaudio.load(backend=
+  "soundfile")`` uses: WAV of any common encoding, FLAC, OGG, MP3; float32; channels averaged) and torchaudio's
   default ``Resample`` (sinc with a Hann window, width 6, rolloff 0.99; kernel built in float64,
   applied in float32), loading the file once per target rate (16 kHz and 24 kHz) as the reference does;
 * speech tokens (§7.2): whisper's 128-bin log-mel (STFT 400/160, periodic Hann, last frame dropped,
   librosa Slaney filters, log10, max-8 floor, (x+4)/4) fed to ``speech_tokenizer_v2.onnx``;
 * speaker embedding (§7.3): Kaldi fbank (povey window, DC removal, pre-emphasis 0.97, 512-point power
-  spectrum, 80 Kaldi-mel bins 20-8000 Hz, ln with float32 epsilon floor), mean-subtracted, fed to
-  ``campplus.onnx``;
+  spectrum, 80 Kaldi-mel bins 20-8000 Hz, ln with float32 epsilon floor; all in float32 as torchaudio
+  computes it), mean-subtracted, fed to ``campplus.onnx``;
 * prompt mel (§7.4): Matcha's ``mel_spectrogram`` with the yaml's ``feat_extractor`` values.
 
 The ONNX models run in onnxruntime (CPU); their input names are read from the session, as the reference
@@ -23,8 +24,8 @@ from __future__ import annotations
 
 import math
 import os
-import struct
-from typing import List, Optional, Tuple
+import re
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -39,54 +40,57 @@ class FrontendError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ audio
-def read_wav(path: str) -> Tuple[Tensor, int]:
-    """-> (mono float32 waveform in [-1, 1], sample rate)."""
+def read_audio(path: str) -> Tuple[Tensor, int]:
+    """-> (mono float32 waveform in [-1, 1], sample rate), as the reference loads a prompt:
+    ``torchaudio.load(path, backend="soundfile")`` (libsndfile's float32 conversion) then the mean over
+    channels. Reads what libsndfile reads: WAV of any common encoding (PCM 8-32 bit, float, A-law/u-law,
+    ADPCM), FLAC, OGG/Vorbis or Opus, MP3, AIFF."""
+    import soundfile as sf
+
+    if not os.path.isfile(path):
+        raise FrontendError(f"{path}: no such file")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise FrontendError(f"{path}: {e.strerror}") from None
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise FrontendError(f"{path}: not a RIFF/WAVE file")
-    pos, fmt, pcm = 12, None, None
-    while pos + 8 <= len(data):
-        cid, size = data[pos: pos + 4], struct.unpack("<I", data[pos + 4: pos + 8])[0]
-        body = data[pos + 8: pos + 8 + size]
-        if cid == b"fmt ":
-            if len(body) < 16:
-                raise FrontendError(f"{path}: short fmt chunk")
-            tag, ch, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
-            if tag == 0xFFFE and len(body) >= 26:
-                tag = struct.unpack("<H", body[24:26])[0]
-            fmt = (tag, ch, rate, bits)
-        elif cid == b"data":
-            pcm = body
-        pos += 8 + size + (size & 1)
-    if fmt is None or pcm is None:
-        raise FrontendError(f"{path}: missing fmt or data chunk")
-    tag, ch, rate, bits = fmt
-    if ch < 1:
-        raise FrontendError(f"{path}: {ch} channels")
-    width = bits // 8
-    n = len(pcm) // (width * ch) * ch
-    if tag == 1 and bits == 8:
-        x = (np.frombuffer(pcm, np.uint8, n).astype(np.float32) - 128.0) / 128.0
-    elif tag == 1 and bits == 16:
-        x = np.frombuffer(pcm, "<i2", n).astype(np.float32) / 32768.0
-    elif tag == 1 and bits == 24:
-        b = np.frombuffer(pcm, np.uint8, n * 3).reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        x = (np.where(v >= 1 << 23, v - (1 << 24), v)).astype(np.float32) / 8388608.0
-    elif tag == 1 and bits == 32:
-        x = (np.frombuffer(pcm, "<i4", n).astype(np.float64) / 2147483648.0).astype(np.float32)
-    elif tag == 3 and bits == 32:
-        x = np.frombuffer(pcm, "<f4", n).astype(np.float32)
-    elif tag == 3 and bits == 64:
-        x = np.frombuffer(pcm, "<f8", n).astype(np.float32)
-    else:
-        raise FrontendError(f"{path}: unsupported WAV encoding (format {tag}, {bits} bits)")
-    x = torch.from_numpy(x.copy()).reshape(-1, ch).mean(dim=1)
-    return x, rate
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError, OSError) as e:
+        raise FrontendError(f"{path}: not a recording libsndfile can read ({e})") from None
+    if data.shape[1] < 1 or data.shape[0] == 0:
+        raise FrontendError(f"{path}: no audio samples")
+    x = torch.from_numpy(np.ascontiguousarray(data.T)).mean(dim=0)
+    return x, int(rate)
+
+
+# Prompt limits and checks (what the reference's models accept and what makes a usable voice).
+PROMPT_MAX_SECONDS = 30.0
+PROMPT_MIN_RATE = 16000
+
+
+def check_prompt(x: Tensor, rate: int, path: str, transcript: str) -> List[str]:
+    """Refuse what cannot work (FrontendError); return warnings about what may sound bad."""
+    secs = x.numel() / float(rate)
+    if rate < PROMPT_MIN_RATE:
+        raise FrontendError(f"{path}: sample rate {rate} Hz; prompts need at least {PROMPT_MIN_RATE // 1000} kHz "
+                            "(record or export at 16 kHz or more; upsampling adds nothing)")
+    if secs > PROMPT_MAX_SECONDS:
+        raise FrontendError(f"{path}: {secs:.1f} s long; prompts may be at most {PROMPT_MAX_SECONDS:.0f} s "
+                            "(the speech tokenizer's limit): cut a 5-15 s passage and give its transcript")
+    warn = []
+    peak = float(x.abs().max()) if x.numel() else 0.0
+    rms = float(x.pow(2).mean().sqrt()) if x.numel() else 0.0
+    if peak < 1e-3 or rms < 1e-4:
+        warn.append(f"{path}: the recording is (nearly) silent (peak {peak:.2g}, rms {rms:.2g}): the voice will be "
+                    "noise; check the input level")
+    clipped = float((x.abs() >= 0.999).float().mean()) if x.numel() else 0.0
+    if clipped > 0.001:
+        warn.append(f"{path}: {100 * clipped:.2f}% of the samples are clipped: the voice will carry the distortion; "
+                    "record at a lower level")
+    if secs < 3.0:
+        warn.append(f"{path}: only {secs:.1f} s of speech: 5-15 s give a steadier voice")
+    odd = sorted(set(re.findall(r"[0-9%$&@#+=/\\<>_*^~|€£¥]", transcript)))
+    if odd:
+        warn.append("the transcript contains " + " ".join(repr(c) for c in odd) + ": a saved voice's prompt text is "
+                    "used verbatim (the reference does not normalize it either), so write it as it is spoken, e.g. "
+                    "'twenty five percent' for '25%'")
+    return warn
 
 
 def resample(x: Tensor, orig: int, new: int, width_zc: int = 6, rolloff: float = 0.99) -> Tensor:
@@ -113,9 +117,9 @@ def resample(x: Tensor, orig: int, new: int, width_zc: int = 6, rolloff: float =
 
 
 def load_audio(path: str, rate: int) -> Tensor:
-    x, sr = read_wav(path)
-    if sr < 16000:
-        raise FrontendError(f"{path}: sample rate {sr} Hz; prompts need at least 16 kHz")
+    x, sr = read_audio(path)
+    if sr < PROMPT_MIN_RATE:
+        raise FrontendError(f"{path}: sample rate {sr} Hz; prompts need at least {PROMPT_MIN_RATE // 1000} kHz")
     return resample(x, sr, rate)
 
 
@@ -161,31 +165,34 @@ def whisper_log_mel(audio16k: Tensor, n_mels: int = 128) -> Tensor:
 
 
 def kaldi_fbank(wav16k: Tensor, num_mel_bins: int = 80, sample_rate: int = 16000) -> Tensor:
-    """torchaudio.compliance.kaldi.fbank(wav, num_mel_bins, dither=0, sample_frequency) with Kaldi defaults."""
+    """torchaudio.compliance.kaldi.fbank(wav, num_mel_bins, dither=0, sample_frequency) with Kaldi defaults.
+
+    Every step in float32 with the same torch operations in the same order as torchaudio (povey window
+    ``hann_window(periodic=False, float32) ** 0.85``; mel banks from float32 ``arange`` tensors and Python
+    float scalars), so the features equal the reference's bit for bit rather than to ~3e-4 (what float64
+    window and banks cast to float32 give)."""
     wl, ws, nfft = int(sample_rate * 0.025), int(sample_rate * 0.010), 512
     x = wav16k.to(torch.float32)
     if x.numel() < wl:
         raise FrontendError("recording shorter than one 25 ms frame")
     frames = x.unfold(0, wl, ws)  # snip_edges: 1 + (N - 400) // 160 frames
-    frames = frames - frames.mean(dim=1, keepdim=True)
-    prev = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
-    frames = frames - 0.97 * prev
-    povey = torch.hann_window(wl, periodic=False, dtype=torch.float64).pow(0.85).to(torch.float32)
-    frames = F.pad(frames * povey, (0, nfft - wl))
+    frames = frames - torch.mean(frames, dim=1).unsqueeze(1)
+    prev = F.pad(frames.unsqueeze(0), (1, 0), mode="replicate").squeeze(0)
+    frames = frames - 0.97 * prev[:, :-1]
+    povey = torch.hann_window(wl, periodic=False, dtype=torch.float32).pow(0.85).unsqueeze(0)
+    frames = F.pad((frames * povey).unsqueeze(0), (0, nfft - wl), mode="constant", value=0).squeeze(0)
     power = torch.fft.rfft(frames).abs().pow(2.0)  # (F, 257)
 
-    def mel(f):
-        return 1127.0 * np.log(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
-
-    lo, hi = mel(20.0), mel(sample_rate / 2.0)
+    lo = 1127.0 * math.log(1.0 + 20.0 / 700.0)
+    hi = 1127.0 * math.log(1.0 + (0.5 * sample_rate) / 700.0)
     delta = (hi - lo) / (num_mel_bins + 1)
-    left = lo + np.arange(num_mel_bins)[:, None] * delta
-    center, right = left + delta, left + 2 * delta
-    m = mel(sample_rate / nfft * np.arange(nfft // 2))[None, :]
-    banks = np.maximum(0.0, np.minimum((m - left) / (center - left), (right - m) / (right - center)))
-    banks = torch.from_numpy(np.pad(banks, ((0, 0), (0, 1))).astype(np.float32))  # Nyquist bin weight 0
-    energies = power @ banks.T
-    return torch.clamp(energies, min=torch.finfo(torch.float32).eps).log()
+    b = torch.arange(num_mel_bins).unsqueeze(1)
+    left, center, right = lo + b * delta, lo + (b + 1.0) * delta, lo + (b + 2.0) * delta
+    m = (1127.0 * (1.0 + (sample_rate / nfft * torch.arange(nfft // 2)) / 700.0).log()).unsqueeze(0)
+    banks = torch.max(torch.zeros(1), torch.min((m - left) / (center - left), (right - m) / (right - center)))
+    banks = F.pad(banks, (0, 1), mode="constant", value=0)  # Nyquist bin weight 0
+    energies = torch.mm(power, banks.T)
+    return torch.max(energies, torch.tensor(torch.finfo(torch.float32).eps)).log()
 
 
 def prompt_mel(audio: Tensor, mel: MelConfig) -> Tensor:
@@ -269,9 +276,12 @@ def encode_text(tok, text: str) -> List[int]:
 
 # ------------------------------------------------------------------------------------------ speaker
 def make_speaker(name: str, wav_path: str, transcript: str, tokenizer_onnx: str, campplus_onnx: str,
-                 tokenizer_dir: str, mel: MelConfig):
+                 tokenizer_dir: str, mel: MelConfig, warn: Callable[[str], None] = lambda s: None):
     from . import speakers as S
 
+    x, sr = read_audio(wav_path)
+    for w in check_prompt(x, sr, wav_path, transcript):
+        warn(w)
     a16 = load_audio(wav_path, 16000)
     a24 = load_audio(wav_path, mel.sampling_rate)
     tokens = speech_tokens(a16, tokenizer_onnx)
