@@ -132,6 +132,12 @@ static const struct config_entry config_table[] = {
 	    "espeak-ng data directory; empty = the library default"),
     CFG_STR(default_speaker, DEFAULT_SPEAKER, CONFIG_TYPE_STRING, NULL, NULL, NULL, "", "ID",
 	    "Speaker used when a request names none; empty = the engine default"),
+    CFG_STR(
+	voices_dir, VOICES_DIR, CONFIG_TYPE_STRING, NULL, NULL, NULL, "", "DIR",
+	"CosyVoice2: writable directory of extra voices (<id>.safetensors, as tools/export/add_speaker.py "
+	"writes them), loaded with the bundle's and changed by SIGHUP or PUT/DELETE /v1/speakers/{id}; "
+	"empty = none"),
+    CFG_INT(max_voices, MAX_VOICES, 1, 10000, NULL, 256, "N", "CosyVoice2: most voices in voices_dir"),
     CFG_INT(engine_threads, ENGINE_THREADS, 0, 64, NULL, 0, "N", "CPU threads for the engine; 0 = automatic"),
     CFG_BOOL(warmup, WARMUP, 1, "Run one warm-up synthesis before reporting ready"),
     CFG_BOOL(cuda_graph, CUDA_GRAPH, 1,
@@ -188,7 +194,14 @@ static const struct config_entry config_table[] = {
 	    "Bearer API keys required on synthesis routes, added to those of api_keys_file; "
 	    "no keys at all = no authentication"),
     CFG_STR(api_keys_file, API_KEYS_FILE, CONFIG_TYPE_STRING, NULL, NULL, NULL, "", "FILE",
-	    "File with one API key per line (blank lines and lines starting with # skipped); empty = none"),
+	    "File with one API key per line (blank lines and lines starting with # skipped; re-read on "
+	    "SIGHUP); empty = none"),
+    CFG_STR(admin_api_keys, ADMIN_API_KEYS, CONFIG_TYPE_LIST, NULL, config_check_api_keys,
+	    "comma-separated keys of at least 8 characters without whitespace", "", "KEYS",
+	    "Bearer keys allowed to PUT/DELETE /v1/speakers/{id} (with voices_dir set); empty = those "
+	    "routes are off (404)"),
+    CFG_INT(max_voice_bytes, MAX_VOICE_BYTES, 1024, 67108864, NULL, 4194304, "BYTES",
+	    "Largest voice file PUT /v1/speakers/{id} accepts (larger: 413)"),
     CFG_STR(cors_origins, CORS_ORIGINS, CONFIG_TYPE_LIST, NULL, config_check_cors,
 	    "comma-separated origins (http[s]://host[:port]) or *", "", "ORIGINS",
 	    "Origins allowed by CORS; * = any; empty = CORS off"),
@@ -1018,6 +1031,24 @@ out:
 	return rc;
 }
 
+int config_read_admin_keys(const struct config *c, char ***keys, size_t *n, char *err, size_t errlen)
+{
+	struct config_keyset ks = {NULL, 0};
+	char why[CONFIG_WHY_MAX] = "value not terminated";
+
+	*keys = NULL;
+	*n = 0;
+	if (memchr(c->admin_api_keys, '\0', sizeof c->admin_api_keys) == NULL ||
+	    config_check_api_keys(c->admin_api_keys, why, sizeof why) != CV_OK) {
+		snprintf(err, errlen, "key \"admin_api_keys\": %s", why);
+		return CV_EINVAL;
+	}
+	config_list_each(c->admin_api_keys, config_add_inline_key, &ks);
+	*keys = ks.keys;
+	*n = ks.n;
+	return CV_OK;
+}
+
 int config_read_api_keys(const struct config *c, char ***keys, size_t *n, char *err, size_t errlen)
 {
 	struct config_keyset ks = {NULL, 0};
@@ -1175,9 +1206,10 @@ void config_log_effective(const struct config *c)
 			log_info("config", "%s=%d", e->name, config_int_get(c, e));
 		} else if (e->type == CONFIG_TYPE_BOOL) {
 			log_info("config", "%s=%s", e->name, config_int_get(c, e) ? "true" : "false");
-		} else if (e->offset == offsetof(struct config, api_keys)) {
+		} else if (e->offset == offsetof(struct config, api_keys) ||
+			   e->offset == offsetof(struct config, admin_api_keys)) {
 			size_t n = 0;
-			config_list_each(c->api_keys, config_count_item, &n);
+			config_list_each(config_str_get(c, e), config_count_item, &n);
 			log_info("config", "%s=*** (%zu key%s)", e->name, n, n == 1 ? "" : "s");
 		} else {
 			const char *s = config_str_get(c, e);

@@ -31,6 +31,8 @@ struct config {
 	char frontend_dir[CONFIG_STR_MAX];    /* bundle-shaped dir (tokenizer/, tn/) for /v1/text/normalize */
 	char espeak_data[CONFIG_STR_MAX];     /* "" = library default */
 	char default_speaker[CONFIG_STR_MAX]; /* "" = engine default */
+	char voices_dir[CONFIG_STR_MAX];      /* writable extra voices, "" = none */
+	int max_voices;			      /* most voices in voices_dir, 256 */
 	int engine_threads;		      /* 0 = auto */
 	int warmup;			      /* bool, 1 */
 	int cuda_graph;			      /* bool, 1: LLM decode step as a CUDA graph */
@@ -56,9 +58,11 @@ struct config {
 	int mp3_bitrate_kbps;		     /* 64 */
 	int flac_level;			     /* 5 */
 	/* security */
-	char api_keys[CONFIG_LIST_MAX];	    /* comma-separated Bearer keys, "" = no auth */
-	char api_keys_file[CONFIG_STR_MAX]; /* file with one key per line */
-	char cors_origins[CONFIG_LIST_MAX]; /* comma-separated origins or "*", "" = off */
+	char api_keys[CONFIG_LIST_MAX];	     /* comma-separated Bearer keys, "" = no auth */
+	char api_keys_file[CONFIG_STR_MAX];  /* file with one key per line */
+	char admin_api_keys[CONFIG_STR_MAX]; /* keys for PUT/DELETE /v1/speakers/{id} */
+	int max_voice_bytes;		     /* largest voice file a PUT accepts */
+	char cors_origins[CONFIG_LIST_MAX];  /* comma-separated origins or "*", "" = off */
 	/* ops */
 	char log_level[CONFIG_STR_MAX]; /* "info" */
 	int access_log;			/* bool, 1 */
@@ -108,5 +112,7 @@ void config_log_effective(const struct config *c);
 int config_read_api_keys(const struct config *c, char ***keys, size_t *n, char *err, size_t errlen);
 /* Frees what config_read_api_keys returned; NULL is a no-op. */
 void config_free_api_keys(char **keys, size_t n);
+/* The admin_api_keys list (no file); free with config_free_api_keys. */
+int config_read_admin_keys(const struct config *c, char ***keys, size_t *n, char *err, size_t errlen);
 
 #endif

@@ -94,8 +94,8 @@ int main(int argc, char **argv, char **envp)
 	struct frontend *frontend = NULL;
 	struct nvml *nvml = NULL;
 	char err[512];
-	char **keys = NULL;
-	size_t n_keys = 0;
+	char **keys = NULL, **admin_keys = NULL;
+	size_t n_keys = 0, n_admin = 0;
 	uint64_t wd_usec = 0;
 	int wd_enabled, rc, exit_code = 1, ready = 0, wd_stale = 0;
 	char why[640] = ""; /* reason of a failed start, kept in the final STATUS */
@@ -129,6 +129,10 @@ int main(int argc, char **argv, char **envp)
 	}
 	if (log_parse_level(cfg.log_level, &lvl) == CV_OK)
 		log_set_level(lvl);
+	if (config_read_admin_keys(&cfg, &admin_keys, &n_admin, err, sizeof err) != CV_OK) {
+		fprintf(stderr, "cosyvoiced: configuration error: %s\n", err);
+		return 2;
+	}
 	if (config_read_api_keys(&cfg, &keys, &n_keys, err, sizeof err) != CV_OK) {
 		fprintf(stderr, "cosyvoiced: configuration error: %s\n", err);
 		return 2;
@@ -172,6 +176,8 @@ int main(int argc, char **argv, char **envp)
 	sc.engine.torch_lib = cfg.torch_lib[0] ? cfg.torch_lib : NULL;
 	sc.engine.cuda_memory_limit_mb = cfg.cuda_memory_limit_mb;
 	sc.engine.cpu_half = cfg.cpu_half;
+	sc.engine.voices_dir = cfg.voices_dir[0] ? cfg.voices_dir : NULL;
+	sc.engine.max_voices = (size_t)cfg.max_voices;
 	sc.on_stage = main_on_stage;
 	sc.on_stage_user = (void *)backend;
 	if (strcmp(backend, "espeak") == 0)
@@ -203,6 +209,11 @@ int main(int argc, char **argv, char **envp)
 	hc.enc.flac_level = cfg.flac_level;
 	hc.api_keys = (const char *const *)keys;
 	hc.n_api_keys = n_keys;
+	hc.admin_keys = (const char *const *)admin_keys;
+	hc.n_admin_keys = n_admin;
+	hc.voices_dir = cfg.voices_dir;
+	hc.max_voice_bytes = (size_t)cfg.max_voice_bytes;
+	hc.max_voices = (size_t)cfg.max_voices;
 	hc.cors_origins = cfg.cors_origins;
 	hc.access_log = cfg.access_log;
 	hc.embedded_default = strcmp(backend, "espeak") == 0;
@@ -307,8 +318,21 @@ int main(int argc, char **argv, char **envp)
 				 cfg.drain_timeout_ms);
 			break;
 		}
-		if (sig == SIGHUP)
-			log_info("main", "SIGHUP ignored: restart the service to change its configuration");
+		if (sig == SIGHUP) {
+			char **nk = NULL;
+			size_t nn = 0;
+			log_info("main", "SIGHUP: re-reading the voices and api_keys_file (other settings "
+					 "need a restart)");
+			sched_reload_voices(sched);
+			if (config_read_api_keys(&cfg, &nk, &nn, err, sizeof err) == CV_OK) {
+				http_server_set_api_keys(http, (const char *const *)nk, nn);
+				log_info("main", "API keys reloaded: %zu key%s (authentication %s)", nn,
+					 nn == 1 ? "" : "s", nn ? "on" : "off");
+				config_free_api_keys(nk, nn);
+			} else {
+				log_err("main", "API keys not reloaded, the current ones stay: %s", err);
+			}
+		}
 		if (wd_enabled) {
 			int64_t age_us = (clock_now_ns() - sched_heartbeat_ns(sched)) / 1000;
 			if (age_us >= 0 && (uint64_t)age_us < wd_usec / 2) {
@@ -353,6 +377,7 @@ out:
 	metrics_free(metrics);
 	frontend_free(frontend);
 	config_free_api_keys(keys, n_keys);
+	config_free_api_keys(admin_keys, n_admin);
 	log_info("main", "stopped (exit %d)", exit_code);
 	sd_notifyf(0, "STATUS=stopped (exit %d)%s", exit_code, why);
 	return exit_code;

@@ -23,7 +23,11 @@ struct engine_backend {
 	int (*warmup)(void *impl, char *err, size_t errlen);
 	int (*synthesize)(void *impl, const struct engine_params *p, const struct engine_sink *sink,
 			  struct engine_timings *t, char *err, size_t errlen);
-	void (*read_gauges)(void *impl, struct engine_gauges *g); /* may be NULL */
+	void (*read_gauges)(void *impl, struct engine_gauges *g);   /* may be NULL */
+	int (*reload_voices)(void *impl, char *err, size_t errlen); /* NULL: fixed voices */
+	/* Validate a voice file as reload_voices would; any thread (reads only
+	 * what open fixed). NULL: fixed voices. */
+	int (*check_voice)(void *impl, const char *path, char *err, size_t errlen);
 };
 
 /* Report the start of a load stage through cfg->progress (no-op when unset). */

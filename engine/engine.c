@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -192,4 +193,33 @@ void engine_timings_set(struct engine_timings *t, const char *name, double ms)
 	memcpy(t->stage[t->n].name, key, sizeof key);
 	t->stage[t->n].ms = ms;
 	t->n++;
+}
+
+int engine_voice_id_valid(const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+	if (n == 0 || n > ENGINE_VOICE_ID_MAX || !isalnum((unsigned char)id[0]) || id[n - 1] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)id[i]) && id[i] != '_' && id[i] != '.' && id[i] != '-')
+			return 0;
+	return 1;
+}
+
+int engine_reload_voices(struct engine *e, char *err, size_t errlen)
+{
+	if (!e || !e->be->reload_voices) {
+		cv_errf(err, errlen, "the %s engine's voices are fixed", e ? engine_name(e) : "(none)");
+		return CV_EUNSUPPORTED;
+	}
+	return e->be->reload_voices(e->impl, err, errlen);
+}
+
+int engine_check_voice(struct engine *e, const char *path, char *err, size_t errlen)
+{
+	if (!e || !e->be->check_voice) {
+		cv_errf(err, errlen, "the %s engine's voices are fixed", e ? engine_name(e) : "(none)");
+		return CV_EUNSUPPORTED;
+	}
+	return e->be->check_voice(e->impl, path, err, errlen);
 }

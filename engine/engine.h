@@ -45,6 +45,8 @@ struct engine_config {
 	const char *torch_lib;	     /* cosyvoice2: libtorch directory, NULL = search (torch_runtime.h) */
 	long cuda_memory_limit_mb;   /* cosyvoice2: cap of the CUDA allocator in MiB, 0 = none */
 	int cpu_half;		     /* cosyvoice2: allow fp16/bf16 bundles on the CPU */
+	const char *voices_dir;	     /* cosyvoice2: extra voices <id>.safetensors, NULL = none */
+	size_t max_voices;	     /* cosyvoice2: most voices in voices_dir (0 = 256) */
 	/* Load progress: called on the opening thread at the start of each load
 	 * stage ("checking the bundle", "loading the model", ...); NULL = none. */
 	void (*progress)(void *user, const char *stage);
@@ -55,6 +57,7 @@ struct engine_speaker {
 	const char *id;	      /* what clients send as "speaker" / "voice" */
 	const char *language; /* BCP-47-ish language tag, e.g. "en", "cmn" */
 	const char *name;     /* human-readable name */
+	const char *source;   /* where it comes from: "bundle", "voices_dir", "espeak-ng" (NULL = unknown) */
 };
 
 /* One synthesis request, borrowed for the call. */
@@ -114,6 +117,20 @@ size_t engine_speaker_count(const struct engine *e);
 const struct engine_speaker *engine_speaker_at(const struct engine *e, size_t i);
 /* Look a speaker up by id; NULL when unknown. id NULL = the default speaker. */
 const struct engine_speaker *engine_speaker_find(const struct engine *e, const char *id);
+
+/* Voice ids that may name a file: 1..ENGINE_VOICE_ID_MAX of [A-Za-z0-9_.-],
+ * starting with a letter or digit, not ending with '.'. */
+#define ENGINE_VOICE_ID_MAX 64
+int engine_voice_id_valid(const char *id);
+/* Re-read the engine's voices (CosyVoice2: the bundle manifest's speakers and
+ * voices_dir). Call it on the thread that synthesizes, between requests: the
+ * speaker list and pointers from engine_speaker_at/find change. On error the
+ * old set stays and err names the file. CV_EUNSUPPORTED: the backend's voices
+ * are fixed (espeak-ng). */
+int engine_reload_voices(struct engine *e, char *err, size_t errlen);
+/* Validate one voice file (shapes, dtypes, sizes, finite values) exactly as a
+ * reload would load it. Safe from any thread while the engine is open. */
+int engine_check_voice(struct engine *e, const char *path, char *err, size_t errlen);
 
 /* Run a short synthesis so the first real request is not slower. */
 int engine_warmup(struct engine *e, char *err, size_t errlen);

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "common/clock.h"
@@ -62,6 +63,14 @@ struct sched {
 
 	_Atomic int64_t heartbeat_ns;
 	char stage[SCHED_STAGE_MAX]; /* current load stage (mutex) */
+	char *voices_dir;
+	/* voices: the snapshot HTTP threads read (mutex; refcounted), reloads */
+	struct sched_voices *voices;
+	uint64_t voices_gen;
+	int reload_pending;
+	uint64_t reloads_ok, reloads_failed;
+	int engine_users; /* sched_check_voice calls holding the engine (mutex) */
+	char reload_err[512];
 	void (*on_stage)(void *user, const char *stage);
 	void *on_stage_user;
 	double load_ms, warmup_ms;
@@ -70,14 +79,174 @@ struct sched {
 	int have_avg;
 };
 
-static char *sched_dup(const char *s)
-{
-	return s ? xstrdup(s) : NULL;
-}
-
 static void sched_stamp(struct sched *s)
 {
 	atomic_store(&s->heartbeat_ns, clock_now_ns());
+}
+
+struct sched_voices {
+	_Atomic int refs;
+	uint64_t gen;
+	size_t n, default_index;
+	struct engine_speaker *v; /* deep copies */
+};
+
+static void sched_voices_free(struct sched_voices *v)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		free((char *)v->v[i].id);
+		free((char *)v->v[i].language);
+		free((char *)v->v[i].name);
+	}
+	free(v->v);
+	free(v);
+}
+
+void sched_voices_put(const struct sched_voices *cv)
+{
+	struct sched_voices *v = (struct sched_voices *)cv;
+	if (v && atomic_fetch_sub(&v->refs, 1) == 1)
+		sched_voices_free(v);
+}
+
+/* Copy the engine's voices (worker thread) and publish them. */
+static void sched_voices_publish(struct sched *s, struct engine *e)
+{
+	struct sched_voices *v = xcalloc(1, sizeof *v), *old;
+	const struct engine_speaker *def = engine_speaker_find(e, NULL);
+	atomic_init(&v->refs, 1);
+	v->n = engine_speaker_count(e);
+	v->v = xcalloc(v->n ? v->n : 1, sizeof *v->v);
+	for (size_t i = 0; i < v->n; i++) {
+		const struct engine_speaker *sp = engine_speaker_at(e, i);
+		v->v[i].id = xstrdup(sp->id);
+		v->v[i].language = xstrdup(sp->language ? sp->language : "");
+		v->v[i].name = xstrdup(sp->name ? sp->name : sp->id);
+		v->v[i].source = sp->source; /* a string literal of the backend */
+		if (def && strcmp(def->id, sp->id) == 0)
+			v->default_index = i;
+	}
+	pthread_mutex_lock(&s->mu);
+	v->gen = ++s->voices_gen;
+	old = s->voices;
+	s->voices = v;
+	pthread_mutex_unlock(&s->mu);
+	sched_voices_put(old);
+}
+
+const struct sched_voices *sched_voices_get(struct sched *s)
+{
+	struct sched_voices *v;
+	pthread_mutex_lock(&s->mu);
+	v = s->voices;
+	if (v)
+		atomic_fetch_add(&v->refs, 1);
+	pthread_mutex_unlock(&s->mu);
+	return v;
+}
+
+size_t sched_voices_count(const struct sched_voices *v)
+{
+	return v ? v->n : 0;
+}
+
+const struct engine_speaker *sched_voices_at(const struct sched_voices *v, size_t i)
+{
+	return v && i < v->n ? &v->v[i] : NULL;
+}
+
+const char *sched_voices_default(const struct sched_voices *v)
+{
+	return v && v->n ? v->v[v->default_index].id : "";
+}
+
+const char *sched_voices_find(const struct sched_voices *v, const char *id)
+{
+	for (size_t i = 0; v && i < v->n; i++)
+		if (strcmp(v->v[i].id, id) == 0)
+			return v->v[i].id;
+	for (size_t i = 0; v && i < v->n; i++)
+		if (strcasecmp(v->v[i].id, id) == 0)
+			return v->v[i].id;
+	return NULL;
+}
+
+uint64_t sched_voices_generation(const struct sched_voices *v)
+{
+	return v ? v->gen : 0;
+}
+
+int sched_check_voice(struct sched *s, const char *path, char *err, size_t errlen)
+{
+	struct engine *e;
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	e = s->state == SCHED_READY ? s->engine : NULL;
+	if (e)
+		s->engine_users++;
+	pthread_mutex_unlock(&s->mu);
+	if (!e) {
+		cv_errf(err, errlen, "the engine is not ready");
+		return CV_ENOTREADY;
+	}
+	rc = engine_check_voice(e, path, err, errlen);
+	pthread_mutex_lock(&s->mu);
+	s->engine_users--;
+	pthread_cond_broadcast(&s->state_cv);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void sched_reload_voices(struct sched *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->reload_pending = 1;
+	pthread_cond_broadcast(&s->work_cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void sched_reload_stats(struct sched *s, uint64_t *ok, uint64_t *failed, char *last_err, size_t len)
+{
+	pthread_mutex_lock(&s->mu);
+	*ok = s->reloads_ok;
+	*failed = s->reloads_failed;
+	if (last_err && len)
+		cv_strlcpy(last_err, s->reload_err, len);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Worker, between jobs: re-read the engine's voices. */
+static void sched_worker_reload(struct sched *s)
+{
+	char err[512] = "";
+	struct engine *e = s->engine;
+	int rc;
+
+	sched_stamp(s);
+	rc = engine_reload_voices(e, err, sizeof err);
+	sched_stamp(s);
+	if (rc == CV_OK)
+		sched_voices_publish(s, e);
+	else if (rc == CV_EUNSUPPORTED)
+		log_info("sched", "voice reload: %s", err);
+	else
+		log_err("sched", "voice reload refused, the current voices stay: %s", err);
+	pthread_mutex_lock(&s->mu);
+	if (rc == CV_OK) {
+		s->reloads_ok++;
+		s->reload_err[0] = '\0';
+	} else {
+		s->reloads_failed++;
+		cv_strlcpy(s->reload_err, err, sizeof s->reload_err);
+	}
+	pthread_cond_broadcast(&s->state_cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static char *sched_dup(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
 }
 
 static void sched_deadline_ts(struct timespec *ts, int64_t abs_ns)
@@ -254,6 +423,7 @@ static int sched_worker_load(struct sched *s)
 		pthread_mutex_unlock(&s->mu);
 	}
 	engine_read_gauges(e, &g);
+	sched_voices_publish(s, e);
 	pthread_mutex_lock(&s->mu);
 	s->gauges = g;
 	if (s->state == SCHED_LOADING || s->state == SCHED_WARMING)
@@ -378,11 +548,15 @@ static void *sched_worker(void *arg)
 		struct job *j = NULL;
 		size_t n_dead = 0;
 
+		int reload = 0;
 		pthread_mutex_lock(&s->mu);
 		sched_stamp(s);
 		n_dead = sched_sweep_locked(s); /* expired or cancelled while queued */
 		if (n_dead == 0) {
-			if (s->count > 0) {
+			if (s->reload_pending && !s->stop) {
+				s->reload_pending = 0;
+				reload = 1;
+			} else if (s->count > 0) {
 				j = sched_ring_pop(s);
 				s->running = j;
 			} else if (s->stop) {
@@ -397,14 +571,19 @@ static void *sched_worker(void *arg)
 		}
 		pthread_mutex_unlock(&s->mu);
 		sched_finish_dead(s, n_dead);
+		if (reload)
+			sched_worker_reload(s);
 		if (j)
 			sched_run_job(s, j);
 	}
 out:
-	/* The worker opened the engine, so it closes it too. */
+	/* The worker opened the engine, so it closes it too, once no
+	 * sched_check_voice holds it. */
 	pthread_mutex_lock(&s->mu);
 	struct engine *e = s->engine;
 	s->engine = NULL;
+	while (s->engine_users > 0)
+		pthread_cond_wait(&s->state_cv, &s->mu);
 	pthread_mutex_unlock(&s->mu);
 	engine_close(e);
 	return NULL;
@@ -439,6 +618,7 @@ int sched_start(const struct sched_config *cfg, struct sched **out, char *err, s
 	s->ecfg.device = s->device = sched_dup(cfg->engine.device);
 	s->ecfg.data_dir = s->data_dir = sched_dup(cfg->engine.data_dir);
 	s->ecfg.default_speaker = s->default_speaker = sched_dup(cfg->engine.default_speaker);
+	s->ecfg.voices_dir = s->voices_dir = sched_dup(cfg->engine.voices_dir);
 	s->warmup = cfg->warmup;
 	s->cap = cfg->queue_capacity;
 	s->ring = xcalloc(s->cap, sizeof *s->ring);
@@ -731,5 +911,7 @@ void sched_free(struct sched *s)
 	free(s->device);
 	free(s->data_dir);
 	free(s->default_speaker);
+	free(s->voices_dir);
+	sched_voices_put(s->voices);
 	free(s);
 }

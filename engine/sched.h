@@ -72,6 +72,26 @@ const struct engine *sched_engine(struct sched *s);
 /* Latest engine gauges (copied under lock; refreshed by the worker). */
 void sched_read_gauges(struct sched *s, struct engine_gauges *g);
 
+/* The voices, as a refcounted immutable snapshot any thread may read: NULL
+ * before READY; the worker publishes a new one after each reload. */
+struct sched_voices;
+const struct sched_voices *sched_voices_get(struct sched *s);
+void sched_voices_put(const struct sched_voices *v); /* NULL: no-op */
+size_t sched_voices_count(const struct sched_voices *v);
+const struct engine_speaker *sched_voices_at(const struct sched_voices *v, size_t i);
+const char *sched_voices_default(const struct sched_voices *v); /* "" when none */
+/* Canonical id of `id` (exact, then case-insensitive), NULL when unknown. */
+const char *sched_voices_find(const struct sched_voices *v, const char *id);
+uint64_t sched_voices_generation(const struct sched_voices *v);
+/* Ask the worker to re-read the engine's voices before its next job (SIGHUP,
+ * PUT/DELETE /v1/speakers/{id}). Returns at once; a refused reload keeps the
+ * current voices and is logged. */
+void sched_reload_voices(struct sched *s);
+/* Validate a voice file with the engine (any thread; CV_ENOTREADY before
+ * READY and during shutdown). */
+int sched_check_voice(struct sched *s, const char *path, char *err, size_t errlen);
+void sched_reload_stats(struct sched *s, uint64_t *ok, uint64_t *failed, char *last_err, size_t len);
+
 /* Stop accepting, finish queued jobs with CV_ESHUTDOWN, let the running job
  * run up to drain_ms then cancel it, join the worker, close the engine. */
 void sched_shutdown(struct sched *s, int drain_ms);

@@ -75,14 +75,12 @@ static int http_ct_is_json(const char *ct)
 	return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* Constant-time comparison of a presented key with each configured key. */
-static int http_auth_ok(const struct http_server *h, struct MHD_Connection *mc)
+/* Constant-time comparison of a presented key with each key of a list. */
+int http_key_ok(const char *const *keys, size_t n, struct MHD_Connection *mc)
 {
 	const char *auth;
 	int ok = 0;
 
-	if (h->cfg.n_api_keys == 0)
-		return 1;
 	auth = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
 		return 0;
@@ -90,8 +88,8 @@ static int http_auth_ok(const struct http_server *h, struct MHD_Connection *mc)
 	while (*auth == ' ')
 		auth++;
 	size_t alen = strlen(auth);
-	for (size_t i = 0; i < h->cfg.n_api_keys; i++) {
-		const char *k = h->cfg.api_keys[i];
+	for (size_t i = 0; i < n; i++) {
+		const char *k = keys[i];
 		size_t klen = strlen(k);
 		unsigned char diff = (unsigned char)(alen != klen);
 		for (size_t j = 0; j < klen; j++)
@@ -99,6 +97,38 @@ static int http_auth_ok(const struct http_server *h, struct MHD_Connection *mc)
 		ok |= diff == 0;
 	}
 	return ok;
+}
+
+static int http_auth_ok(struct http_server *h, struct MHD_Connection *mc)
+{
+	int ok;
+	pthread_rwlock_rdlock(&h->keys_lock);
+	ok = h->n_keys == 0 || http_key_ok((const char *const *)h->keys, h->n_keys, mc);
+	pthread_rwlock_unlock(&h->keys_lock);
+	return ok;
+}
+
+static void http_keys_free(char **keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
+size_t http_server_set_api_keys(struct http_server *h, const char *const *keys, size_t n)
+{
+	char **copy = n ? xcalloc(n, sizeof *copy) : NULL, **old;
+	size_t old_n;
+	for (size_t i = 0; i < n; i++)
+		copy[i] = xstrdup(keys[i]);
+	pthread_rwlock_wrlock(&h->keys_lock);
+	old = h->keys;
+	old_n = h->n_keys;
+	h->keys = copy;
+	h->n_keys = n;
+	pthread_rwlock_unlock(&h->keys_lock);
+	http_keys_free(old, old_n);
+	return n;
 }
 
 static void http_cors_match(const struct http_server *h, struct conn *c, struct MHD_Connection *mc)
@@ -136,12 +166,70 @@ static enum MHD_Result http_answer_preflight(struct conn *c)
 	return http_queue(c, 204, r);
 }
 
+static const struct http_route_def http_voice_route = {HTTP_VOICE_PREFIX, HTTP_ROUTE_VOICE,
+						       METRICS_ROUTE_VOICE, 0};
+
 static const struct http_route_def *http_route_find(const char *url)
 {
 	for (size_t i = 0; i < sizeof http_routes / sizeof http_routes[0]; i++)
 		if (strcmp(url, http_routes[i].path) == 0)
 			return &http_routes[i];
+	if (strncmp(url, HTTP_VOICE_PREFIX, sizeof HTTP_VOICE_PREFIX - 1) == 0)
+		return &http_voice_route;
 	return NULL;
+}
+
+/* PUT/DELETE /v1/speakers/{id}: on only with admin keys and voices_dir; an
+ * admin key is required (401 without a key, 403 with another). */
+static int http_voice_checks(struct conn *c, const char *method, enum MHD_Result *ret)
+{
+	struct http_server *h = c->srv;
+	int is_put = strcmp(method, "PUT") == 0;
+
+	if (h->cfg.n_admin_keys == 0 || !h->cfg.voices_dir || !h->cfg.voices_dir[0]) {
+		*ret = http_send_error(c, 404, NULL,
+				       "voice changes over HTTP are off (set admin_api_keys and voices_dir)",
+				       NULL, NULL);
+		return 1;
+	}
+	if (!is_put && strcmp(method, "DELETE") != 0) {
+		*ret = http_send_error(c, 405, NULL, "method not allowed on this route",
+				       MHD_HTTP_HEADER_ALLOW, "PUT, DELETE, OPTIONS");
+		return 1;
+	}
+	if (!http_key_ok(h->cfg.admin_keys, h->cfg.n_admin_keys, c->mhd)) {
+		int none = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
+						       MHD_HTTP_HEADER_AUTHORIZATION) == NULL;
+		metrics_inc_rejection(h->metrics, METRICS_REJECT_UNAUTHORIZED);
+		*ret = http_send_error(c, none ? 401 : 403, NULL,
+				       none ? "an admin key is required (Authorization: Bearer <admin key>)"
+					    : "this key may not change voices (admin_api_keys)",
+				       NULL, NULL);
+		return 1;
+	}
+	if (is_put) {
+		const char *ct =
+		    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+		const char *cl =
+		    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (!ct || strncasecmp(ct, "application/octet-stream", 24) != 0) {
+			metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
+			*ret = http_send_error(
+			    c, 415, NULL, "Content-Type must be application/octet-stream (the speaker file)",
+			    NULL, NULL);
+			return 1;
+		}
+		if (cl && strtoull(cl, NULL, 10) > h->cfg.max_voice_bytes) {
+			char msg[128];
+			snprintf(msg, sizeof msg,
+				 "voice file of %s bytes is over the limit of %zu bytes (max_voice_bytes)",
+				 cl, h->cfg.max_voice_bytes);
+			metrics_inc_rejection(h->metrics, METRICS_REJECT_BODY_TOO_LARGE);
+			*ret = http_send_error(c, 413, NULL, msg, NULL, NULL);
+			return 1;
+		}
+	}
+	return 0;
 }
 
 struct http_cl_count {
@@ -216,6 +304,8 @@ static int http_early_checks(struct conn *c, const char *url, const char *method
 		*ret = http_send_error(c, 404, NULL, "no such route (see docs/api.md)", NULL, NULL);
 		return 1;
 	}
+	if (c->route->route == HTTP_ROUTE_VOICE)
+		return http_voice_checks(c, method, ret);
 	if ((c->route->post && !is_post) || (!c->route->post && !is_get)) {
 		*ret =
 		    http_send_error(c, 405, NULL, "method not allowed on this route", MHD_HTTP_HEADER_ALLOW,
@@ -294,7 +384,8 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *mc, con
 			cv_strlcpy(c->request_id, rid, sizeof c->request_id);
 		else
 			http_request_id_generate(c->request_id, sizeof c->request_id);
-		buf_init(&c->body, h->cfg.max_body_bytes);
+		buf_init(&c->body, c->route && c->route->route == HTTP_ROUTE_VOICE ? h->cfg.max_voice_bytes
+										   : h->cfg.max_body_bytes);
 		*con_cls = c;
 		atomic_fetch_add(&h->open_conns, 1);
 		if (c->route && c->route->post)
@@ -319,7 +410,9 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *mc, con
 	if (c->body_too_big) {
 		char msg[128];
 		buf_free(&c->body);
-		snprintf(msg, sizeof msg, "body is over the limit of %zu bytes", h->cfg.max_body_bytes);
+		snprintf(msg, sizeof msg, "body is over the limit of %zu bytes",
+			 c->route->route == HTTP_ROUTE_VOICE ? h->cfg.max_voice_bytes
+							     : h->cfg.max_body_bytes);
 		metrics_inc_rejection(h->metrics, METRICS_REJECT_BODY_TOO_LARGE);
 		return http_send_error(c, 413, NULL, msg, NULL, NULL);
 	}
@@ -331,6 +424,7 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *mc, con
 	case HTTP_ROUTE_HEALTHZ: return http_answer_healthz(c);
 	case HTTP_ROUTE_READYZ: return http_answer_readyz(c);
 	case HTTP_ROUTE_METRICS: return http_answer_metrics(c);
+	case HTTP_ROUTE_VOICE: return http_answer_voice(c);
 	default: return http_send_error(c, 404, NULL, "no such route", NULL, NULL);
 	}
 }
@@ -470,6 +564,9 @@ int http_server_start(const struct http_config *cfg, struct sched *s, struct met
 	h->metrics = m;
 	atomic_init(&h->open_conns, 0);
 	pthread_mutex_init(&h->text_mu, NULL);
+	pthread_mutex_init(&h->voices_mu, NULL);
+	pthread_rwlock_init(&h->keys_lock, NULL);
+	http_server_set_api_keys(h, cfg->api_keys, cfg->n_api_keys);
 	pthread_mutex_init(&h->probe_mu, NULL);
 	pthread_mutex_init(&h->facts_mu, NULL);
 	{
@@ -585,6 +682,9 @@ void http_server_free(struct http_server *h)
 	http_server_stop(h, 0);
 	pthread_mutex_destroy(&h->probe_mu);
 	pthread_mutex_destroy(&h->text_mu);
+	pthread_mutex_destroy(&h->voices_mu);
+	http_keys_free(h->keys, h->n_keys);
+	pthread_rwlock_destroy(&h->keys_lock);
 	pthread_mutex_destroy(&h->facts_mu);
 	http_facts_free(atomic_load(&h->facts));
 	pthread_cond_destroy(&h->probe_cv);

@@ -30,8 +30,13 @@ struct http_config {
 	enum audio_format default_format;
 	int default_sample_rate;     /* 0 = engine native */
 	struct audio_enc_opts enc;   /* bitrates, flac level (stream is per request) */
-	const char *const *api_keys; /* NULL or n_api_keys keys */
+	const char *const *api_keys; /* NULL or n_api_keys keys (copied at start) */
 	size_t n_api_keys;
+	const char *const *admin_keys; /* PUT/DELETE /v1/speakers/{id}; none = routes off (404) */
+	size_t n_admin_keys;
+	const char *voices_dir; /* where PUT writes voices; NULL/"" = routes off (404) */
+	size_t max_voice_bytes;
+	size_t max_voices;
 	const char *cors_origins; /* comma-separated, "*" or "" */
 	int access_log;
 	int embedded_default;		 /* 1 when running the built-in espeak-ng default */
@@ -51,5 +56,8 @@ size_t http_server_open_connections(struct http_server *h);
 /* Wait up to wait_ms for open connections to finish, then stop MHD. */
 void http_server_stop(struct http_server *h, int wait_ms);
 void http_server_free(struct http_server *h); /* stops first if needed; NULL no-op */
+/* Replace the API keys (copied; none = no authentication) while serving, e.g.
+ * after SIGHUP re-read api_keys_file. Returns the new count. */
+size_t http_server_set_api_keys(struct http_server *h, const char *const *keys, size_t n);
 
 #endif

@@ -12,20 +12,9 @@ struct http_facts *http_facts_get(struct http_server *h)
 	pthread_mutex_lock(&h->facts_mu);
 	f = atomic_load(&h->facts);
 	if (!f && sched_get_state(h->sched) == SCHED_READY && (e = sched_engine(h->sched)) != NULL) {
-		const struct engine_speaker *def = engine_speaker_find(e, NULL);
 		f = xcalloc(1, sizeof *f);
 		cv_strlcpy(f->name, engine_name(e), sizeof f->name);
 		f->sample_rate = engine_sample_rate(e);
-		f->n_speakers = engine_speaker_count(e);
-		f->speakers = xcalloc(f->n_speakers ? f->n_speakers : 1, sizeof *f->speakers);
-		for (size_t i = 0; i < f->n_speakers; i++) {
-			const struct engine_speaker *sp = engine_speaker_at(e, i);
-			f->speakers[i].id = xstrdup(sp->id);
-			f->speakers[i].language = xstrdup(sp->language ? sp->language : "");
-			f->speakers[i].name = xstrdup(sp->name ? sp->name : sp->id);
-			if (def && strcmp(def->id, sp->id) == 0)
-				f->default_index = i;
-		}
 		atomic_store(&h->facts, f);
 	}
 	pthread_mutex_unlock(&h->facts_mu);
@@ -34,27 +23,7 @@ struct http_facts *http_facts_get(struct http_server *h)
 
 void http_facts_free(struct http_facts *f)
 {
-	if (!f)
-		return;
-	for (size_t i = 0; i < f->n_speakers; i++) {
-		free(f->speakers[i].id);
-		free(f->speakers[i].language);
-		free(f->speakers[i].name);
-	}
-	free(f->speakers);
 	free(f);
-}
-
-/* Exact id first, then case-insensitive (as the engine does); NULL if none. */
-const char *http_facts_speaker(const struct http_facts *f, const char *id)
-{
-	for (size_t i = 0; i < f->n_speakers; i++)
-		if (strcmp(f->speakers[i].id, id) == 0)
-			return f->speakers[i].id;
-	for (size_t i = 0; i < f->n_speakers; i++)
-		if (strcasecmp(f->speakers[i].id, id) == 0)
-			return f->speakers[i].id;
-	return NULL;
 }
 
 enum MHD_Result http_answer_healthz(struct conn *c)
@@ -97,17 +66,20 @@ enum MHD_Result http_answer_readyz(struct conn *c)
 enum MHD_Result http_answer_speakers(struct conn *c)
 {
 	const struct http_facts *f = http_facts_get(c->srv);
+	const struct sched_voices *v;
 	json_t *arr, *j;
 
-	if (!f)
+	if (!f || !(v = sched_voices_get(c->srv->sched)))
 		return http_send_unavailable(c, "engine not loaded yet", 5);
 	arr = json_array();
-	for (size_t i = 0; i < f->n_speakers; i++)
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "id", f->speakers[i].id, "language",
-						     f->speakers[i].language, "name", f->speakers[i].name));
-	j = json_pack("{s:s, s:s, s:i, s:o}", "engine", f->name, "default",
-		      f->n_speakers ? f->speakers[f->default_index].id : "", "sample_rate", f->sample_rate,
-		      "speakers", arr);
+	for (size_t i = 0; i < sched_voices_count(v); i++) {
+		const struct engine_speaker *sp = sched_voices_at(v, i);
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "id", sp->id, "language",
+						     sp->language, "name", sp->name));
+	}
+	j = json_pack("{s:s, s:s, s:i, s:o}", "engine", f->name, "default", sched_voices_default(v),
+		      "sample_rate", f->sample_rate, "speakers", arr);
+	sched_voices_put(v);
 	return http_send_json(c, 200, j);
 }
 
@@ -129,6 +101,18 @@ enum MHD_Result http_answer_metrics(struct conn *c)
 	g.engine_ready = sched_get_state(h->sched) == SCHED_READY;
 	g.worker_busy = sched_busy(h->sched);
 	g.engine_name = f ? f->name : "none";
+	{
+		const struct sched_voices *v = sched_voices_get(h->sched);
+		char last[8];
+		g.voices = sched_voices_count(v);
+		sched_voices_put(v);
+		sched_reload_stats(h->sched, &g.voice_reloads_ok, &g.voice_reloads_refused, last,
+				   sizeof last);
+		g.voice_puts_ok = atomic_load(&h->voice_puts_ok);
+		g.voice_puts_refused = atomic_load(&h->voice_puts_refused);
+		g.voice_deletes_ok = atomic_load(&h->voice_deletes_ok);
+		g.voice_deletes_refused = atomic_load(&h->voice_deletes_refused);
+	}
 	g.engine_load_seconds = load_ms / 1e3;
 	g.engine_warmup_seconds = warm_ms / 1e3;
 	if (h->cfg.nvml) {

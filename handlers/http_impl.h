@@ -5,6 +5,7 @@
  * handlers/http_get.c    GET routes (/healthz, /readyz, /v1/speakers, /metrics) and the engine facts
  * handlers/http_synth.c  POST /tts and /v1/audio/speech: job, buffered and streamed audio
  * handlers/http_text.c   POST /v1/text/normalize on owned text threads
+ * handlers/http_voices.c PUT/DELETE /v1/speakers/{id}: voice files in voices_dir, admin keys
  */
 #ifndef CV_HANDLERS_HTTP_IMPL_H
 #define CV_HANDLERS_HTTP_IMPL_H
@@ -56,8 +57,11 @@ enum http_route {
 	HTTP_ROUTE_HEALTHZ,
 	HTTP_ROUTE_READYZ,
 	HTTP_ROUTE_METRICS,
+	HTTP_ROUTE_VOICE, /* PUT/DELETE /v1/speakers/{id} */
 	HTTP_ROUTE_NONE
 };
+
+#define HTTP_VOICE_PREFIX "/v1/speakers/"
 
 struct http_route_def {
 	const char *path;
@@ -86,7 +90,7 @@ struct conn {
 	enum conn_phase phase;
 	const struct http_route_def *route;
 	const char *method;
-	char path[64];
+	char path[128];
 	char request_id[HTTP_REQUEST_ID_MAX + 1];
 	char origin[256]; /* allowed CORS origin to echo, "" = none */
 	int64_t t_arrival_ns;
@@ -126,15 +130,12 @@ struct conn {
 /* What the HTTP side needs to know about the engine, copied once when the
  * scheduler first reports READY. The worker closes the engine at shutdown
  * while HTTP is still answering, so the HTTP side never holds engine
- * pointers: it reads this immutable snapshot instead. */
+ * pointers: it reads this immutable snapshot instead. The voices change at
+ * run time and come from the scheduler's refcounted snapshot
+ * (sched_voices_get). */
 struct http_facts {
 	char name[ENGINE_NAME_MAX];
 	int sample_rate;
-	size_t n_speakers;
-	size_t default_index;
-	struct http_facts_speaker {
-		char *id, *language, *name;
-	} * speakers;
 };
 
 struct http_server {
@@ -150,6 +151,13 @@ struct http_server {
 	int cors_any;
 	atomic_size_t open_conns;
 	int port;
+	/* voices over HTTP: file changes in voices_dir one at a time; counters for /metrics */
+	pthread_mutex_t voices_mu;
+	/* API keys (owned copies; replaced by http_server_set_api_keys on SIGHUP) */
+	pthread_rwlock_t keys_lock;
+	char **keys;
+	size_t n_keys;
+	atomic_ullong voice_puts_ok, voice_puts_refused, voice_deletes_ok, voice_deletes_refused;
 	/* probe thread */
 	pthread_t probe_thread;
 	int probe_started;
@@ -187,10 +195,13 @@ void *http_probe_main(void *arg);
 /* http_get.c */
 struct http_facts *http_facts_get(struct http_server *h);
 void http_facts_free(struct http_facts *f);
-const char *http_facts_speaker(const struct http_facts *f, const char *id);
 enum MHD_Result http_answer_healthz(struct conn *c);
 enum MHD_Result http_answer_readyz(struct conn *c);
 enum MHD_Result http_answer_speakers(struct conn *c);
+/* PUT/DELETE /v1/speakers/{id} (the early checks already passed). */
+enum MHD_Result http_answer_voice(struct conn *c);
+/* Whether a presented Bearer key is one of `keys` (constant time per key). */
+int http_key_ok(const char *const *keys, size_t n, struct MHD_Connection *mc);
 enum MHD_Result http_answer_metrics(struct conn *c);
 
 /* http_synth.c */

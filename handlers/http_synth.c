@@ -341,7 +341,10 @@ enum MHD_Result http_begin_synthesis(struct conn *c)
 		    c, draining ? "server is shutting down" : "engine is not ready yet", 5);
 	}
 	if (c->req.speaker[0]) {
-		sp = http_facts_speaker(f, c->req.speaker);
+		const struct sched_voices *v = sched_voices_get(h->sched);
+		if ((sp = sched_voices_find(v, c->req.speaker)) != NULL)
+			cv_strlcpy(c->req.speaker, sp, sizeof c->req.speaker); /* canonical id */
+		sched_voices_put(v);
 		if (!sp && c->req.openai_voice) {
 			c->req.speaker[0] = '\0'; /* OpenAI voice names map to the default speaker */
 		} else if (!sp) {
@@ -353,8 +356,6 @@ enum MHD_Result http_begin_synthesis(struct conn *c)
 					       msg, NULL, NULL);
 		}
 	}
-	if (sp)
-		cv_strlcpy(c->req.speaker, sp, sizeof c->req.speaker); /* canonical id */
 	cv_strlcpy(c->engine_name, f->name, sizeof c->engine_name);
 	c->in_rate = f->sample_rate;
 	c->out_rate = c->req.sample_rate

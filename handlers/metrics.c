@@ -61,7 +61,8 @@ static const double rtf_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 
 #define MAX_NB 16
 
 /* HTTP status codes with their own series; everything else is "other". */
-static const int code_table[] = {200, 204, 400, 401, 404, 405, 413, 415, 422, 429, 500, 503, 504};
+static const int code_table[] = {200, 201, 204, 400, 401, 403, 404, 405,
+				 409, 413, 415, 422, 429, 500, 503, 504};
 #define CODE_N	   (sizeof code_table / sizeof code_table[0])
 #define CODE_OTHER CODE_N
 #define CODE_SLOTS (CODE_N + 1)
@@ -105,7 +106,8 @@ static const char *const route_names[METRICS_ROUTE_COUNT] = {
     [METRICS_ROUTE_TTS] = "tts",	   [METRICS_ROUTE_SPEECH] = "speech",
     [METRICS_ROUTE_SPEAKERS] = "speakers", [METRICS_ROUTE_NORMALIZE] = "normalize",
     [METRICS_ROUTE_HEALTHZ] = "healthz",   [METRICS_ROUTE_READYZ] = "readyz",
-    [METRICS_ROUTE_METRICS] = "metrics",   [METRICS_ROUTE_OTHER] = "other",
+    [METRICS_ROUTE_METRICS] = "metrics",   [METRICS_ROUTE_VOICE] = "voice",
+    [METRICS_ROUTE_OTHER] = "other",
 };
 
 static const char *const reject_names[METRICS_REJECT_COUNT] = {
@@ -638,6 +640,25 @@ static int render_state(struct buf *b, const struct metrics_state *st, const cha
 		       g->engine_load_seconds));
 	TRY(put_scalar(b, PFX "engine_warmup_seconds", "gauge", "Time the engine warmup took.",
 		       g->engine_warmup_seconds));
+
+	TRY(put_scalar(b, PFX "voices", "gauge",
+		       "Voice ids the engine serves (cross-lingual variants included).", (double)g->voices));
+	TRY(put_header(b, PFX "voice_reloads_total", "counter",
+		       "Voice reloads (SIGHUP, PUT, DELETE), by result; a refused one keeps the voices."));
+	TRY(buf_printf(b, PFX "voice_reloads_total{result=\"ok\"} %llu\n",
+		       (unsigned long long)g->voice_reloads_ok));
+	TRY(buf_printf(b, PFX "voice_reloads_total{result=\"refused\"} %llu\n",
+		       (unsigned long long)g->voice_reloads_refused));
+	TRY(put_header(b, PFX "voice_changes_total", "counter",
+		       "PUT and DELETE /v1/speakers/{id}, by operation and result."));
+	TRY(buf_printf(b, PFX "voice_changes_total{op=\"put\",result=\"ok\"} %llu\n",
+		       (unsigned long long)g->voice_puts_ok));
+	TRY(buf_printf(b, PFX "voice_changes_total{op=\"put\",result=\"refused\"} %llu\n",
+		       (unsigned long long)g->voice_puts_refused));
+	TRY(buf_printf(b, PFX "voice_changes_total{op=\"delete\",result=\"ok\"} %llu\n",
+		       (unsigned long long)g->voice_deletes_ok));
+	TRY(buf_printf(b, PFX "voice_changes_total{op=\"delete\",result=\"refused\"} %llu\n",
+		       (unsigned long long)g->voice_deletes_refused));
 
 	TRY(put_header(b, PFX "build_info", "gauge", "Build information; the value is always 1."));
 	TRY(buf_append_str(b, PFX "build_info{version=\""));

@@ -21,6 +21,7 @@ enum metrics_route {
 	METRICS_ROUTE_HEALTHZ,
 	METRICS_ROUTE_READYZ,
 	METRICS_ROUTE_METRICS,
+	METRICS_ROUTE_VOICE, /* PUT/DELETE /v1/speakers/{id} */
 	METRICS_ROUTE_OTHER, /* 404s, preflight, ... */
 	METRICS_ROUTE_COUNT
 };
@@ -47,6 +48,10 @@ struct metrics_gauges {
 	double engine_load_seconds;
 	double engine_warmup_seconds;
 	const struct engine_gauges *engine; /* may be NULL */
+	/* voices: the current count, reloads (SIGHUP, PUT, DELETE) and changes over HTTP */
+	size_t voices;
+	uint64_t voice_reloads_ok, voice_reloads_refused;
+	uint64_t voice_puts_ok, voice_puts_refused, voice_deletes_ok, voice_deletes_refused;
 };
 
 struct metrics;

@@ -45,6 +45,16 @@ static int cv2_be_open(const struct engine_config *cfg, void **impl, char *err, 
 	return rc;
 }
 
+static int cv2_be_reload(void *impl, char *err, size_t errlen)
+{
+	return cv2_reload_voices(impl, err, errlen);
+}
+
+static int cv2_be_check(void *impl, const char *path, char *err, size_t errlen)
+{
+	return cv2_check_voice(impl, path, err, errlen);
+}
+
 static void cv2_be_close(void *impl)
 {
 	cv2_free(impl);
@@ -299,4 +309,6 @@ const struct engine_backend engine_backend_cosyvoice2 = {
     .warmup = cv2_be_warmup,
     .synthesize = cv2_be_synthesize,
     .read_gauges = cv2_be_gauges,
+    .reload_voices = cv2_be_reload,
+    .check_voice = cv2_be_check,
 };

@@ -94,10 +94,10 @@ static void cv2_speaker_clear(struct cv2_speaker *s)
 	memset(s, 0, sizeof *s);
 }
 
-static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, struct cv2_speaker *s,
+static int cv2_speaker_load(const struct cv2 *m, const char *name, const char *path, struct cv2_speaker *s,
 			    char *err, size_t errlen)
 {
-	char path[CV2_PATH_MAX], e2[256];
+	char e2[256];
 	struct safetensors *st = NULL;
 	int64_t shape[SAFETENSORS_MAX_DIMS];
 	int64_t any1[1] = {-1}, mel_shape[2] = {-1, (int64_t)m->mel_bins},
@@ -107,10 +107,6 @@ static int cv2_speaker_load(struct cv2 *m, const char *name, const char *rel, st
 
 	memset(s, 0, sizeof *s);
 	s->owner = 1;
-	if (cv2_path(path, sizeof path, m->dir, rel) != CV_OK) {
-		cv_errf(err, errlen, "speaker '%s': path too long", name);
-		return CV_E2BIG;
-	}
 	rc = safetensors_open(path, NULL, &st, e2, sizeof e2);
 	if (rc != CV_OK)
 		goto fail;
@@ -169,88 +165,278 @@ static int cv2_speaker_cmp(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-/* Load the manifest's speakers and pick the default voice: the default_speaker
- * setting, else the manifest's "default_speaker", else (older bundles) the
- * first voice in manifest order with a full prompt, else the first voice.
- * Manifest order, not the sorted order, so adding a voice never moves it. */
-static int cv2_load_speakers(struct cv2 *m, json_t *spk, const char *man_default, const char *default_id,
-			     char *err, size_t errlen)
+static void cv2_voices_free(struct cv2_speaker *spk, size_t n, struct engine_speaker *espk)
 {
-	char chosen[CV2_PATH_MAX] = "";
-	const char *name;
-	json_t *rel;
-	size_t cap, n = 0;
-	int rc;
+	for (size_t i = 0; i < n; i++)
+		cv2_speaker_clear(&spk[i]);
+	free(spk);
+	free(espk);
+}
 
-	if (!json_is_object(spk) || json_object_size(spk) == 0) {
-		cv_errf(
-		    err, errlen,
-		    "%s/manifest.json: the bundle has no speakers (add one with tools/export/add_speaker.py)",
-		    m->dir);
+struct cv2_voice_set {
+	struct cv2_speaker *spk;
+	struct engine_speaker *espk;
+	size_t n, cap, default_spk;
+	char first_full[CV2_PATH_MAX]; /* first voice with a full prompt, in load order */
+};
+
+/* Load one voice into the set (replacing one of the same id: a voices_dir
+ * voice overrides a bundle voice of the same name). */
+static int cv2_set_add(const struct cv2 *m, struct cv2_voice_set *v, const char *id, const char *path,
+		       int from_dir, char *err, size_t errlen)
+{
+	struct cv2_speaker s;
+	size_t i;
+	int rc = cv2_speaker_load(m, id, path, &s, err, errlen);
+	if (rc != CV_OK)
+		return rc;
+	for (i = 0; i < v->n && strcmp(v->spk[i].id, id) != 0; i++)
+		;
+	if (i == v->n) {
+		if (v->n == v->cap) {
+			v->cap = v->cap ? 2 * v->cap : 16;
+			v->spk = xrealloc(v->spk, v->cap * sizeof *v->spk);
+		}
+		v->n++;
+	} else {
+		log_info("cosyvoice2", "voice '%s' from %s replaces the bundle's", id, path);
+		cv2_speaker_clear(&v->spk[i]);
+	}
+	s.from_dir = from_dir;
+	v->spk[i] = s;
+	if (!v->first_full[0] && !s.sft)
+		cv_strlcpy(v->first_full, id, sizeof v->first_full);
+	return CV_OK;
+}
+
+static int cv2_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The voices of voices_dir: <id>.safetensors, id as engine_voice_id_valid()
+ * allows, in name order. At most max_voices files. */
+static int cv2_set_add_dir(const struct cv2 *m, struct cv2_voice_set *v, char *err, size_t errlen)
+{
+	DIR *d;
+	struct dirent *de;
+	char **names = NULL, path[CV2_PATH_MAX + 300];
+	size_t n = 0, cap = 0;
+	int rc = CV_OK;
+
+	if (!m->voices_dir[0])
+		return CV_OK;
+	d = opendir(m->voices_dir);
+	if (!d) {
+		if (errno == ENOENT)
+			return CV_OK; /* created by the first PUT */
+		cv_errf(err, errlen, "voices_dir %s: %s", m->voices_dir, strerror(errno));
+		return CV_EIO;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name), sfx = sizeof CV2_VOICE_SUFFIX - 1;
+		char id[ENGINE_VOICE_ID_MAX + 1];
+		if (len <= sfx || strcmp(de->d_name + len - sfx, CV2_VOICE_SUFFIX) != 0 ||
+		    len - sfx > ENGINE_VOICE_ID_MAX)
+			continue; /* temporary files of a PUT in progress start with '.' and are skipped too
+				   */
+		memcpy(id, de->d_name, len - sfx);
+		id[len - sfx] = '\0';
+		if (!engine_voice_id_valid(id))
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			names = xrealloc(names, cap * sizeof *names);
+		}
+		names[n++] = xstrdup(id);
+	}
+	closedir(d);
+	if (n > m->max_voices) {
+		cv_errf(err, errlen, "voices_dir %s holds %zu voices; max_voices is %zu", m->voices_dir, n,
+			m->max_voices);
+		rc = CV_E2BIG;
+	}
+	if (n)
+		qsort(names, n, sizeof *names, cv2_name_cmp);
+	for (size_t i = 0; rc == CV_OK && i < n; i++) {
+		snprintf(path, sizeof path, "%s/%s%s", m->voices_dir, names[i], CV2_VOICE_SUFFIX);
+		rc = cv2_set_add(m, v, names[i], path, 1, err, errlen);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+/* Build the voice set from the manifest's speakers and voices_dir, and pick
+ * the default voice: the default_speaker setting, else the manifest's
+ * "default_speaker", else (older bundles) the first voice with a full prompt
+ * in manifest order, else the first voice. Load order, never the sorted
+ * order, so adding a voice never moves it. On failure nothing is kept. */
+static int cv2_voices_build(const struct cv2 *m, json_t *man, struct cv2_voice_set *v, char *err,
+			    size_t errlen)
+{
+	json_t *spk = json_object_get(man, "speakers"), *rel;
+	const char *man_default = json_string_value(json_object_get(man, "default_speaker"));
+	const char *name, *chosen;
+	char path[CV2_PATH_MAX];
+	size_t base;
+	int rc = CV_OK;
+
+	memset(v, 0, sizeof *v);
+	if (spk && !json_is_object(spk)) {
+		cv_errf(err, errlen, "%s/manifest.json: \"speakers\" is not an object", m->dir);
 		return CV_EINVAL;
 	}
-	cap = 2 * json_object_size(spk);
-	m->spk = xcalloc(cap, sizeof *m->spk);
 	json_object_foreach(spk, name, rel)
 	{
 		if (!json_is_string(rel)) {
 			cv_errf(err, errlen, "%s/manifest.json: speaker '%s' has no file", m->dir, name);
-			return CV_EINVAL;
+			rc = CV_EINVAL;
+			goto fail;
 		}
-		rc = cv2_speaker_load(m, name, json_string_value(rel), &m->spk[n], err, errlen);
-		if (rc != CV_OK)
-			return rc;
-		if (!chosen[0] && !m->spk[n].sft)
-			cv_strlcpy(chosen, m->spk[n].id, sizeof chosen);
-		m->n_spk = ++n;
+		if (cv2_path(path, sizeof path, m->dir, json_string_value(rel)) != CV_OK) {
+			cv_errf(err, errlen, "speaker '%s': path too long", name);
+			rc = CV_E2BIG;
+			goto fail;
+		}
+		if ((rc = cv2_set_add(m, v, name, path, 0, err, errlen)) != CV_OK)
+			goto fail;
 	}
-	if (!chosen[0])
-		cv_strlcpy(chosen, m->spk[0].id, sizeof chosen);
+	if ((rc = cv2_set_add_dir(m, v, err, errlen)) != CV_OK)
+		goto fail;
+	if (v->n == 0) {
+		cv_errf(err, errlen,
+			"%s/manifest.json: the bundle has no speakers (add one with "
+			"tools/export/add_speaker.py%s)",
+			m->dir, m->voices_dir[0] ? " or PUT /v1/speakers/{id}" : "");
+		rc = CV_EINVAL;
+		goto fail;
+	}
+	chosen = v->first_full[0] ? v->first_full : v->spk[0].id;
 	if (man_default && man_default[0]) {
 		if (!json_object_get(spk, man_default)) {
 			cv_errf(err, errlen,
 				"%s/manifest.json: default_speaker '%s' is not one of the bundle's speakers "
 				"(set it with tools/export/add_speaker.py --default NAME)",
 				m->dir, man_default);
-			return CV_EINVAL;
+			rc = CV_EINVAL;
+			goto fail;
 		}
-		cv_strlcpy(chosen, man_default, sizeof chosen);
+		chosen = man_default;
 	}
-	/* Cross-lingual variants of the zero-shot voices share the arrays. */
-	for (size_t i = 0, base = n; i < base; i++) {
-		struct cv2_speaker *s = &m->spk[i], *x;
-		size_t len;
-		if (s->sft)
-			continue;
-		x = &m->spk[n++];
-		*x = *s;
-		x->owner = 0;
-		x->cross_lingual = 1;
-		x->name = xstrdup(s->name);
-		len = strlen(s->name) + sizeof COSYVOICE2_XL_SUFFIX;
-		x->id = xmalloc(len);
-		snprintf(x->id, len, "%s%s", s->name, COSYVOICE2_XL_SUFFIX);
-		m->n_spk = n;
+	if (m->default_setting[0])
+		chosen = m->default_setting;
+	{
+		char want[CV2_PATH_MAX];
+		cv_strlcpy(want, chosen, sizeof want);
+		/* Cross-lingual variants of the zero-shot voices share the arrays. */
+		base = v->n;
+		v->spk = xrealloc(v->spk, (2 * base + 1) * sizeof *v->spk);
+		for (size_t i = 0; i < base; i++) {
+			struct cv2_speaker *s = &v->spk[i], *x;
+			size_t len;
+			if (s->sft)
+				continue;
+			x = &v->spk[v->n++];
+			*x = *s;
+			x->owner = 0;
+			x->cross_lingual = 1;
+			x->name = xstrdup(s->name);
+			len = strlen(s->name) + sizeof COSYVOICE2_XL_SUFFIX;
+			x->id = xmalloc(len);
+			snprintf(x->id, len, "%s%s", s->name, COSYVOICE2_XL_SUFFIX);
+		}
+		qsort(v->spk, v->n, sizeof *v->spk, cv2_speaker_cmp);
+		v->espk = xcalloc(v->n, sizeof *v->espk);
+		v->default_spk = v->n;
+		for (size_t i = 0; i < v->n; i++) {
+			v->espk[i].id = v->spk[i].id;
+			v->espk[i].name = v->spk[i].id;
+			v->espk[i].language = "multi";
+			v->espk[i].source = v->spk[i].from_dir ? "voices_dir" : "bundle";
+			if (strcmp(v->spk[i].id, want) == 0)
+				v->default_spk = i;
+		}
+		if (v->default_spk == v->n) {
+			cv_errf(err, errlen, "default speaker '%s' is not in the bundle %s%s%s", want, m->dir,
+				m->voices_dir[0] ? " or in voices_dir " : "", m->voices_dir);
+			rc = CV_ENOTFOUND;
+			goto fail;
+		}
 	}
-	m->n_spk = n;
-	qsort(m->spk, n, sizeof *m->spk, cv2_speaker_cmp);
-	m->espk = xcalloc(n, sizeof *m->espk);
-	for (size_t i = 0; i < n; i++) {
-		m->espk[i].id = m->spk[i].id;
-		m->espk[i].name = m->spk[i].id;
-		m->espk[i].language = "multi";
+	return CV_OK;
+fail:
+	cv2_voices_free(v->spk, v->n, v->espk);
+	memset(v, 0, sizeof *v);
+	return rc;
+}
+
+static void cv2_voices_take(struct cv2 *m, struct cv2_voice_set *v)
+{
+	cv2_voices_free(m->spk, m->n_spk, m->espk);
+	m->spk = v->spk;
+	m->espk = v->espk;
+	m->n_spk = v->n;
+	m->default_spk = v->default_spk;
+	memset(v, 0, sizeof *v);
+}
+
+/* The "files" entries of the manifest's speakers, to re-check their hashes
+ * at a reload (the model file is checked once, at open). */
+static json_t *cv2_speaker_files(json_t *man)
+{
+	json_t *files = json_object_get(man, "files"), *out = json_object(), *rel;
+	const char *name;
+	json_object_foreach(json_object_get(man, "speakers"), name, rel)
+	{
+		const char *r = json_string_value(rel);
+		if (r)
+			json_object_set(out, r,
+					json_object_get(files, r) ? json_object_get(files, r) : json_null());
 	}
-	if (default_id && default_id[0])
-		cv_strlcpy(chosen, default_id, sizeof chosen);
-	m->default_spk = n;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(m->spk[i].id, chosen) == 0)
-			m->default_spk = i;
-	if (m->default_spk == n) {
-		cv_errf(err, errlen, "default speaker '%s' is not in the bundle %s", chosen, m->dir);
-		m->default_spk = 0;
-		return CV_ENOTFOUND;
+	return out;
+}
+
+int cv2_check_voice(const struct cv2 *m, const char *path, char *err, size_t errlen)
+{
+	struct cv2_speaker s;
+	int rc = cv2_speaker_load(m, "(new voice)", path, &s, err, errlen);
+	if (rc == CV_OK)
+		cv2_speaker_clear(&s);
+	return rc;
+}
+
+int cv2_reload_voices(struct cv2 *m, char *err, size_t errlen)
+{
+	char mpath[CV2_PATH_MAX];
+	json_error_t je;
+	json_t *man, *files;
+	struct cv2_voice_set v;
+	size_t before = m->n_spk;
+	int rc;
+
+	if (cv2_path(mpath, sizeof mpath, m->dir, "manifest.json") != CV_OK) {
+		cv_errf(err, errlen, "bundle directory name too long");
+		return CV_E2BIG;
 	}
+	man = json_load_file(mpath, JSON_REJECT_DUPLICATES, &je);
+	if (!man || !json_is_object(man)) {
+		cv_errf(err, errlen, "%s: invalid JSON (line %d: %s)", mpath, je.line, je.text);
+		json_decref(man);
+		return CV_EINVAL;
+	}
+	files = cv2_speaker_files(man);
+	rc = cv2_check_files(m->dir, files, mpath, err, errlen);
+	json_decref(files);
+	if (rc == CV_OK)
+		rc = cv2_voices_build(m, man, &v, err, errlen);
+	json_decref(man);
+	if (rc != CV_OK)
+		return rc;
+	cv2_voices_take(m, &v);
+	log_info("cosyvoice2", "voices reloaded: %zu ids (%zu before), default '%s'", m->n_spk, before,
+		 m->spk[m->default_spk].id);
 	return CV_OK;
 }
 
@@ -273,11 +459,7 @@ void cv2_free(struct cv2 *m)
 		return;
 	torch_runtime_free(m->rt);
 	frontend_free(m->fe);
-	for (size_t i = 0; i < m->n_spk; i++)
-		cv2_speaker_clear(&m->spk[i]);
-	/* entries past n_spk may hold a half-loaded speaker: cleared on failure */
-	free(m->spk);
-	free(m->espk);
+	cv2_voices_free(m->spk, m->n_spk, m->espk);
 	free(m->logp);
 	cv2_hift_cache_free(&m->hc);
 	free(m);
@@ -420,11 +602,17 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		if (rc != CV_OK)
 			goto fail;
 	}
-	rc = cv2_load_speakers(m, json_object_get(man, "speakers"),
-			       json_string_value(json_object_get(man, "default_speaker")),
-			       cfg->default_speaker, err, errlen);
-	if (rc != CV_OK)
-		goto fail;
+	cv_strlcpy(m->default_setting, cfg->default_speaker ? cfg->default_speaker : "",
+		   sizeof m->default_setting);
+	cv_strlcpy(m->voices_dir, cfg->voices_dir ? cfg->voices_dir : "", sizeof m->voices_dir);
+	m->max_voices = cfg->max_voices ? cfg->max_voices : CV2_DEFAULT_MAX_VOICES;
+	{
+		struct cv2_voice_set voices;
+		rc = cv2_voices_build(m, man, &voices, err, errlen);
+		if (rc != CV_OK)
+			goto fail;
+		cv2_voices_take(m, &voices);
+	}
 
 	m->logp = xmalloc(m->vocab * sizeof *m->logp);
 	cv2_hift_cache_init(&m->hc, m->mel_bins);

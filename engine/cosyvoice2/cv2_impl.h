@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,6 +39,8 @@
 #define CV2_WARMUP_TEXT		  "Hello."
 #define CV2_PATH_MAX		  4096
 #define CV2_DEFAULT_MAX_POSITIONS 4096
+#define CV2_DEFAULT_MAX_VOICES	  256
+#define CV2_VOICE_SUFFIX	  ".safetensors"
 #define CV2_MIB			  (1024.0 * 1024.0)
 #define CV2_AUTO_BUDGET_CUDA_MB	  3072.0
 
@@ -54,6 +57,7 @@ struct cv2_speaker {
 	size_t n_prompt_mel;
 	float *embedding; /* [spk_dim] */
 	int owner;	  /* 1: the arrays belong to this entry */
+	int from_dir;	  /* 1: loaded from voices_dir (removable), 0: the bundle's */
 };
 
 struct cv2 {
@@ -62,10 +66,14 @@ struct cv2 {
 	char describe[256];
 	char dtype[8]; /* the bundle's weights: fp32, fp16, bf16 */
 	char dir[CV2_PATH_MAX];
+	/* voices: replaced as a whole by cv2_reload_voices (worker thread only) */
 	struct cv2_speaker *spk;
 	struct engine_speaker *espk;
 	size_t n_spk;
 	size_t default_spk;
+	char default_setting[256];     /* the default_speaker setting, "" = none */
+	char voices_dir[CV2_PATH_MAX]; /* "" = none */
+	size_t max_voices;
 	/* constants from the manifest */
 	int sample_rate;
 	size_t vocab;
@@ -120,6 +128,11 @@ struct cv2_prompt {
 
 /* cv2_bundle.c */
 const struct cv2_speaker *cv2_speaker_find(const struct cv2 *m, const char *id);
+/* Re-read the manifest's speakers and voices_dir (worker thread, between
+ * jobs); on any error the current set stays and err names the file. */
+int cv2_reload_voices(struct cv2 *m, char *err, size_t errlen);
+/* Validate one voice file as a reload would (any thread: reads fixed fields). */
+int cv2_check_voice(const struct cv2 *m, const char *path, char *err, size_t errlen);
 
 /* cv2_pipeline.c */
 int cv2_cancelled(const struct engine_sink *sink);

@@ -288,6 +288,7 @@ static void espeak_load_speakers(struct espeak_impl *im)
 		s->id = id;
 		s->language = xstrdup(lang[0] ? lang : id);
 		s->name = xstrdup(v[i]->name ? v[i]->name : id);
+		s->source = "espeak-ng";
 	}
 }
 

@@ -6,6 +6,7 @@
  * a slow client that stalls mid-body (dropped after connection_timeout_s
  * while others are served), and API keys. */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,6 +517,78 @@ START_TEST(auth_accepted)
 }
 END_TEST
 
+/* api_keys_file is re-read on SIGHUP: a key removed from the file stops
+ * working, a key added starts to, without a restart; a file that cannot be
+ * read keeps the current keys. */
+static char keyfile_path[64];
+
+static void keyfile_write(const char *text)
+{
+	char tmp[80];
+	snprintf(tmp, sizeof tmp, "%s.new", keyfile_path);
+	FILE *f = fopen(tmp, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(rename(tmp, keyfile_path), 0);
+}
+
+static void keyfile_setup(void)
+{
+	static const char *args[] = {"--api-keys-file", keyfile_path, NULL};
+	snprintf(keyfile_path, sizeof keyfile_path, "/tmp/cvtest-keys-%d", (int)getpid());
+	FILE *f = fopen(keyfile_path, "w");
+	if (f) {
+		fputs("# first key\nfilekey-aaaa-1111\n", f);
+		fclose(f);
+	}
+	harness_start(args);
+}
+
+static void keyfile_teardown(void)
+{
+	harness_stop();
+	unlink(keyfile_path);
+}
+
+/* Waits until the daemon answers `auth` with `status` (SIGHUP is handled on
+ * the main loop's next tick). */
+static void keyfile_expect(const char *auth, long status)
+{
+	long got = 0;
+	for (int i = 0; i < 100; i++) {
+		struct http_resp r = tts_with_auth(auth);
+		got = r.status;
+		http_resp_free(&r);
+		if (got == status)
+			return;
+		sleep_ms(50);
+	}
+	HCHECK(0, "%s: status %ld, want %ld", auth ? auth : "(no key)", got, status);
+}
+
+START_TEST(keyfile_reloaded_on_sighup)
+{
+	keyfile_expect("Authorization: Bearer filekey-aaaa-1111", 200);
+	keyfile_expect("Authorization: Bearer filekey-bbbb-2222", 401);
+	keyfile_write("filekey-bbbb-2222\n");
+	ck_assert_int_eq(harness_signal(SIGHUP), 0);
+	keyfile_expect("Authorization: Bearer filekey-bbbb-2222", 200);
+	keyfile_expect("Authorization: Bearer filekey-aaaa-1111", 401);
+	/* an unreadable file: the keys stay, the failure is logged */
+	keyfile_write("short\n");
+	ck_assert_int_eq(harness_signal(SIGHUP), 0);
+	sleep_ms(700);
+	keyfile_expect("Authorization: Bearer filekey-bbbb-2222", 200);
+	char *tail = harness_log_tail(4000);
+	HCHECK(strstr(tail, "API keys not reloaded") != NULL, "no log line for the refused key file");
+	/* the voices of espeak-ng are fixed: SIGHUP says so and serving goes on */
+	HCHECK(strstr(tail, "voices are fixed") != NULL, "no log line about espeak-ng's fixed voices");
+	free(tail);
+	keyfile_expect("Authorization: Bearer filekey-bbbb-2222", 200);
+}
+END_TEST
+
 Suite *suite_bad_inputs(void);
 Suite *suite_bad_inputs(void)
 {
@@ -539,6 +612,13 @@ Suite *suite_bad_inputs(void)
 	harness_tcase_timeout(tc, 60);
 	tcase_add_test(tc, auth_refused);
 	tcase_add_test(tc, auth_accepted);
+	harness_add_exit_test(tc);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("keyfile");
+	tcase_add_unchecked_fixture(tc, keyfile_setup, keyfile_teardown);
+	harness_tcase_timeout(tc, 60);
+	tcase_add_test(tc, keyfile_reloaded_on_sighup);
 	harness_add_exit_test(tc);
 	suite_add_tcase(s, tc);
 	return s;

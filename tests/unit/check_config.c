@@ -47,6 +47,8 @@ static const struct tkey tkeys[] = {
     TK(espeak_data, 's', "/usr/share/espeak-ng-data", "\"/usr/share/espeak-ng-data\"", "/opt/espeak",
        "\"/opt/espeak\""),
     TK(default_speaker, 's', "en-us", "\"en-us\"", "de", "\"de\""),
+    TK(voices_dir, 's', "/var/lib/v", "\"/var/lib/v\"", "/srv/voices", "\"/srv/voices\""),
+    TK(max_voices, 'i', "1", "1", "10000", "10000"),
     TK(engine_threads, 'i', "2", "2", "3", "3"),
     TK(warmup, 'b', "off", "false", "on", "true"),
     TK(cuda_graph, 'b', "off", "false", "on", "true"),
@@ -72,6 +74,9 @@ static const struct tkey tkeys[] = {
     TK(api_keys, 's', "key-aaaa-1111,key-bbbb-2222", "\"key-aaaa-1111,key-bbbb-2222\"", "key-cccc-3333",
        "\"key-cccc-3333\""),
     TK(api_keys_file, 's', "/etc/cosyvoiced/keys", "\"/etc/cosyvoiced/keys\"", "/run/keys", "\"/run/keys\""),
+    TK(admin_api_keys, 's', "admin-aaaa-1111", "\"admin-aaaa-1111\"", "admin-bbbb-2222",
+       "\"admin-bbbb-2222\""),
+    TK(max_voice_bytes, 'i', "1024", "1024", "67108864", "67108864"),
     TK(cors_origins, 's', "https://a.example,http://b.example:8080",
        "\"https://a.example,http://b.example:8080\"", "*", "\"*\""),
     TK(log_level, 's', "debug", "\"debug\"", "error", "\"error\""),
@@ -223,6 +228,10 @@ START_TEST(defaults_match_spec)
 	ck_assert_int_eq(c.max_audio_seconds, 600);
 	ck_assert_int_eq(c.drain_timeout_ms, 10000);
 	ck_assert_int_eq(c.load_stall_timeout_ms, 120000);
+	ck_assert_str_eq(c.voices_dir, "");
+	ck_assert_int_eq(c.max_voices, 256);
+	ck_assert_str_eq(c.admin_api_keys, "");
+	ck_assert_int_eq(c.max_voice_bytes, 4194304);
 	ck_assert_str_eq(c.default_format, "wav");
 	ck_assert_int_eq(c.default_sample_rate, 0);
 	ck_assert_int_eq(c.opus_bitrate, 32000);
@@ -1067,6 +1076,7 @@ START_TEST(log_effective_masks_keys)
 	struct config c;
 	config_defaults(&c);
 	ck_assert_int_eq(config_set(&c, "api_keys", "secret-key-one,secret-key-two", err, sizeof err), CV_OK);
+	ck_assert_int_eq(config_set(&c, "admin_api_keys", "secret-admin-1", err, sizeof err), CV_OK);
 	ck_assert_int_eq(config_set(&c, "port", "9123", err, sizeof err), CV_OK);
 	char path[] = "/tmp/cv-config-log-XXXXXX";
 	int fd = mkstemp(path);
@@ -1085,6 +1095,7 @@ START_TEST(log_effective_masks_keys)
 	buf[n] = '\0';
 	ck_assert_ptr_null(strstr(buf, "secret-key"));
 	ck_assert_ptr_nonnull(strstr(buf, "api_keys=*** (2 keys)"));
+	ck_assert_ptr_nonnull(strstr(buf, "admin_api_keys=*** (1 key)"));
 	ck_assert_ptr_nonnull(strstr(buf, "port=9123"));
 	size_t lines = 0;
 	for (char *p = buf; *p; p++)

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1298,6 +1299,309 @@ START_TEST(http_over_budget_is_413)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ voices */
+
+#define ADMIN_KEY "admin-key-0123"
+
+/* A request with a raw body, Content-Type and Bearer key (NULLs: none). */
+static void http_raw(const char *method, const char *route, const void *body, size_t n, const char *ctype,
+		     const char *key, struct http_resp *r)
+{
+	CURL *c = curl_easy_init();
+	char url[256], hdr[2][160];
+	struct curl_slist *h = NULL;
+	memset(r, 0, sizeof *r);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", daemon_port, route);
+	if (ctype) {
+		snprintf(hdr[0], sizeof hdr[0], "Content-Type: %s", ctype);
+		h = curl_slist_append(h, hdr[0]);
+	}
+	if (key) {
+		snprintf(hdr[1], sizeof hdr[1], "Authorization: Bearer %s", key);
+		h = curl_slist_append(h, hdr[1]);
+	}
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)n);
+	}
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 100L);
+	if (curl_easy_perform(c) != CURLE_OK)
+		r->status = -1;
+	else
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+}
+
+static char *slurp(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+	fseek(f, 0, SEEK_END);
+	*n = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = xmalloc(*n + 1);
+	ck_assert_uint_eq(fread(buf, 1, *n, f), *n);
+	fclose(f);
+	return buf;
+}
+
+/* Whether GET /v1/speakers lists `id` (as a quoted id); the default voice into def. */
+static int voice_listed(const char *id, char *def, size_t deflen)
+{
+	struct http_resp r;
+	json_error_t je;
+	int found = 0;
+	http("GET", "/v1/speakers", NULL, &r);
+	ck_assert_int_eq(r.status, 200);
+	json_t *j = json_loads(r.body, 0, &je), *sp;
+	size_t i;
+	ck_assert_ptr_nonnull(j);
+	json_array_foreach(json_object_get(j, "speakers"), i, sp) found |=
+	    strcmp(json_string_value(json_object_get(sp, "id")), id) == 0;
+	if (def)
+		snprintf(def, deflen, "%s", json_string_value(json_object_get(j, "default")));
+	json_decref(j);
+	free(r.body);
+	return found;
+}
+
+/* Poll until `id` is (want = 1) or is not (want = 0) listed: the worker reloads between jobs. */
+static void wait_voice(const char *id, int want)
+{
+	for (int i = 0; i < 200; i++) {
+		if (voice_listed(id, NULL, 0) == want)
+			return;
+		usleep(50000);
+	}
+	ck_abort_msg("voice '%s' still %s after 10 s", id, want ? "missing" : "listed");
+}
+
+static int tts_status(const char *speaker)
+{
+	struct http_resp r;
+	char body[256];
+	snprintf(body, sizeof body, "{\"text\":\"Hello there.\",\"speaker\":\"%s\",\"seed\":1}", speaker);
+	http("POST", "/tts", body, &r);
+	free(r.body);
+	return (int)r.status;
+}
+
+/* Voices added and removed while the daemon runs: PUT/DELETE with an admin
+ * key (validated like a start-up load, atomically renamed into voices_dir),
+ * SIGHUP re-reading voices_dir (a broken file refused, the old set kept), the
+ * default never moving, and every refusal with its status and field. */
+START_TEST(http_voices_change_without_restart)
+{
+	char *tmp = make_tmpdir(), dir[600], path[700], def[128];
+	const char *extra[] = {"--voices-dir", dir, "--admin-api-keys", ADMIN_KEY, "--max-voice-bytes",
+			       "300000",       NULL};
+	const char *oct = "application/octet-stream";
+	struct http_resp r;
+	size_t n;
+	char *file, *big;
+
+	snprintf(dir, sizeof dir, "%s/voices", tmp);
+	snprintf(path, sizeof path, "%s/speakers/zero_shot_1.safetensors", bundle_dir());
+	file = slurp(path, &n);
+	daemon_start_with(extra, NULL);
+	ck_assert(!voice_listed("alice", def, sizeof def));
+	ck_assert_str_eq(def, "zero_shot_0");
+
+	/* refusals */
+	http_raw("PUT", "/v1/speakers/alice", file, n, oct, NULL, &r);
+	ck_assert_int_eq(r.status, 401);
+	free(r.body);
+	http_raw("PUT", "/v1/speakers/alice", file, n, oct, "not-the-admin", &r);
+	ck_assert_int_eq(r.status, 403);
+	free(r.body);
+	http_raw("PUT", "/v1/speakers/alice", file, n, "application/json", ADMIN_KEY, &r);
+	ck_assert_int_eq(r.status, 415);
+	free(r.body);
+	http_raw("PUT", "/v1/speakers/alice", "not a speaker file", 18, oct, ADMIN_KEY, &r);
+	ck_assert_msg(r.status == 422 && strstr(r.body, "\"field\":\"body\"") &&
+			  strstr(r.body, "safetensors"),
+		      "%ld %s", r.status, r.body);
+	free(r.body);
+	big = xcalloc(1, 400000);
+	http_raw("PUT", "/v1/speakers/alice", big, 400000, oct, ADMIN_KEY, &r);
+	ck_assert_msg(r.status == 413 && strstr(r.body, "max_voice_bytes"), "%ld %s", r.status, r.body);
+	free(r.body);
+	free(big);
+	http_raw("PUT", "/v1/speakers/-bad", file, n, oct, ADMIN_KEY, &r);
+	ck_assert_msg(r.status == 400 && strstr(r.body, "\"field\":\"id\""), "%ld %s", r.status, r.body);
+	free(r.body);
+	http_raw("POST", "/v1/speakers/alice", file, n, oct, ADMIN_KEY, &r);
+	ck_assert_int_eq(r.status, 405);
+	free(r.body);
+	ck_assert(!voice_listed("alice", NULL, 0));
+
+	/* PUT: new (201), then replaced (200); usable, readable by others, no temporary left */
+	http_raw("PUT", "/v1/speakers/alice", file, n, oct, ADMIN_KEY, &r);
+	ck_assert_msg(r.status == 201 && strstr(r.body, "\"replaced\":false"), "%ld %s", r.status, r.body);
+	free(r.body);
+	wait_voice("alice", 1);
+	ck_assert(voice_listed("alice/cross-lingual", def, sizeof def));
+	ck_assert_str_eq(def, "zero_shot_0");
+	ck_assert_int_eq(tts_status("alice"), 200);
+	http_raw("PUT", "/v1/speakers/alice", file, n, oct, ADMIN_KEY, &r);
+	ck_assert_msg(r.status == 200 && strstr(r.body, "\"replaced\":true"), "%ld %s", r.status, r.body);
+	free(r.body);
+	{
+		struct stat st;
+		snprintf(path, sizeof path, "%s/alice.safetensors", dir);
+		ck_assert_int_eq(stat(path, &st), 0);
+		ck_assert_int_eq(st.st_mode & 0777, 0644);
+		char cmd[800];
+		snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c '^\\.' | grep -qx 0", dir);
+		ck_assert_msg(system(cmd) == 0, "a temporary file was left in %s", dir);
+	}
+
+	/* SIGHUP: a file copied in appears; a broken one is refused and the set stays */
+	snprintf(path, sizeof path, "%s/carol.safetensors", dir);
+	write_file(path, file, n);
+	ck_assert_int_eq(kill(daemon_pid, SIGHUP), 0);
+	wait_voice("carol", 1);
+	snprintf(path, sizeof path, "%s/dave.safetensors", dir);
+	write_file(path, "broken", 6);
+	ck_assert_int_eq(kill(daemon_pid, SIGHUP), 0);
+	for (int i = 0; i < 100; i++) {
+		http("GET", "/metrics", NULL, &r);
+		int refused = strstr(r.body, "cosyvoiced_voice_reloads_total{result=\"refused\"} 1") != NULL;
+		free(r.body);
+		if (refused)
+			break;
+		ck_assert_msg(i < 99, "the broken file was not refused");
+		usleep(50000);
+	}
+	ck_assert(voice_listed("carol", NULL, 0) && voice_listed("alice", NULL, 0) &&
+		  !voice_listed("dave", NULL, 0));
+	ck_assert_int_eq(unlink(path), 0);
+
+	/* DELETE: bundle voices are read-only, unknown ids 404, the default stays */
+	http_raw("DELETE", "/v1/speakers/zero_shot_0", NULL, 0, NULL, ADMIN_KEY, &r);
+	ck_assert_msg(r.status == 409 && strstr(r.body, "read-only"), "%ld %s", r.status, r.body);
+	free(r.body);
+	http_raw("DELETE", "/v1/speakers/nobody", NULL, 0, NULL, ADMIN_KEY, &r);
+	ck_assert_int_eq(r.status, 404);
+	free(r.body);
+	http_raw("DELETE", "/v1/speakers/alice", NULL, 0, NULL, ADMIN_KEY, &r);
+	ck_assert_msg(r.status == 200 && strstr(r.body, "\"deleted\":true"), "%ld %s", r.status, r.body);
+	free(r.body);
+	wait_voice("alice", 0);
+	ck_assert_int_eq(tts_status("alice"), 422);
+	ck_assert(voice_listed("carol", def, sizeof def));
+	ck_assert_str_eq(def, "zero_shot_0");
+
+	/* metrics: the voice count and the changes, valid for promtool */
+	http("GET", "/metrics", NULL, &r);
+	ck_assert_msg(strstr(r.body, "cosyvoiced_voices 7\n") &&
+			  strstr(r.body, "voice_changes_total{op=\"put\",result=\"ok\"} 2") &&
+			  strstr(r.body, "voice_changes_total{op=\"delete\",result=\"ok\"} 1"),
+		      "%s", r.body);
+	free(r.body);
+	daemon_stop();
+	free(file);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
+/* Without admin keys (or voices_dir) the routes do not exist. */
+START_TEST(http_voice_routes_off_by_default)
+{
+	struct http_resp r;
+	daemon_start();
+	http_raw("PUT", "/v1/speakers/alice", "x", 1, "application/octet-stream", ADMIN_KEY, &r);
+	ck_assert_msg(r.status == 404 && strstr(r.body, "admin_api_keys"), "%ld %s", r.status, r.body);
+	free(r.body);
+	daemon_stop();
+}
+END_TEST
+
+struct voice_client {
+	int id;
+	const char *file;
+	size_t n;
+	int bad; /* responses outside the expected set */
+	char last_bad[160];
+};
+
+static void *voice_client_run(void *arg)
+{
+	struct voice_client *vc = arg;
+	static const char *const ids[] = {"v0", "v1", "v2"};
+	for (int i = 0; i < 12; i++) {
+		struct http_resp r;
+		char route[64];
+		const char *id = ids[(vc->id + i) % 3];
+		int st;
+		snprintf(route, sizeof route, "/v1/speakers/%s", id);
+		if (vc->id < 2) {
+			if ((i + vc->id) % 2 == 0)
+				http_raw("PUT", route, vc->file, vc->n, "application/octet-stream", ADMIN_KEY,
+					 &r);
+			else
+				http_raw("DELETE", route, NULL, 0, NULL, ADMIN_KEY, &r);
+			st = (int)r.status;
+			if (st != 200 && st != 201 && st != 404) {
+				vc->bad++;
+				snprintf(vc->last_bad, sizeof vc->last_bad, "%s %s: %d",
+					 (i + vc->id) % 2 ? "DELETE" : "PUT", id, st);
+			}
+			free(r.body);
+		} else {
+			st = tts_status(i % 4 == 0 ? "zero_shot_0" : id);
+			if (st != 200 && st != 422) {
+				vc->bad++;
+				snprintf(vc->last_bad, sizeof vc->last_bad, "tts %s: %d", id, st);
+			}
+			if (i % 5 == 0)
+				kill(daemon_pid, SIGHUP);
+		}
+	}
+	return NULL;
+}
+
+/* PUT, DELETE, SIGHUP and synthesis from parallel clients: every answer is one
+ * of the expected ones and the daemon keeps serving (run under ASan too). */
+START_TEST(http_voices_parallel_clients)
+{
+	char *tmp = make_tmpdir(), dir[600], path[700];
+	const char *extra[] = {"--voices-dir", dir, "--admin-api-keys", ADMIN_KEY, NULL};
+	struct voice_client vc[4];
+	pthread_t th[4];
+	size_t n;
+	char *file;
+
+	snprintf(dir, sizeof dir, "%s/voices", tmp);
+	snprintf(path, sizeof path, "%s/speakers/zero_shot_1.safetensors", bundle_dir());
+	file = slurp(path, &n);
+	daemon_start_with(extra, NULL);
+	for (int i = 0; i < 4; i++) {
+		vc[i] = (struct voice_client){.id = i, .file = file, .n = n};
+		ck_assert_int_eq(pthread_create(&th[i], NULL, voice_client_run, &vc[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(vc[i].bad == 0, "client %d: %d unexpected answers, last %s", i, vc[i].bad,
+			      vc[i].last_bad);
+	}
+	ck_assert_int_eq(tts_status("zero_shot_0"), 200);
+	ck_assert_int_eq(waitpid(daemon_pid, NULL, WNOHANG), 0);
+	daemon_stop();
+	free(file);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ CUDA
  * Registered only with CVTEST_CUDA=1 (tools/release/gpu-check.sh sets it on
  * a GPU machine); there a missing GPU is a failure, not a skip. */
@@ -1598,6 +1902,9 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, http_failing_sentence_fails_request);
 	tcase_add_test(tc, http_out_of_memory_fails_only_that_request);
 	tcase_add_test(tc, http_over_budget_is_413);
+	tcase_add_test(tc, http_voices_change_without_restart);
+	tcase_add_test(tc, http_voice_routes_off_by_default);
+	tcase_add_test(tc, http_voices_parallel_clients);
 	suite_add_tcase(s, tc);
 	if (getenv("CVTEST_CUDA") && strcmp(getenv("CVTEST_CUDA"), "1") == 0) {
 		tc = tcase_create("cuda");
