@@ -24,6 +24,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -1393,6 +1394,38 @@ static int tts_status(const char *speaker)
 	return (int)r.status;
 }
 
+struct long_tts {
+	const char *speaker;
+	long status;
+	size_t bytes;
+	double t_end;
+};
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *long_tts_run(void *arg)
+{
+	struct long_tts *lt = arg;
+	char body[4096];
+	struct http_resp r;
+	size_t n =
+	    (size_t)snprintf(body, sizeof body, "{\"speaker\":\"%s\",\"seed\":3,\"text\":\"", lt->speaker);
+	for (int i = 0; i < 40; i++)
+		n += (size_t)snprintf(body + n, sizeof body - n, "Sentence number %d is here. ", i);
+	snprintf(body + n, sizeof body - n, "\"}");
+	http("POST", "/tts", body, &r);
+	lt->status = r.status;
+	lt->bytes = r.n;
+	lt->t_end = mono_s();
+	free(r.body);
+	return NULL;
+}
+
 /* Voices added and removed while the daemon runs: PUT/DELETE with an admin
  * key (validated like a start-up load, atomically renamed into voices_dir),
  * SIGHUP re-reading voices_dir (a broken file refused, the old set kept), the
@@ -1499,11 +1532,37 @@ START_TEST(http_voices_change_without_restart)
 	ck_assert(voice_listed("carol", def, sizeof def));
 	ck_assert_str_eq(def, "zero_shot_0");
 
+	/* a request running with a voice that is deleted meanwhile finishes with all its audio */
+	{
+		struct long_tts lt = {.speaker = "carol"};
+		pthread_t th;
+		double t_del;
+		ck_assert_int_eq(pthread_create(&th, NULL, long_tts_run, &lt), 0);
+		for (int i = 0; i < 200; i++) { /* until the worker runs it */
+			http("GET", "/metrics", NULL, &r);
+			int busy = strstr(r.body, "cosyvoiced_worker_busy 1") != NULL;
+			free(r.body);
+			if (busy)
+				break;
+			usleep(10000);
+		}
+		http_raw("DELETE", "/v1/speakers/carol", NULL, 0, NULL, ADMIN_KEY, &r);
+		t_del = mono_s();
+		ck_assert_int_eq(r.status, 200);
+		free(r.body);
+		pthread_join(th, NULL);
+		ck_assert_msg(lt.t_end > t_del,
+			      "the request ended before the DELETE: the test proves nothing");
+		ck_assert_msg(lt.status == 200 && lt.bytes > 44 + 40 * 480 * 2, "status %ld, %zu bytes",
+			      lt.status, lt.bytes);
+		wait_voice("carol", 0);
+	}
+
 	/* metrics: the voice count and the changes, valid for promtool */
 	http("GET", "/metrics", NULL, &r);
-	ck_assert_msg(strstr(r.body, "cosyvoiced_voices 7\n") &&
+	ck_assert_msg(strstr(r.body, "cosyvoiced_voices 5\n") &&
 			  strstr(r.body, "voice_changes_total{op=\"put\",result=\"ok\"} 2") &&
-			  strstr(r.body, "voice_changes_total{op=\"delete\",result=\"ok\"} 1"),
+			  strstr(r.body, "voice_changes_total{op=\"delete\",result=\"ok\"} 2"),
 		      "%s", r.body);
 	free(r.body);
 	daemon_stop();
