@@ -110,6 +110,10 @@ static enum MHD_Result http_send_job_error(struct conn *c, const struct job_stat
 	case CV_EINVAL:
 		snprintf(msg, sizeof msg, "engine refused the request: %s", st->error);
 		return http_send_error(c, 422, NULL, msg, NULL, NULL);
+	case CV_ENOTFOUND: /* the voice was removed (DELETE, SIGHUP) while the request waited */
+		snprintf(msg, sizeof msg, "%s", st->error[0] ? st->error : "unknown speaker");
+		return http_send_error(c, 422, c->style == ERRORS_STYLE_OPENAI ? "voice" : "speaker", msg,
+				       NULL, NULL);
 	default:
 		snprintf(msg, sizeof msg, "synthesis failed: %s",
 			 st->error[0] ? st->error : cv_strerror(st->result));

@@ -156,7 +156,7 @@ static int tl_load_locked(const char *torch_lib)
 	} else if (snprintf(installed, sizeof installed, "%.*s/torch/lib",
 			    (int)(strrchr(plugin, '/') - plugin), plugin) < (int)sizeof installed &&
 		   strlen(installed) < sizeof dir && tl_has_libtorch(installed)) {
-		snprintf(dir, sizeof dir, "%s", installed);
+		snprintf(dir, sizeof dir, "%.4000s", installed);
 	} else if (tl_has_libtorch(CV_TORCH_LIB_DEFAULT)) {
 		snprintf(dir, sizeof dir, "%s", CV_TORCH_LIB_DEFAULT);
 	} else {
