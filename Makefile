@@ -114,7 +114,10 @@ endif
 LIB_SRCS  := $(wildcard common/*.c) $(wildcard engine/*.c engine/*/*.c) $(wildcard handlers/*.c handlers/*/*.c) \
              $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 LIB_CXX_SRCS := $(filter-out engine/cosyvoice2/torch_runtime.cpp,$(wildcard engine/*/*.cpp))
-LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:%.cpp=$(BUILD)/obj/%.o)
+# The console page and the browser client (web/) are compiled in as one generated C file.
+WEB_FILES := web/index.html web/console.css web/console.js web/cosyvoiced.js
+WEB_OBJ   := $(BUILD)/obj/gen/web_assets.o
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB_CXX_SRCS:%.cpp=$(BUILD)/obj/%.o) $(WEB_OBJ)
 # Link with the C++ driver when any C++ is in the library (libstdc++ comes along).
 LINK      := $(if $(LIB_CXX_SRCS),$(CXX),$(CC))
 MAIN_OBJ  := $(BUILD)/obj/daemon/main.o
@@ -159,6 +162,13 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h
 $(BUILD)/obj/%.o: %.cpp $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h $(TORCH_DEP)
 	@mkdir -p $(@D)
 	$(CXX) $(ALL_CXXFLAGS) $(CXXFLAGS_$(notdir $*)) -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/web_assets.c: $(WEB_FILES) tools/dev/embed-web.sh
+	@mkdir -p $(@D)
+	@bash tools/dev/embed-web.sh $@ $(WEB_FILES)
+$(WEB_OBJ): $(BUILD)/gen/web_assets.c $(BUILD)/.flags | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(LIBA): $(LIB_OBJS)
 	@rm -f $@
@@ -268,7 +278,14 @@ $(BUILD)/frontend/.ok: tools/export/fetch_tn.sh | $(DEPS_STAMP)
 integration: $(INTEG_BIN) $(DAEMON) $(BUILD)/frontend/.ok $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
 	$(COSYVOICE2_TEST_ENV) CVTEST_BIN=$(DAEMON) PROMTOOL=$(PROMTOOL) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $(INTEG_BIN)
 
-test: lint check integration valgrind lint-systemd fuzz test-export
+test: lint check integration valgrind lint-systemd fuzz test-export browser
+
+# The console page and /cosyvoiced.js in headless Chromium (tests/browser/test_console.py; Debian's chromium,
+# chromium-driver and python3-selenium from tools/dev/deps.sh).
+.PHONY: browser
+browser: $(DAEMON) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json)
+	/usr/bin/python3 tests/browser/test_console.py --daemon $(DAEMON) --out $(BUILD)/browser \
+	  $(if $(TORCH_DEP),--bundle $(abspath $(TINY_BUNDLE)))
 
 # A relocatable release (tools/release/dist.sh): build/dist/cosyvoiced-<version>-linux-x86_64-torch<torch>.tar.gz,
 # built in its own tree (DIST=1: RPATH $ORIGIN/../lib, the plugin against TORCH_VERSION's headers).
@@ -367,7 +384,7 @@ FUZZ_SECONDS ?= 15
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -g -O1 -I. -I$(BUILD)/gen -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
-FUZZ_LIB_SRCS = $(filter-out handlers/http%.c,$(LIB_SRCS))
+FUZZ_LIB_SRCS = $(filter-out handlers/http%.c,$(LIB_SRCS))  # http_web.c is among them: no web assets needed
 
 # The C++ units (engine/*/*.cpp but the libtorch plugin: the OpenFst TN runtime) with clang++, instrumented.
 # libtorch stays out of the fuzzers (no plugin beside them: the cosyvoice2 engine says "built without libtorch").

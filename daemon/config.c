@@ -202,6 +202,9 @@ static const struct config_entry config_table[] = {
 	    "routes are off (404)"),
     CFG_INT(max_voice_bytes, MAX_VOICE_BYTES, 1024, 67108864, NULL, 4194304, "BYTES",
 	    "Largest voice file PUT /v1/speakers/{id} accepts (larger: 413)"),
+    CFG_BOOL(
+	web_ui, WEB_UI, 1,
+	"Serve the console page at GET / and the browser client at GET /cosyvoiced.js (static, no data)"),
     CFG_STR(cors_origins, CORS_ORIGINS, CONFIG_TYPE_LIST, NULL, config_check_cors,
 	    "comma-separated origins (http[s]://host[:port]) or *", "", "ORIGINS",
 	    "Origins allowed by CORS; * = any; empty = CORS off"),

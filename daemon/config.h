@@ -62,6 +62,7 @@ struct config {
 	char api_keys_file[CONFIG_STR_MAX];  /* file with one key per line */
 	char admin_api_keys[CONFIG_STR_MAX]; /* keys for PUT/DELETE /v1/speakers/{id} */
 	int max_voice_bytes;		     /* largest voice file a PUT accepts */
+	int web_ui;			     /* console page + /cosyvoiced.js, 1 */
 	char cors_origins[CONFIG_LIST_MAX];  /* comma-separated origins or "*", "" = off */
 	/* ops */
 	char log_level[CONFIG_STR_MAX]; /* "info" */

@@ -214,6 +214,7 @@ int main(int argc, char **argv, char **envp)
 	hc.voices_dir = cfg.voices_dir;
 	hc.max_voice_bytes = (size_t)cfg.max_voice_bytes;
 	hc.max_voices = (size_t)cfg.max_voices;
+	hc.web_ui = cfg.web_ui;
 	hc.cors_origins = cfg.cors_origins;
 	hc.access_log = cfg.access_log;
 	hc.embedded_default = strcmp(backend, "espeak") == 0;

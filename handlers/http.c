@@ -30,6 +30,10 @@ static const struct http_route_def http_routes[] = {
     {"/healthz", HTTP_ROUTE_HEALTHZ, METRICS_ROUTE_HEALTHZ, 0},
     {"/readyz", HTTP_ROUTE_READYZ, METRICS_ROUTE_READYZ, 0},
     {"/metrics", HTTP_ROUTE_METRICS, METRICS_ROUTE_METRICS, 0},
+    {"/", HTTP_ROUTE_WEB, METRICS_ROUTE_WEB, 0},
+    {"/console.js", HTTP_ROUTE_WEB, METRICS_ROUTE_WEB, 0},
+    {"/console.css", HTTP_ROUTE_WEB, METRICS_ROUTE_WEB, 0},
+    {"/cosyvoiced.js", HTTP_ROUTE_WEB, METRICS_ROUTE_WEB, 0},
 };
 
 static int http_request_id_ok(const char *s)
@@ -312,8 +316,10 @@ static int http_early_checks(struct conn *c, const char *url, const char *method
 				    c->route->post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS");
 		return 1;
 	}
+	/* Probes and the static console files (no data in them) need no key. */
 	if (c->route->route != HTTP_ROUTE_HEALTHZ && c->route->route != HTTP_ROUTE_READYZ &&
-	    c->route->route != HTTP_ROUTE_METRICS && !http_auth_ok(h, c->mhd)) {
+	    c->route->route != HTTP_ROUTE_METRICS && c->route->route != HTTP_ROUTE_WEB &&
+	    !http_auth_ok(h, c->mhd)) {
 		metrics_inc_rejection(h->metrics, METRICS_REJECT_UNAUTHORIZED);
 		*ret = http_send_error(c, 401, NULL, "missing or wrong API key (Authorization: Bearer <key>)",
 				       NULL, NULL);
@@ -425,6 +431,7 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *mc, con
 	case HTTP_ROUTE_READYZ: return http_answer_readyz(c);
 	case HTTP_ROUTE_METRICS: return http_answer_metrics(c);
 	case HTTP_ROUTE_VOICE: return http_answer_voice(c);
+	case HTTP_ROUTE_WEB: return http_answer_web(c);
 	default: return http_send_error(c, 404, NULL, "no such route", NULL, NULL);
 	}
 }

@@ -37,6 +37,7 @@ struct http_config {
 	const char *voices_dir; /* where PUT writes voices; NULL/"" = routes off (404) */
 	size_t max_voice_bytes;
 	size_t max_voices;
+	int web_ui;		  /* 1: GET / serves the console page and /cosyvoiced.js the client module */
 	const char *cors_origins; /* comma-separated, "*" or "" */
 	int access_log;
 	int embedded_default;		 /* 1 when running the built-in espeak-ng default */

@@ -54,6 +54,7 @@ enum MHD_Result http_answer_readyz(struct conn *c)
 	j = json_pack("{s:s, s:s, s:b, s:i, s:i}", "status", reason ? "not_ready" : "ready", "engine",
 		      f ? f->name : "none", "embedded_default", h->cfg.embedded_default, "queue_depth",
 		      (int)sched_depth(h->sched), "queue_capacity", (int)sched_capacity(h->sched));
+	json_object_set_new(j, "max_text_chars", json_integer((json_int_t)h->cfg.max_text_chars));
 	if (reason)
 		json_object_set_new(j, "reason", json_string(reason));
 	if (h->cfg.embedded_default)

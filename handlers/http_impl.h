@@ -6,6 +6,7 @@
  * handlers/http_synth.c  POST /tts and /v1/audio/speech: job, buffered and streamed audio
  * handlers/http_text.c   POST /v1/text/normalize on owned text threads
  * handlers/http_voices.c PUT/DELETE /v1/speakers/{id}: voice files in voices_dir, admin keys
+ * handlers/http_web.c    the console page and /cosyvoiced.js (compiled-in static files)
  */
 #ifndef CV_HANDLERS_HTTP_IMPL_H
 #define CV_HANDLERS_HTTP_IMPL_H
@@ -58,6 +59,7 @@ enum http_route {
 	HTTP_ROUTE_READYZ,
 	HTTP_ROUTE_METRICS,
 	HTTP_ROUTE_VOICE, /* PUT/DELETE /v1/speakers/{id} */
+	HTTP_ROUTE_WEB,	  /* GET /, /console.js, /console.css, /cosyvoiced.js (web_ui) */
 	HTTP_ROUTE_NONE
 };
 
@@ -200,6 +202,8 @@ enum MHD_Result http_answer_readyz(struct conn *c);
 enum MHD_Result http_answer_speakers(struct conn *c);
 /* PUT/DELETE /v1/speakers/{id} (the early checks already passed). */
 enum MHD_Result http_answer_voice(struct conn *c);
+/* GET/HEAD of a compiled-in web file (404 when web_ui is off). */
+enum MHD_Result http_answer_web(struct conn *c);
 /* Whether a presented Bearer key is one of `keys` (constant time per key). */
 int http_key_ok(const char *const *keys, size_t n, struct MHD_Connection *mc);
 enum MHD_Result http_answer_metrics(struct conn *c);

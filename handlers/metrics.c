@@ -107,7 +107,7 @@ static const char *const route_names[METRICS_ROUTE_COUNT] = {
     [METRICS_ROUTE_SPEAKERS] = "speakers", [METRICS_ROUTE_NORMALIZE] = "normalize",
     [METRICS_ROUTE_HEALTHZ] = "healthz",   [METRICS_ROUTE_READYZ] = "readyz",
     [METRICS_ROUTE_METRICS] = "metrics",   [METRICS_ROUTE_VOICE] = "voice",
-    [METRICS_ROUTE_OTHER] = "other",
+    [METRICS_ROUTE_WEB] = "web",	   [METRICS_ROUTE_OTHER] = "other",
 };
 
 static const char *const reject_names[METRICS_REJECT_COUNT] = {

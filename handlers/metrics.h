@@ -22,6 +22,7 @@ enum metrics_route {
 	METRICS_ROUTE_READYZ,
 	METRICS_ROUTE_METRICS,
 	METRICS_ROUTE_VOICE, /* PUT/DELETE /v1/speakers/{id} */
+	METRICS_ROUTE_WEB,   /* the console page and the client module */
 	METRICS_ROUTE_OTHER, /* 404s, preflight, ... */
 	METRICS_ROUTE_COUNT
 };

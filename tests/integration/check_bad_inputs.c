@@ -508,6 +508,14 @@ START_TEST(auth_accepted)
 		HCHECK(r.status == 200, "%s without key: %ld", open_paths[i], r.status);
 		http_resp_free(&r);
 	}
+	/* the console's static files hold no data: no key needed (its API calls carry one) */
+	static const char *const web_paths[] = {"/", "/cosyvoiced.js", NULL};
+	for (size_t i = 0; web_paths[i]; i++) {
+		struct http_resp r;
+		ck_assert_int_eq(http_get(web_paths[i], &r), 0);
+		HCHECK(r.status == 200, "%s without key: %ld", web_paths[i], r.status);
+		http_resp_free(&r);
+	}
 	const char *hdrs[] = {"Authorization: Bearer " API_KEY, NULL};
 	struct http_req rq = {.path = "/v1/speakers", .headers = hdrs};
 	struct http_resp r;
@@ -535,7 +543,7 @@ static void keyfile_write(const char *text)
 
 static void keyfile_setup(void)
 {
-	static const char *args[] = {"--api-keys-file", keyfile_path, NULL};
+	static const char *args[] = {"--api-keys-file", keyfile_path, "--web-ui", "false", NULL};
 	snprintf(keyfile_path, sizeof keyfile_path, "/tmp/cvtest-keys-%d", (int)getpid());
 	FILE *f = fopen(keyfile_path, "w");
 	if (f) {
@@ -571,6 +579,12 @@ START_TEST(keyfile_reloaded_on_sighup)
 {
 	keyfile_expect("Authorization: Bearer filekey-aaaa-1111", 200);
 	keyfile_expect("Authorization: Bearer filekey-bbbb-2222", 401);
+	/* web_ui = false (this daemon): the console is gone */
+	struct http_resp w;
+	ck_assert_int_eq(http_get("/", &w), 0);
+	HCHECK(w.status == 404 && strstr(buf_data(&w.body), "web_ui"), "GET / with web_ui off: %ld",
+	       w.status);
+	http_resp_free(&w);
 	keyfile_write("filekey-bbbb-2222\n");
 	ck_assert_int_eq(harness_signal(SIGHUP), 0);
 	keyfile_expect("Authorization: Bearer filekey-bbbb-2222", 200);

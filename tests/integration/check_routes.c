@@ -134,9 +134,70 @@ START_TEST(speakers_list)
 }
 END_TEST
 
+/* The console page and the client module: compiled in, strict headers, HEAD, ETag revalidation. */
+START_TEST(web_console_files)
+{
+	static const struct {
+		const char *path, *ctype, *needle;
+	} files[] = {{"/", "text/html", "<script type=\"module\" src=\"/console.js\">"},
+		     {"/console.js", "text/javascript", "from \"/cosyvoiced.js\""},
+		     {"/console.css", "text/css", ".timing"},
+		     {"/cosyvoiced.js", "text/javascript", "export function speak("}};
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		struct http_resp r;
+		ck_assert_int_eq(http_get(files[i].path, &r), 0);
+		HCHECK(r.status == 200, "GET %s: %ld", files[i].path, r.status);
+		const char *ct = http_header(&r, "Content-Type"),
+			   *csp = http_header(&r, "Content-Security-Policy");
+		HCHECK(ct && strncmp(ct, files[i].ctype, strlen(files[i].ctype)) == 0, "%s: Content-Type %s",
+		       files[i].path, ct ? ct : "(none)");
+		HCHECK(csp && strstr(csp, "default-src 'none'") && strstr(csp, "script-src 'self'") &&
+			   !strstr(csp, "unsafe-inline") && !strstr(csp, "unsafe-eval"),
+		       "%s: CSP %s", files[i].path, csp ? csp : "(none)");
+		HCHECK(http_header(&r, "X-Content-Type-Options") &&
+			   strcmp(http_header(&r, "X-Content-Type-Options"), "nosniff") == 0,
+		       "%s: no nosniff", files[i].path);
+		buf_append(&r.body, "", 1);
+		HCHECK(strstr(buf_data(&r.body), files[i].needle) != NULL, "%s lacks %s", files[i].path,
+		       files[i].needle);
+		const char *etag = http_header(&r, "ETag");
+		HCHECK(etag != NULL, "%s: no ETag", files[i].path);
+		char inm[128];
+		snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
+		const char *hdrs[] = {inm, NULL};
+		struct http_req rq = {.path = files[i].path, .headers = hdrs};
+		struct http_resp r2;
+		ck_assert_int_eq(http_do(&rq, &r2), 0);
+		HCHECK(r2.status == 304 && buf_len(&r2.body) == 0, "%s revalidated: %ld", files[i].path,
+		       r2.status);
+		http_resp_free(&r2);
+		http_resp_free(&r);
+	}
+	/* the page holds no inline script or style (the CSP would block it) */
+	struct http_resp r;
+	ck_assert_int_eq(http_get("/", &r), 0);
+	buf_append(&r.body, "", 1);
+	HCHECK(strstr(buf_data(&r.body), "<script>") == NULL && strstr(buf_data(&r.body), "<style") == NULL &&
+		   strstr(buf_data(&r.body), " style=") == NULL &&
+		   strstr(buf_data(&r.body), "onclick") == NULL,
+	       "inline script or style in the page");
+	http_resp_free(&r);
+	struct http_req head = {.method = "HEAD", .path = "/"};
+	ck_assert_int_eq(http_do(&head, &r), 0);
+	HCHECK(r.status == 200 && buf_len(&r.body) == 0 && http_header(&r, "Content-Security-Policy"),
+	       "HEAD /: %ld", r.status);
+	http_resp_free(&r);
+	struct http_req post = {.path = "/", .body = "{}", .body_len = (size_t)-1};
+	ck_assert_int_eq(http_do(&post, &r), 0);
+	HCHECK(r.status == 405, "POST /: %ld", r.status);
+	http_resp_free(&r);
+}
+END_TEST
+
 START_TEST(unknown_path_404)
 {
-	static const char *const paths[] = {"/", "/nope", "/tts/", "/v1/speakers/en", "/metricsx", NULL};
+	static const char *const paths[] = {"/index.html", "/nope",    "/tts/", "/v1/speakers/en",
+					    "/metricsx",   "/console", NULL};
 	for (size_t i = 0; paths[i]; i++) {
 		struct http_resp r;
 		ck_assert_int_eq(http_get(paths[i], &r), 0);
@@ -268,6 +329,7 @@ Suite *suite_routes(void)
 	tcase_add_test(tc, metrics_pass_promtool);
 	tcase_add_test(tc, speakers_list);
 	tcase_add_test(tc, unknown_path_404);
+	tcase_add_test(tc, web_console_files);
 	tcase_add_loop_test(tc, wrong_method_405, 0, (int)(sizeof method_cases / sizeof method_cases[0]));
 	tcase_add_test(tc, request_id_echo);
 	tcase_add_test(tc, tts_default_wav);

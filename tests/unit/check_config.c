@@ -77,6 +77,7 @@ static const struct tkey tkeys[] = {
     TK(admin_api_keys, 's', "admin-aaaa-1111", "\"admin-aaaa-1111\"", "admin-bbbb-2222",
        "\"admin-bbbb-2222\""),
     TK(max_voice_bytes, 'i', "1024", "1024", "67108864", "67108864"),
+    TK(web_ui, 'b', "off", "false", "on", "true"),
     TK(cors_origins, 's', "https://a.example,http://b.example:8080",
        "\"https://a.example,http://b.example:8080\"", "*", "\"*\""),
     TK(log_level, 's', "debug", "\"debug\"", "error", "\"error\""),
@@ -232,6 +233,7 @@ START_TEST(defaults_match_spec)
 	ck_assert_int_eq(c.max_voices, 256);
 	ck_assert_str_eq(c.admin_api_keys, "");
 	ck_assert_int_eq(c.max_voice_bytes, 4194304);
+	ck_assert_int_eq(c.web_ui, 1);
 	ck_assert_str_eq(c.default_format, "wav");
 	ck_assert_int_eq(c.default_sample_rate, 0);
 	ck_assert_int_eq(c.opus_bitrate, 32000);

@@ -237,10 +237,10 @@ END_TEST
 START_TEST(route_and_reason_names)
 {
 	static const char *const routes[] = {"tts",    "speech",  "speakers", "normalize", "healthz",
-					     "readyz", "metrics", "voice",    "other"};
+					     "readyz", "metrics", "voice",    "web",	   "other"};
 	static const char *const reasons[] = {"queue_full",   "body_too_large", "text_too_long", "invalid",
 					      "unauthorized", "not_ready",	"shutting_down", "memory"};
-	ck_assert_int_eq(METRICS_ROUTE_COUNT, 9);
+	ck_assert_int_eq(METRICS_ROUTE_COUNT, 10);
 	ck_assert_int_eq(METRICS_REJECT_COUNT, 8);
 	for (int i = 0; i < METRICS_ROUTE_COUNT; i++)
 		ck_assert_str_eq(metrics_route_name((enum metrics_route)i), routes[i]);

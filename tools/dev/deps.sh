@@ -20,7 +20,8 @@ PKGS=(
   libfst-dev
   check libsubunit-dev libcurl4-openssl-dev curl
   sox opus-tools flac mpg123 systemd
-  patchelf debootstrap zstd
+  patchelf debootstrap zstd systemd-container
+  chromium chromium-driver python3-selenium
   python3 python3-venv python3-pip
 )
 
