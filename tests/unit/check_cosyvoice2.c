@@ -987,30 +987,12 @@ static size_t http_header(char *p, size_t sz, size_t nm, void *user)
 	return n;
 }
 
+static void http_raw(const char *method, const char *route, const void *body, size_t n, const char *ctype,
+		     const char *key, struct http_resp *r);
+
 static void http(const char *method, const char *route, const char *body, struct http_resp *r)
 {
-	CURL *c = curl_easy_init();
-	char url[256];
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-	memset(r, 0, sizeof *r);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", daemon_port, route);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	}
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, http_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 100L);
-	if (curl_easy_perform(c) != CURLE_OK)
-		r->status = -1;
-	else
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
+	http_raw(method, route, body, body ? strlen(body) : 0, body ? "application/json" : NULL, NULL, r);
 }
 
 /* Start the daemon on the tiny bundle; extra: more flags (NULL-terminated,
@@ -1343,6 +1325,8 @@ static void http_raw(const char *method, const char *route, const void *body, si
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, http_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 100L);
 	if (curl_easy_perform(c) != CURLE_OK)
 		r->status = -1;
