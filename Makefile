@@ -89,7 +89,12 @@ TORCH_DIR    = $(shell sed -n 1p $(TORCH_STAMP))
 TORCH_ABI    = $(shell sed -n 2p $(TORCH_STAMP))
 TORCH_CUDART = $(shell sed -n 3p $(TORCH_STAMP))
 TORCH_FOUND  = $(shell sed -n 4p $(TORCH_STAMP))
-CUDA_INC    ?= /usr/local/cuda/include
+# CUDA headers for the plugin (torch's headers include cuda_runtime_api.h and crt/host_defines.h): the torch
+# venv's own nvidia/cu13 (CUDA 13 wheels, with nvidia-cuda-crt pinned) or nvidia/cuda_runtime (CUDA 12 wheels),
+# else a CUDA toolkit in /usr/local/cuda, else the pinned venv's (a TORCH_VERSION wheel unpacked without them).
+CUDA_INC    ?= $(firstword $(foreach d,$(TORCH_DIR)/../nvidia/cu13/include $(TORCH_DIR)/../nvidia/cuda_runtime/include \
+                 /usr/local/cuda/include $(shell bash tools/dev/torch-venv.sh --site 2>/dev/null)/nvidia/cu13/include,\
+                 $(if $(and $(wildcard $(d)/cuda_runtime_api.h),$(wildcard $(d)/crt/host_defines.h)),$(d))))
 comma       := ,
 PLUGIN      := $(BUILD)/libcosyvoiced_torch.so
 ifeq ($(WITH_TORCH),1)

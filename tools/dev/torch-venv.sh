@@ -10,6 +10,7 @@
 #
 #   tools/dev/torch-venv.sh            create if needed, print the python path (only that, on stdout)
 #   tools/dev/torch-venv.sh --dir      print the venv directory instead
+#   tools/dev/torch-venv.sh --site     print the venv's site-packages directory
 #   tools/dev/torch-venv.sh --check    exit 0 if the venv is ready, 1 otherwise; never installs
 set -euo pipefail
 
@@ -29,6 +30,7 @@ stamp="$venv/.cosyvoiced-ready"
 mode="${1:-}"
 case "$mode" in
   --dir) echo "$venv"; exit 0 ;;
+  --site) echo "$venv/lib/python$("$base_python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')/site-packages"; exit 0 ;;
   --check) [ -f "$stamp" ] && [ -x "$py" ] && exit 0; exit 1 ;;
   "") ;;
   *) echo "usage: $0 [--dir|--check]" >&2; exit 2 ;;
