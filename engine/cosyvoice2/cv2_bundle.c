@@ -27,6 +27,29 @@ static int cv2_json_size(json_t *obj, const char *a, const char *b, size_t *out,
 }
 
 /* Hash every file the manifest lists and compare sizes and sha256. */
+/* 1 (and err set) when the daemon's user may not read `path` of the bundle in
+ * `dir`: a permission problem, said as such and naming who the daemon runs as
+ * (a bundle exported by another user, 0600 files from older exporters). */
+static int cv2_unreadable(const char *path, const char *dir, char *err, size_t errlen)
+{
+	char name[64] = "?", buf[1024];
+	struct passwd pw, *res = NULL;
+	uid_t uid;
+
+	if (access(path, R_OK) == 0 || errno != EACCES)
+		return 0;
+	uid = geteuid();
+	if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res)
+		cv_strlcpy(name, res->pw_name, sizeof name);
+	cv_errf(
+	    err, errlen,
+	    "%s: permission denied: cosyvoiced runs as uid %d (%s), which cannot read it; make the bundle "
+	    "readable to that user (chmod -R a+rX %s; this release's exporter writes 0644 files, 0755 "
+	    "directories)",
+	    path, (int)uid, name, dir);
+	return 1;
+}
+
 static int cv2_check_files(const char *dir, json_t *files, const char *mpath, char *err, size_t errlen)
 {
 	const char *rel;
@@ -50,12 +73,16 @@ static int cv2_check_files(const char *dir, json_t *files, const char *mpath, ch
 			return CV_EINVAL;
 		}
 		if (cv2_path(path, sizeof path, dir, rel) != CV_OK || stat(path, &st) != 0) {
+			if (errno == EACCES && cv2_unreadable(dir, dir, err, errlen))
+				return CV_EIO;
 			cv_errf(
 			    err, errlen,
 			    "missing file: %s (the bundle is incomplete: re-export it with `make bundle`)",
 			    path);
 			return CV_EIO;
 		}
+		if (cv2_unreadable(path, dir, err, errlen))
+			return CV_EIO;
 		if (json_is_integer(bytes) && (json_int_t)st.st_size != json_integer_value(bytes)) {
 			cv_errf(
 			    err, errlen,
@@ -497,6 +524,10 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 			rc = CV_EIO;
 			goto fail;
 		}
+		if (stat(mpath, &st) != 0 && cv2_unreadable(mpath, m->dir, err, errlen)) {
+			rc = CV_EIO;
+			goto fail;
+		}
 		if (stat(mpath, &st) != 0) {
 			cv_errf(err, errlen,
 				"missing file: %s (not a CosyVoice2 bundle: export one with `make bundle "
@@ -505,6 +536,10 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 			rc = CV_EIO;
 			goto fail;
 		}
+	}
+	if (cv2_unreadable(mpath, m->dir, err, errlen)) {
+		rc = CV_EIO;
+		goto fail;
 	}
 	man = json_load_file(mpath, JSON_REJECT_DUPLICATES, &je);
 	if (!man || !json_is_object(man)) {

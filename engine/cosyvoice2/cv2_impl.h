@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <dirent.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 

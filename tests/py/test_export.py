@@ -307,8 +307,14 @@ def test_documented_command_line(tmp_path):
     out = str(tmp_path / "b")
     env = dict(os.environ, CV_TOKENIZER_DIR=tokenizer_dir())
     r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export", "export.py"), "--random", "tiny", "--out", out,
-                        "--default", "zero_shot_1"], capture_output=True, text=True, env=env, timeout=300)
+                        "--default", "zero_shot_1"], capture_output=True, text=True, env=env, timeout=300,
+                       preexec_fn=lambda: os.umask(0o077))
     assert r.returncode == 0, r.stderr
+    # readable by the service user whatever the exporting user's umask: files 0644, directories 0755
+    for root, dirs, names in os.walk(out):
+        assert os.stat(root).st_mode & 0o777 == 0o755, root
+        for n in names:
+            assert os.stat(os.path.join(root, n)).st_mode & 0o777 == 0o644, os.path.join(root, n)
     with open(os.path.join(out, "manifest.json")) as f:
         assert json.load(f)["default_speaker"] == "zero_shot_1"
     assert "[9/9] writing manifest.json" in r.stderr and os.path.isfile(os.path.join(out, "model.ts"))

@@ -408,6 +408,66 @@ START_TEST(default_voice_is_stable)
 }
 END_TEST
 
+/* A bundle written by another user with unreadable files: served as uid 65534 (as root; else as us),
+ * the error says it is a permission problem, who the daemon runs as and the fix
+ * (instead of "missing file" or a bare "Permission denied"). */
+static int open_as_nobody(const char *dir, char *err, size_t errlen)
+{
+	int pfd[2], st = 0;
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char e[512] = "";
+		int rc = -100;
+		close(pfd[0]);
+		if (geteuid() != 0 || (setgid(65534) == 0 && setuid(65534) == 0))
+			rc = open_dir(dir, e,
+				      sizeof e); /* not root: the 0000 files are unreadable to us too */
+		else
+			snprintf(e, sizeof e, "cannot become uid 65534: %s", strerror(errno));
+		if (write(pfd[1], e, strlen(e) + 1) < 0)
+			_exit(2);
+		_exit(rc == CV_EIO ? 0 : 1);
+	}
+	close(pfd[1]);
+	ssize_t n = read(pfd[0], err, errlen - 1);
+	err[n > 0 ? n : 0] = '\0';
+	close(pfd[0]);
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(unreadable_bundle_names_the_user)
+{
+	char *tmp = make_tmpdir(), err[512] = "", b[600], path[700];
+	char *argv[] = {"cp", "-rL", (char *)bundle_dir(), b, NULL};
+	char who[32];
+	snprintf(who, sizeof who, "uid %d ", geteuid() == 0 ? 65534 : (int)geteuid());
+	snprintf(b, sizeof b, "%s/b", tmp);
+	ck_assert_int_eq(run_cmd(argv), 0);
+	ck_assert_int_eq(chmod(tmp, 0755), 0);
+	char *chm[] = {"chmod", "-R", "a+rX", b, NULL};
+	ck_assert_int_eq(run_cmd(chm), 0);
+	snprintf(path, sizeof path, "%s/model.ts", b);
+	ck_assert_int_eq(chmod(path, 0), 0);
+	ck_assert_msg(open_as_nobody(b, err, sizeof err) == 0, "%s", err);
+	ck_assert_msg(strstr(err, "model.ts: permission denied") && strstr(err, who) &&
+			  strstr(err, "chmod -R a+rX"),
+		      "%s", err);
+	snprintf(path, sizeof path, "%s/manifest.json", b);
+	ck_assert_int_eq(chmod(path, 0), 0);
+	ck_assert_msg(open_as_nobody(b, err, sizeof err) == 0, "%s", err);
+	ck_assert_msg(strstr(err, "manifest.json: permission denied"), "%s", err);
+	ck_assert_int_eq(chmod(b, 0), 0);
+	ck_assert_msg(open_as_nobody(b, err, sizeof err) == 0, "%s", err);
+	ck_assert_msg(strstr(err, "permission denied") && !strstr(err, "missing file"), "%s", err);
+	ck_assert_int_eq(chmod(b, 0755), 0);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
 START_TEST(bad_bundle_torch_version)
 {
 	char *tmp = make_tmpdir(), err[512] = "";
@@ -1923,6 +1983,7 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, open_tiny_bundle);
 	tcase_add_test(tc, open_reports_stages);
 	tcase_add_test(tc, default_voice_is_stable);
+	tcase_add_test(tc, unreadable_bundle_names_the_user);
 	tcase_add_test(tc, bad_bundle_missing_file);
 	tcase_add_test(tc, bad_bundle_no_manifest);
 	tcase_add_test(tc, bad_bundle_version);

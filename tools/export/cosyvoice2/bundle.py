@@ -520,6 +520,7 @@ def export(
     with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False, sort_keys=False)
         f.write("\n")
+    make_readable(tmp)
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)
     os.rename(tmp, out_dir)
@@ -632,6 +633,19 @@ def make_manifest(cfg: C.ModelConfig, dtype: str, specials: Dict[str, int], file
     }
 
 
+def make_readable(bundle_dir: str) -> None:
+    """Files 0644, directories 0755, whatever the umask and the writers' defaults (safetensors writes
+    0600): a bundle is served by another user (systemd's User=cosyvoiced, the image's uid 10001)."""
+    os.chmod(bundle_dir, 0o755)
+    for root, dirs, names in os.walk(bundle_dir):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+        for n in names:
+            p = os.path.join(root, n)
+            if not os.path.islink(p):
+                os.chmod(p, 0o644)
+
+
 def verify_bundle(bundle_dir: str) -> List[str]:
     """Re-hash every file listed in the manifest; returns a list of problems (empty when all is well)."""
     problems: List[str] = []
@@ -717,4 +731,5 @@ def add_speakers(bundle_dir: str, new: List[S.Speaker], replace: bool = False, d
         json.dump(m, f, indent=2, ensure_ascii=False)
         f.write("\n")
     os.replace(tmp, mpath)
+    make_readable(bundle_dir)
     return m
