@@ -27,10 +27,10 @@ WORKDIR /src
 # unpacks promtool into ~/.cache (harmless here, used by `make test`).
 COPY tools/dev/deps.sh tools/dev/deps.sh
 RUN bash tools/dev/deps.sh && rm -rf /var/lib/apt/lists/*
-# The pinned torch venv (tools/dev/torch-venv.sh): the CosyVoice2 engine links the
-# libtorch inside it, and its nvidia-* wheels carry the CUDA runtime. It lives
-# in a fixed cache path so the runtime stage can copy it to the same place
-# (the binary's rpath points there). The wheel cache is dropped.
+# The pinned torch venv (tools/dev/torch-venv.sh): the CosyVoice2 plugin is
+# built against the libtorch inside it and its nvidia-* wheels carry the CUDA
+# runtime and headers (no CUDA toolkit needed). Only what the daemon loads
+# goes to the runtime stage (make install below), not the venv.
 ENV CV_CACHE_DIR=/opt/cosyvoiced/cache
 COPY tools/dev/torch-venv.sh tools/dev/
 COPY tools/export/requirements-export.txt tools/export/
@@ -39,6 +39,14 @@ COPY . .
 # .git is not in the build context (.dockerignore): the Makefile's revision
 # comes from the GIT_REV build argument instead of `git rev-parse`.
 RUN make -j"$(nproc)" GIT_REV="$GIT_REV" WITH_TORCH=1 build/cosyvoiced build/libcosyvoiced_torch.so
+# make install's layout into /stage: the binary, the plugin, libtorch and the
+# CUDA libraries it links (no triton, onnx, pip caches, promtool, tests), the
+# unit and config. The runtime packages are the Debian packages of what the
+# binary really links (ldd), written next to it.
+RUN make GIT_REV="$GIT_REV" WITH_TORCH=1 install DESTDIR=/stage PREFIX=/usr/local \
+ && ldd build/cosyvoiced | awk '/=> \//{print $3}' | xargs -r dpkg -S 2>/dev/null | cut -d: -f1 \
+      | sort -u | grep -v -x -e libc6 -e libgcc-s1 -e libstdc++6 > /stage/runtime-packages.txt \
+ && echo espeak-ng-data >> /stage/runtime-packages.txt && cat /stage/runtime-packages.txt
 
 # -------------------------------------------------------------- runtime stage
 FROM debian:12-slim
@@ -47,25 +55,25 @@ LABEL org.opencontainers.image.title="cosyvoiced" \
 ENV DEBIAN_FRONTEND=noninteractive \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
-# Runtime libraries only: the shared objects the binary links (the Makefile's
-# pkg-config set: libmicrohttpd jansson libopusenc opus flac soxr libsystemd
-# espeak-ng libutf8proc, plus -lmp3lame), espeak-ng's voice data, and curl
-# for the HEALTHCHECK. Keep this list in step with PKGS in the Makefile; the
-# ldd check below fails the build when it is not.
+# Runtime libraries only: the Debian packages of the shared objects the binary
+# links, as the build stage found them with ldd (libfst22 included), and
+# espeak-ng's voice data. The ldd check below still fails the build when one
+# is missing.
+COPY --from=build /stage/runtime-packages.txt /tmp/runtime-packages.txt
 RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends \
-      libmicrohttpd12 libjansson4 libopusenc0 libopus0 libflac12 libmp3lame0 \
-      libsoxr0 libsystemd0 libespeak-ng1 espeak-ng-data libutf8proc2 curl ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && xargs -a /tmp/runtime-packages.txt apt-get install -y -qq --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt
+# HOME is a writable, empty directory: espeak-ng's audio library looks there
+# at start-up and logs an error when it does not exist.
 RUN groupadd --system --gid 10001 cosyvoiced \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
-      --home-dir /nonexistent --shell /usr/sbin/nologin cosyvoiced \
- && install -d -o 10001 -g 10001 -m 0755 /models
-COPY --from=build /opt/cosyvoiced/cache /opt/cosyvoiced/cache
-COPY --from=build /src/build/cosyvoiced /usr/local/bin/cosyvoiced
-# The CosyVoice2 engine's libtorch plugin, found by the daemon in ../lib beside its binary.
-COPY --from=build /src/build/libcosyvoiced_torch.so /usr/local/lib/libcosyvoiced_torch.so
-COPY config/cosyvoiced.json /etc/cosyvoiced/cosyvoiced.json
+      --home-dir /var/lib/cosyvoiced --shell /usr/sbin/nologin cosyvoiced \
+ && install -d -o 10001 -g 10001 -m 0755 /models /var/lib/cosyvoiced /var/lib/cosyvoiced/voices
+ENV HOME=/var/lib/cosyvoiced
+# make install's tree: /usr/local/bin/cosyvoiced and /usr/local/lib/cosyvoiced/
+# (plugin, libtorch, CUDA libraries: the daemon finds them beside itself).
+COPY --from=build /stage/usr/local /usr/local
+COPY --from=build /stage/etc/cosyvoiced /etc/cosyvoiced
 # Fail the image build, not the first `docker run`, if a runtime library is
 # missing from the list above.
 RUN if ldd /usr/local/bin/cosyvoiced | grep -q 'not found'; then \
@@ -76,9 +84,10 @@ USER 10001:10001
 # Model bundles (read only; point model_dir / COSYVOICED_MODEL_DIR at one).
 VOLUME /models
 EXPOSE 8080
-# Ready means model loaded and warmed up (can take minutes on a small GPU);
-# the check follows the port of the default CMD.
+# Ready means model loaded and warmed up (can take minutes on a small GPU).
+# `cosyvoiced --healthcheck` reads the daemon's own flags from PID 1 and the
+# same COSYVOICED_* environment, so it follows --port / COSYVOICED_PORT.
 HEALTHCHECK --start-period=600s --interval=15s --timeout=5s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
+  CMD ["/usr/local/bin/cosyvoiced", "--healthcheck"]
 ENTRYPOINT ["/usr/local/bin/cosyvoiced"]
 CMD ["--listen", "0.0.0.0", "--port", "8080", "--config", "/etc/cosyvoiced/cosyvoiced.json"]

@@ -826,6 +826,8 @@ int config_apply_args(struct config *c, struct config_cli *cli, int argc, char *
 			sw = &cli->check_config;
 		else if (strcmp(name, "print_config") == 0)
 			sw = &cli->print_config;
+		else if (strcmp(name, "healthcheck") == 0)
+			sw = &cli->healthcheck;
 		if (sw) {
 			if (eq) {
 				snprintf(err, errlen, "flag --%.*s takes no value", flen, flag);
@@ -1123,25 +1125,30 @@ void config_print_help(FILE *f, const char *prog)
 	char range[512], def[CONFIG_STR_MAX + 16], flag[CONFIG_NAME_MAX + 2];
 	if (!prog)
 		prog = "cosyvoiced";
-	fprintf(f,
-		"Usage: %s [--config FILE] [--KEY VALUE | --KEY=VALUE]...\n"
-		"       %s --help | --version | --check-config | --print-config\n"
-		"\n"
-		"cosyvoiced %s: text-to-speech HTTP daemon.\n"
-		"Each setting is taken from, highest first: its flag, its environment variable\n"
-		"COSYVOICED_<KEY>, the JSON config file, the built-in default. Flags take dashes or\n"
-		"underscores (--max-body-bytes = --max_body_bytes); booleans take 1/0, true/false,\n"
-		"yes/no, on/off (true/false in the config file).\n"
-		"\n"
-		"Options:\n"
-		"  --config FILE     JSON config file (when absent: env COSYVOICED_CONFIG)\n"
-		"  --check-config    validate the configuration, show it, and exit\n"
-		"  --print-config    print the effective configuration as annotated JSON and exit\n"
-		"  -h, --help        show this help and exit\n"
-		"  -V, --version     show the version and exit\n"
-		"\n"
-		"Settings:\n",
-		prog, prog, CV_VERSION);
+	fprintf(
+	    f,
+	    "Usage: %s [--config FILE] [--KEY VALUE | --KEY=VALUE]...\n"
+	    "       %s --help | --version | --check-config | --print-config | --healthcheck\n"
+	    "\n"
+	    "cosyvoiced %s: text-to-speech HTTP daemon.\n"
+	    "Each setting is taken from, highest first: its flag, its environment variable\n"
+	    "COSYVOICED_<KEY>, the JSON config file, the built-in default. Flags take dashes or\n"
+	    "underscores (--max-body-bytes = --max_body_bytes); booleans take 1/0, true/false,\n"
+	    "yes/no, on/off (true/false in the config file).\n"
+	    "\n"
+	    "Options:\n"
+	    "  --config FILE     JSON config file (when absent: env COSYVOICED_CONFIG)\n"
+	    "  --check-config    validate the configuration, show it, and exit\n"
+	    "  --print-config    print the effective configuration as annotated JSON and exit\n"
+	    "  --healthcheck     probe GET /readyz of the daemon this configuration describes (listen, "
+	    "port;\n"
+	    "                    in a container whose PID 1 is cosyvoiced, PID 1's own flags): exit 0 when\n"
+	    "                    ready, 1 otherwise (Docker HEALTHCHECK; no curl needed)\n"
+	    "  -h, --help        show this help and exit\n"
+	    "  -V, --version     show the version and exit\n"
+	    "\n"
+	    "Settings:\n",
+	    prog, prog, CV_VERSION);
 	for (size_t i = 0; i < CONFIG_N; i++) {
 		const struct config_entry *e = &config_table[i];
 		config_normalize(flag, sizeof flag, e->name, strlen(e->name));

@@ -76,6 +76,7 @@ struct config_cli {
 	int version;		 /* --version */
 	int check_config;	 /* --check-config: validate, print, exit */
 	int print_config;	 /* --print-config: annotated JSON of effective config */
+	int healthcheck;	 /* --healthcheck: probe the running daemon's /readyz, exit 0/1 */
 };
 
 void config_defaults(struct config *c);

@@ -33,6 +33,7 @@
 #include "common/path.h"
 #include "common/version.h"
 #include "daemon/config.h"
+#include "daemon/healthcheck.h"
 #include "engine/text/frontend.h"
 #include "handlers/nvml.h"
 #include "engine/sched.h"
@@ -120,6 +121,24 @@ int main(int argc, char **argv, char **envp)
 	if (cli.print_config) {
 		config_print_json(stdout, &cfg);
 		return 0;
+	}
+	if (cli.healthcheck) {
+		/* In a container: the daemon's own flags (PID 1), else this command line. */
+		char **pargv = NULL, msg[256];
+		int pargc = healthcheck_pid1_args(&pargv);
+		if (pargc > 0) {
+			struct config_cli pcli;
+			memset(&pcli, 0, sizeof pcli);
+			if (config_load(&cfg, &pcli, pargc, pargv, envp, err, sizeof err) != CV_OK) {
+				fprintf(stderr, "cosyvoiced: healthcheck: PID 1's configuration: %s\n", err);
+				healthcheck_free_args(pargv, pargc);
+				return 1;
+			}
+			healthcheck_free_args(pargv, pargc);
+		}
+		rc = healthcheck_probe(cfg.listen, cfg.port, msg, sizeof msg);
+		printf("cosyvoiced healthcheck: %s\n", msg);
+		return rc == 200 ? 0 : 1;
 	}
 	if (cli.check_config) {
 		/* The masked log form: never print API keys. */

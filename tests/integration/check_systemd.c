@@ -349,6 +349,46 @@ START_TEST(failed_load_status)
 }
 END_TEST
 
+/* `cosyvoiced --healthcheck` (the image's HEALTHCHECK): exit 1 with the 503 while the engine loads, 0
+ * once ready, 1 when nothing answers; it follows the configured port (flag or COSYVOICED_PORT). */
+static int nt_healthcheck(const char *port_flag, const char *env, char *out, size_t len)
+{
+	const char *bin = getenv("CVTEST_BIN");
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "%s '%s' --healthcheck %s 2>&1", env ? env : "",
+		 bin && *bin ? bin : "build/cosyvoiced", port_flag);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	size_t n = fread(out, 1, len - 1, p);
+	out[n] = '\0';
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(healthcheck_follows_the_config)
+{
+	static struct nt_run r;
+	const char *env[] = {"CVTEST_LOAD_HANG=warm-up:2500", NULL};
+	char flag[32], envs[64], out[512];
+	nt_start(&r, env, NULL, 1);
+	snprintf(flag, sizeof flag, "--port %s", r.port);
+	NT_CHECK(&r, nt_read(&r, harness_scale(20), "warm-up"), "no warm-up stage");
+	int rc = nt_healthcheck(flag, NULL, out, sizeof out);
+	NT_CHECK(&r, rc == 1 && strstr(out, ": 503 (not ready)"), "while loading: rc %d, %s", rc, out);
+	NT_CHECK(&r, nt_read(&r, harness_scale(20), "READY=1"), "no READY=1");
+	rc = nt_healthcheck(flag, NULL, out, sizeof out);
+	NT_CHECK(&r, rc == 0 && strstr(out, ": 200 (ready)"), "when ready: rc %d, %s", rc, out);
+	snprintf(envs, sizeof envs, "COSYVOICED_PORT=%s", r.port);
+	rc = nt_healthcheck("", envs, out, sizeof out);
+	NT_CHECK(&r, rc == 0, "port from COSYVOICED_PORT: rc %d, %s", rc, out);
+	kill(r.pid, SIGTERM);
+	NT_CHECK(&r, nt_wait_exit(&r, harness_scale(20)), "no exit after SIGTERM");
+	rc = nt_healthcheck(flag, NULL, out, sizeof out);
+	NT_CHECK(&r, rc == 1 && strstr(out, "no daemon answers"), "after exit: rc %d, %s", rc, out);
+	nt_finish(&r);
+}
+END_TEST
+
 Suite *suite_systemd(void);
 Suite *suite_systemd(void)
 {
@@ -360,6 +400,7 @@ Suite *suite_systemd(void)
 	tcase_add_test(tc, hung_load_stops_pings);
 	tcase_add_test(tc, hung_load_without_systemd_exits);
 	tcase_add_test(tc, failed_load_status);
+	tcase_add_test(tc, healthcheck_follows_the_config);
 	suite_add_tcase(s, tc);
 	return s;
 }
