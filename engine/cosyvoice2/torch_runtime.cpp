@@ -52,6 +52,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/cuda.h>
+#include <cuda_runtime_api.h>
 #include <torch/script.h>
 #include <torch/version.h>
 
@@ -327,6 +328,33 @@ int torch_runtime_cuda_available(void)
 	}
 }
 
+/* Before any CUDA work on --device cuda: a driver older than the CUDA runtime this
+ * plugin was built with (a CUDA 13 build on a 550-series driver that reports CUDA
+ * 12.4) would fail with a bare CUDA error deep inside libtorch. Compare the
+ * majors (minor-version compatibility covers the rest) and say what to do. */
+static int cuda_driver_check(const char *inject, char *err, size_t errlen)
+{
+	int drv = 0, rtv = 0;
+	if (inject && inject[0]) {
+		if (sscanf(inject, "%d:%d", &drv, &rtv) != 2)
+			return CV_OK;
+	} else if (cudaDriverGetVersion(&drv) != cudaSuccess || cudaRuntimeGetVersion(&rtv) != cudaSuccess) {
+		return CV_OK; /* no driver at all: is_available() says so below */
+	}
+	if (drv <= 0 || drv / 1000 >= rtv / 1000)
+		return CV_OK;
+	char msg[640];
+	snprintf(
+	    msg, sizeof msg,
+	    "the NVIDIA driver supports CUDA %d.%d, but this build's CUDA runtime is %d.%d (libtorch %s): "
+	    "update the driver to a branch that supports CUDA %d (%s), or use the CUDA 12 build "
+	    "(make TORCH_VERSION=2.10.0, or a release built with it), which runs on drivers from 525 on",
+	    drv / 1000, (drv % 1000) / 10, rtv / 1000, (rtv % 1000) / 10, TORCH_VERSION, rtv / 1000,
+	    rtv / 1000 >= 13 ? "580 or newer" : "525 or newer");
+	set_err(err, errlen, msg);
+	return CV_EUNSUPPORTED;
+}
+
 int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runtime **out, char *err,
 		       size_t errlen)
 {
@@ -340,6 +368,9 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		std::string dev = cfg->device && cfg->device[0] ? cfg->device : "cpu";
 		auto rt = std::make_unique<torch_runtime>();
 		if (dev.rfind("cuda", 0) == 0) {
+			int vrc = cuda_driver_check(cfg->cuda_versions, err, errlen);
+			if (vrc != CV_OK)
+				return vrc;
 			if (!torch::cuda::is_available()) {
 				set_err(err, errlen,
 					"device 'cuda' requested but no CUDA device is available (use "

@@ -46,6 +46,8 @@ struct torch_runtime_config {
 	int jit_optimize;	   /* 1: TorchScript's profiling/optimizing executor (0: plain) */
 	int static_decode;	   /* 1: decode through llm_decode_at (the graph's fixed-shape form)
 				    * even without a graph; tests use it on the CPU */
+	const char *cuda_versions; /* tests only, NULL = ask CUDA: "<driver>:<runtime>" as CUDA encodes
+				    * them (12040:13020 = driver 12.4, runtime 13.2) */
 	const char *fault;	   /* fault injection for tests, NULL = none: "<entry>:<n>[:oom]"
 				    * makes the n-th call of entry (llm_prefill, llm_decode,
 				    * flow_inference, hift_inference) after torch_runtime_fault_arm()

@@ -468,6 +468,32 @@ START_TEST(unreadable_bundle_names_the_user)
 }
 END_TEST
 
+/* --device cuda with a driver older than the build's CUDA runtime (versions
+ * injected: an RTX 2050 laptop's 550 driver reports CUDA 12.4, a CUDA 13.2
+ * build): refused before any CUDA call, naming both versions and both ways out. */
+START_TEST(old_driver_refused_with_the_way_out)
+{
+	struct engine_config cfg = {.backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cuda"};
+	char err[768] = "";
+	struct engine *e = NULL;
+	setenv("CVTEST_CUDA_VERSIONS", "12040:13020", 1);
+	ck_assert_int_eq(engine_open(&cfg, &e, err, sizeof err), CV_EUNSUPPORTED);
+	ck_assert_msg(strstr(err, "driver supports CUDA 12.4") && strstr(err, "CUDA runtime is 13.2") &&
+			  strstr(err, "580 or newer") && strstr(err, "CUDA 12 build"),
+		      "%s", err);
+	/* same major: minor-version compatibility, the check lets it through */
+	setenv("CVTEST_CUDA_VERSIONS", "13000:13020", 1);
+	int rc = engine_open(&cfg, &e, err, sizeof err);
+	ck_assert_msg(!strstr(err, "driver supports"), "%s", err);
+	if (rc == CV_OK)
+		engine_close(e);
+	else
+		ck_assert_msg(!torch_runtime_cuda_available() && strstr(err, "no CUDA device"), "%d %s", rc,
+			      err);
+	unsetenv("CVTEST_CUDA_VERSIONS");
+}
+END_TEST
+
 START_TEST(bad_bundle_torch_version)
 {
 	char *tmp = make_tmpdir(), err[512] = "";
@@ -1984,6 +2010,7 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, open_reports_stages);
 	tcase_add_test(tc, default_voice_is_stable);
 	tcase_add_test(tc, unreadable_bundle_names_the_user);
+	tcase_add_test(tc, old_driver_refused_with_the_way_out);
 	tcase_add_test(tc, bad_bundle_missing_file);
 	tcase_add_test(tc, bad_bundle_no_manifest);
 	tcase_add_test(tc, bad_bundle_version);
