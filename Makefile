@@ -89,17 +89,20 @@ TORCH_DIR    = $(shell sed -n 1p $(TORCH_STAMP))
 TORCH_ABI    = $(shell sed -n 2p $(TORCH_STAMP))
 TORCH_CUDART = $(shell sed -n 3p $(TORCH_STAMP))
 TORCH_FOUND  = $(shell sed -n 4p $(TORCH_STAMP))
-# CUDA headers for the plugin (torch's headers include cuda_runtime_api.h and crt/host_defines.h): the torch
-# venv's own nvidia/cu13 (CUDA 13 wheels, with nvidia-cuda-crt pinned) or nvidia/cuda_runtime (CUDA 12 wheels),
-# else a CUDA toolkit in /usr/local/cuda, else the pinned venv's (a TORCH_VERSION wheel unpacked without them).
-CUDA_INC    ?= $(firstword $(foreach d,$(TORCH_DIR)/../nvidia/cu13/include $(TORCH_DIR)/../nvidia/cuda_runtime/include \
-                 /usr/local/cuda/include $(shell bash tools/dev/torch-venv.sh --site 2>/dev/null)/nvidia/cu13/include,\
-                 $(if $(and $(wildcard $(d)/cuda_runtime_api.h),$(wildcard $(d)/crt/host_defines.h)),$(d))))
+# CUDA headers for the plugin (torch's headers include cuda_runtime_api.h, crt/host_defines.h, cublas, cusparse,
+# ...): the torch venv's own nvidia/*/include (CUDA 12 wheels: one directory per library, crt/ from the pinned
+# nvidia-cuda-nvcc-cu12; CUDA 13 wheels: nvidia/cu13/include), else a CUDA toolkit in /usr/local/cuda, else
+# the pinned venv's (a TORCH_VERSION wheel unpacked without them). No CUDA toolkit is needed.
+PIN_SITE     = $(shell bash tools/dev/torch-venv.sh --site 2>/dev/null)
+CUDA_INCS   ?= $(or $(if $(wildcard $(TORCH_DIR)/../nvidia/*/include/cuda_runtime_api.h),$(wildcard $(TORCH_DIR)/../nvidia/*/include)),\
+                    $(if $(wildcard /usr/local/cuda/include/cuda_runtime_api.h),/usr/local/cuda/include),\
+                    $(wildcard $(PIN_SITE)/nvidia/*/include))
 comma       := ,
 PLUGIN      := $(BUILD)/libcosyvoiced_torch.so
 ifeq ($(WITH_TORCH),1)
   CXXFLAGS_torch_runtime = -isystem $(TORCH_DIR)/include -isystem $(TORCH_DIR)/include/torch/csrc/api/include \
-                           -isystem $(CUDA_INC) -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI) -Wno-unused-parameter \
+                           $(addprefix -isystem ,$(CUDA_INCS)) \
+                           -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_ABI) -Wno-unused-parameter \
                            -fPIC -fvisibility=hidden
   # A development build finds its torch through the plugin's RUNPATH too; a release build leaves it to
   # the loader (the host's torch).
@@ -224,8 +227,14 @@ $(BUILD)/bench_tokenizer: $(BUILD)/obj/tools/bench/bench_tokenizer.o $(LIBA)
 $(TORCH_STAMP): tools/dev/torch-stamp.sh tools/dev/torch-venv.sh tools/dev/torch-wheel.sh tools/export/requirements-export.txt
 	@mkdir -p $(@D)
 	@bash tools/dev/torch-stamp.sh $(TORCH_VERSION) > $@.tmp && mv $@.tmp $@
+# Its content as a prerequisite: rewritten only when another torch is in use, so the plugin and the tiny
+# bundles (which record the torch version that wrote them) are rebuilt then, and only then.
+TORCH_ID := $(BUILD)/.torch-id
+$(TORCH_ID): $(TORCH_STAMP)
+	@cmp -s $< $@ || cp $< $@
+$(BUILD)/obj/engine/cosyvoice2/torch_runtime.o: $(if $(TORCH_DEP),$(TORCH_ID))
 # The tiny random CosyVoice2 bundle the engine tests load (seconds to export).
-$(TINY_BUNDLE)/manifest.json: tools/export/export.py $(wildcard tools/export/cosyvoice2/*.py) | $(TORCH_STAMP)
+$(TINY_BUNDLE)/manifest.json: tools/export/export.py $(wildcard tools/export/cosyvoice2/*.py) $(TORCH_ID)
 	@rm -rf $(TINY_MODEL)
 	@py=$$(bash tools/dev/torch-venv.sh) && "$$py" tools/export/export.py --random tiny --out $(TINY_BUNDLE) --dtype fp32 \
 	  --keep-model $(TINY_MODEL) >/dev/null

@@ -156,13 +156,15 @@ def main():
 
         # stop mid-stream: the job is cancelled
         before = d.metric("cosyvoiced_cancellations_total")
-        long_text = " ".join(["This sentence keeps the engine busy for a little while."] * 40)
-        drv.execute_script("const t = document.getElementById('text'); t.value = arguments[0];", long_text)
+        # ~4000 characters at half speed: minutes of audio, seconds of synthesis, so the job is still running
+        long_text = " ".join(["This sentence keeps the engine busy for a little while."] * 70)
+        drv.execute_script("document.getElementById('text').value = arguments[0]; "
+                           "document.getElementById('speed').value = '0.5'", long_text)
         drv.find_element(By.ID, "play").click()
         wait_js(drv, "(window.cvConsole.events.at(-1) || {}).chunks >= 1")
         drv.find_element(By.ID, "stop").click()
         after = before
-        for _ in range(100):
+        for _ in range(150):
             after = d.metric("cosyvoiced_cancellations_total")
             if after > before:
                 break
@@ -171,6 +173,8 @@ def main():
 
         # a bad input: the error and its field
         drv.execute_script("document.getElementById('text').value = 'Hello.'; document.getElementById('speed').value = '5'")
+        busy = d.metric("cosyvoiced_worker_busy")
+        check(busy == 0, "the cancelled job left the worker")
         start_and_wait(drv, 4)
         err = drv.find_element(By.ID, "error")
         cls = drv.find_element(By.ID, "speed").get_attribute("class")

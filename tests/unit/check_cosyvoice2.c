@@ -21,7 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1083,19 +1086,35 @@ static void http(const char *method, const char *route, const char *body, struct
 
 /* Start the daemon on the tiny bundle; extra: more flags (NULL-terminated,
  * may be NULL); fault: CVTEST_FAULT for the daemon, or NULL. */
+static char daemon_log[64];
+
+/* A port free right now on 127.0.0.1 (the kernel's pick). */
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
 static void daemon_start_with(const char *const *extra, const char *fault)
 {
 	const char *bin = env_or_fail("CVTEST_BIN");
 	char port[16];
-	daemon_port = 20000 + (int)(getpid() % 20000);
+	daemon_port = free_port();
 	snprintf(port, sizeof port, "%d", daemon_port);
+	snprintf(daemon_log, sizeof daemon_log, "/tmp/cv2test-daemon-%d.log", (int)getpid());
 	daemon_pid = fork();
 	ck_assert_int_ge(daemon_pid, 0);
 	if (daemon_pid == 0) {
 		const char *argv[32] = {bin,	      "--listen", "127.0.0.1", "--port",   port, "--model",
 					bundle_dir(), "--device", "cpu",       "--warmup", "0"};
 		size_t n = 11;
-		int fd = open("/dev/null", O_WRONLY);
+		int fd = open(daemon_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		for (size_t i = 0; extra && extra[i] && n < 31; i++)
 			argv[n++] = extra[i];
 		argv[n] = NULL;
@@ -1117,7 +1136,19 @@ static void daemon_start_with(const char *const *extra, const char *fault)
 		free(r.body);
 		if (r.status == 200)
 			return;
-		ck_assert_int_eq(waitpid(daemon_pid, NULL, WNOHANG), 0);
+		if (waitpid(daemon_pid, NULL, WNOHANG) != 0) {
+			char tail[2048] = "";
+			FILE *f = fopen(daemon_log, "rb");
+			if (f) {
+				fseek(f, 0, SEEK_END);
+				long sz = ftell(f);
+				fseek(f, sz > 2000 ? sz - 2000 : 0, SEEK_SET);
+				size_t k = fread(tail, 1, sizeof tail - 1, f);
+				tail[k] = '\0';
+				fclose(f);
+			}
+			ck_abort_msg("the daemon exited during start-up; its log ends:\n%s", tail);
+		}
 		usleep(100000);
 	}
 	ck_abort_msg("daemon did not become ready");
@@ -1135,6 +1166,7 @@ static void daemon_stop(void)
 		waitpid(daemon_pid, NULL, 0);
 		daemon_pid = 0;
 	}
+	unlink(daemon_log);
 }
 
 /* SIGTERM, then the daemon must exit 0 (under ASan: no error, no leak). */
@@ -1146,6 +1178,7 @@ static void daemon_stop_clean(void)
 	ck_assert_int_eq(waitpid(daemon_pid, &st, 0), daemon_pid);
 	daemon_pid = 0;
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "daemon exit status 0x%x", st);
+	unlink(daemon_log);
 }
 
 static uint32_t le32(const unsigned char *p)
@@ -1626,7 +1659,7 @@ START_TEST(http_voices_change_without_restart)
 		int busy = 0;
 		for (int i = 0; i < 3000 && !busy; i++) { /* until the worker runs it */
 			http("GET", "/metrics", NULL, &r);
-			busy = strstr(r.body, "cosyvoiced_worker_busy 1") != NULL;
+			busy = strstr(r.body, "\ncosyvoiced_worker_busy 1\n") != NULL;
 			free(r.body);
 			if (!busy)
 				usleep(10000);

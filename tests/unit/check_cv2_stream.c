@@ -308,8 +308,11 @@ START_TEST(parity_with_python)
 		size_t ot = 0;
 		ck_assert_int_eq(cv2_stream_speed_mel(mel, 80, T, speed, &o, &ot), CV_OK);
 		ck_assert_uint_eq(ot, ot_ref);
+		/* torch's CPU upsample_linear1d rounds the source positions differently across releases:
+		 * 2.15 matches this float formula within 5e-7, 2.10 (the pin) within 2e-4 on these cases
+		 * (mel values of a few units); the check allows that spread, not more. */
 		for (size_t i = 0; i < 80 * ot; i++)
-			ck_assert_msg(fabsf(o[i] - ref[i]) <= 1e-6f * (1.0f + fabsf(ref[i])),
+			ck_assert_msg(fabsf(o[i] - ref[i]) <= 3e-4f * (1.0f + fabsf(ref[i])),
 				      "speed case %zu [%zu]: %a vs %a", k, i, (double)o[i], (double)ref[i]);
 		free(o);
 		free(mel);
