@@ -230,7 +230,7 @@ $(TORCH_STAMP): tools/dev/torch-stamp.sh tools/dev/torch-venv.sh tools/dev/torch
 # Its content as a prerequisite: rewritten only when another torch is in use, so the plugin and the tiny
 # bundles (which record the torch version that wrote them) are rebuilt then, and only then.
 TORCH_ID := $(BUILD)/.torch-id
-$(TORCH_ID): $(TORCH_STAMP)
+$(TORCH_ID): $(TORCH_STAMP) FORCE
 	@cmp -s $< $@ || cp $< $@
 $(BUILD)/obj/engine/cosyvoice2/torch_runtime.o: $(if $(TORCH_DEP),$(TORCH_ID))
 # The tiny random CosyVoice2 bundle the engine tests load (seconds to export).
@@ -320,6 +320,11 @@ dist-check: dist $(TINY_BUNDLE)/manifest.json
 # the unit (ExecStart = $(PREFIX)/bin/cosyvoiced) and the default config (tools/release/install.sh).
 PREFIX ?= /usr/local
 .PHONY: install uninstall
+ifneq ($(filter install,$(MAKECMDGOALS)),)
+  ifneq ($(TORCH_VERSION),$(TORCH_PIN))
+    $(error make install copies the pinned torch $(TORCH_PIN) beside the daemon; a plugin for torch $(TORCH_VERSION) needs that torch: use make dist TORCH_VERSION=$(TORCH_VERSION) with the host's torch (torch_lib))
+  endif
+endif
 install: $(DAEMON) $(if $(TORCH_DEP),$(PLUGIN))
 	@site=""; if [ -n "$(TORCH_DEP)" ]; then py=$$(bash tools/dev/torch-venv.sh) && \
 	  site=$$("$$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || exit 1; fi; \
