@@ -1036,41 +1036,45 @@ out:
 	return rc;
 }
 
+/* The keys of one inline comma list setting (`name`, `value` of `cap` bytes) into ks. */
+static int config_inline_keys(const char *name, const char *value, size_t cap, struct config_keyset *ks,
+			      char *err, size_t errlen)
+{
+	char why[CONFIG_WHY_MAX];
+
+	if (memchr(value, '\0', cap) == NULL) {
+		snprintf(err, errlen, "key \"%s\": value not terminated", name);
+		return CV_EINVAL;
+	}
+	if (config_check_api_keys(value, why, sizeof why) != CV_OK) {
+		snprintf(err, errlen, "key \"%s\": %s", name, why);
+		return CV_EINVAL;
+	}
+	config_list_each(value, config_add_inline_key, ks);
+	return CV_OK;
+}
+
 int config_read_admin_keys(const struct config *c, char ***keys, size_t *n, char *err, size_t errlen)
 {
 	struct config_keyset ks = {NULL, 0};
-	char why[CONFIG_WHY_MAX] = "value not terminated";
+	int rc = config_inline_keys("admin_api_keys", c->admin_api_keys, sizeof c->admin_api_keys, &ks, err,
+				    errlen);
 
-	*keys = NULL;
-	*n = 0;
-	if (memchr(c->admin_api_keys, '\0', sizeof c->admin_api_keys) == NULL ||
-	    config_check_api_keys(c->admin_api_keys, why, sizeof why) != CV_OK) {
-		snprintf(err, errlen, "key \"admin_api_keys\": %s", why);
-		return CV_EINVAL;
-	}
-	config_list_each(c->admin_api_keys, config_add_inline_key, &ks);
 	*keys = ks.keys;
 	*n = ks.n;
-	return CV_OK;
+	return rc;
 }
 
 int config_read_api_keys(const struct config *c, char ***keys, size_t *n, char *err, size_t errlen)
 {
 	struct config_keyset ks = {NULL, 0};
-	char why[CONFIG_WHY_MAX];
 	int rc;
 
 	*keys = NULL;
 	*n = 0;
-	if (memchr(c->api_keys, '\0', sizeof c->api_keys) == NULL) {
-		snprintf(err, errlen, "key \"api_keys\": value not terminated");
-		return CV_EINVAL;
-	}
-	if (config_check_api_keys(c->api_keys, why, sizeof why) != CV_OK) {
-		snprintf(err, errlen, "key \"api_keys\": %s", why);
-		return CV_EINVAL;
-	}
-	config_list_each(c->api_keys, config_add_inline_key, &ks);
+	rc = config_inline_keys("api_keys", c->api_keys, sizeof c->api_keys, &ks, err, errlen);
+	if (rc != CV_OK)
+		return rc;
 	if (c->api_keys_file[0] != '\0') {
 		rc = config_read_key_file(c->api_keys_file, &ks, err, errlen);
 		if (rc != CV_OK) {

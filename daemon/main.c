@@ -99,7 +99,8 @@ int main(int argc, char **argv, char **envp)
 	size_t n_keys = 0, n_admin = 0;
 	uint64_t wd_usec = 0;
 	int wd_enabled, rc, exit_code = 1, ready = 0, wd_stale = 0;
-	char why[640] = ""; /* reason of a failed start, kept in the final STATUS */
+	char why[640] = "";	/* reason of a failed start, kept in the final STATUS */
+	char serving[320] = ""; /* the STATUS while serving, set at READY */
 	enum log_level lvl;
 	sigset_t sigs;
 	const char *backend;
@@ -322,8 +323,9 @@ int main(int argc, char **argv, char **envp)
 		log_info("main", "engine %s ready (%s, %d Hz, %zu speakers): load %.0f ms, warm-up %.0f ms",
 			 engine_name(e), engine_describe(e), engine_sample_rate(e), engine_speaker_count(e),
 			 load_ms, warm_ms);
-		sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s:%d", engine_name(e), cfg.listen,
-			   http_server_port(http));
+		snprintf(serving, sizeof serving, "STATUS=serving %s on %s:%d", engine_name(e), cfg.listen,
+			 http_server_port(http));
+		sd_notifyf(0, "READY=1\n%s", serving);
 	}
 	ready = 1;
 
@@ -357,9 +359,7 @@ int main(int argc, char **argv, char **envp)
 			int64_t age_us = (clock_now_ns() - sched_heartbeat_ns(sched)) / 1000;
 			if (age_us >= 0 && (uint64_t)age_us < wd_usec / 2) {
 				if (wd_stale)
-					sd_notifyf(0, "STATUS=serving %s on %s:%d",
-						   engine_name(sched_engine(sched)), cfg.listen,
-						   http_server_port(http));
+					sd_notify(0, serving);
 				wd_stale = 0;
 				sd_notify(0, "WATCHDOG=1");
 			} else {

@@ -66,11 +66,9 @@ struct sched {
 	char *voices_dir;
 	/* voices: the snapshot HTTP threads read (mutex; refcounted), reloads */
 	struct sched_voices *voices;
-	uint64_t voices_gen;
 	int reload_pending;
 	uint64_t reloads_ok, reloads_failed;
 	int engine_users; /* sched_check_voice calls holding the engine (mutex) */
-	char reload_err[512];
 	void (*on_stage)(void *user, const char *stage);
 	void *on_stage_user;
 	double load_ms, warmup_ms;
@@ -86,7 +84,6 @@ static void sched_stamp(struct sched *s)
 
 struct sched_voices {
 	_Atomic int refs;
-	uint64_t gen;
 	size_t n, default_index;
 	struct engine_speaker *v; /* deep copies */
 };
@@ -127,7 +124,6 @@ static void sched_voices_publish(struct sched *s, struct engine *e)
 			v->default_index = i;
 	}
 	pthread_mutex_lock(&s->mu);
-	v->gen = ++s->voices_gen;
 	old = s->voices;
 	s->voices = v;
 	pthread_mutex_unlock(&s->mu);
@@ -171,11 +167,6 @@ const char *sched_voices_find(const struct sched_voices *v, const char *id)
 	return NULL;
 }
 
-uint64_t sched_voices_generation(const struct sched_voices *v)
-{
-	return v ? v->gen : 0;
-}
-
 int sched_check_voice(struct sched *s, const char *path, char *err, size_t errlen)
 {
 	struct engine *e;
@@ -206,13 +197,11 @@ void sched_reload_voices(struct sched *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
-void sched_reload_stats(struct sched *s, uint64_t *ok, uint64_t *failed, char *last_err, size_t len)
+void sched_reload_stats(struct sched *s, uint64_t *ok, uint64_t *failed)
 {
 	pthread_mutex_lock(&s->mu);
 	*ok = s->reloads_ok;
 	*failed = s->reloads_failed;
-	if (last_err && len)
-		cv_strlcpy(last_err, s->reload_err, len);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -233,13 +222,10 @@ static void sched_worker_reload(struct sched *s)
 	else
 		log_err("sched", "voice reload refused, the current voices stay: %s", err);
 	pthread_mutex_lock(&s->mu);
-	if (rc == CV_OK) {
+	if (rc == CV_OK)
 		s->reloads_ok++;
-		s->reload_err[0] = '\0';
-	} else {
+	else
 		s->reloads_failed++;
-		cv_strlcpy(s->reload_err, err, sizeof s->reload_err);
-	}
 	pthread_cond_broadcast(&s->state_cv);
 	pthread_mutex_unlock(&s->mu);
 }

@@ -82,7 +82,6 @@ const struct engine_speaker *sched_voices_at(const struct sched_voices *v, size_
 const char *sched_voices_default(const struct sched_voices *v); /* "" when none */
 /* Canonical id of `id` (exact, then case-insensitive), NULL when unknown. */
 const char *sched_voices_find(const struct sched_voices *v, const char *id);
-uint64_t sched_voices_generation(const struct sched_voices *v);
 /* Ask the worker to re-read the engine's voices before its next job (SIGHUP,
  * PUT/DELETE /v1/speakers/{id}). Returns at once; a refused reload keeps the
  * current voices and is logged. */
@@ -90,7 +89,8 @@ void sched_reload_voices(struct sched *s);
 /* Validate a voice file with the engine (any thread; CV_ENOTREADY before
  * READY and during shutdown). */
 int sched_check_voice(struct sched *s, const char *path, char *err, size_t errlen);
-void sched_reload_stats(struct sched *s, uint64_t *ok, uint64_t *failed, char *last_err, size_t len);
+/* Voice reloads so far: applied, refused (the log names why). */
+void sched_reload_stats(struct sched *s, uint64_t *ok, uint64_t *failed);
 
 /* Stop accepting, finish queued jobs with CV_ESHUTDOWN, let the running job
  * run up to drain_ms then cancel it, join the worker, close the engine. */

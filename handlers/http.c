@@ -69,14 +69,15 @@ static void http_request_id_generate(char *dst, size_t cap)
 	}
 }
 
-static int http_ct_is_json(const char *ct)
+/* Whether a Content-Type header names `type` (parameters after ';' allowed). */
+static int http_ct_is(const char *ct, const char *type)
 {
-	size_t n = strlen("application/json");
+	size_t n = strlen(type);
 	if (!ct)
 		return 0;
 	while (*ct == ' ')
 		ct++;
-	return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+	return strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
 /* Constant-time comparison of a presented key with each key of a list. */
@@ -183,6 +184,66 @@ static const struct http_route_def *http_route_find(const char *url)
 	return NULL;
 }
 
+struct http_cl_count {
+	unsigned n;
+	int conflict;
+	const char *first;
+};
+
+static enum MHD_Result http_count_content_length(void *cls, enum MHD_ValueKind kind, const char *key,
+						 const char *value)
+{
+	struct http_cl_count *cc = cls;
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		if (cc->n++ == 0)
+			cc->first = value;
+		else if (!value || !cc->first || strcmp(value, cc->first) != 0)
+			cc->conflict = 1;
+	}
+	return MHD_YES;
+}
+
+/* Checks of a request that carries a body, from its headers alone: one
+ * Content-Length (conflicting ones are request smuggling, RFC 9112 §6.3),
+ * Content-Type `type`, and a declared length within `limit` (`what` names the
+ * body and the setting in the 413). Returns 1 when a reply was queued. */
+static int http_body_checks(struct conn *c, const char *type, size_t limit, const char *what,
+			    const char *setting, enum MHD_Result *ret)
+{
+	struct http_server *h = c->srv;
+	const char *ct = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *cl = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	struct http_cl_count cc = {0, 0, NULL};
+	char msg[160];
+
+	MHD_get_connection_values(c->mhd, MHD_HEADER_KIND, http_count_content_length, &cc);
+	if (cc.conflict) {
+		metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
+		*ret = http_send_error(c, 400, NULL, "conflicting Content-Length headers", NULL, NULL);
+		return 1;
+	}
+	if (!http_ct_is(ct, type)) {
+		snprintf(msg, sizeof msg, "Content-Type must be %s", type);
+		metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
+		*ret = http_send_error(c, 415, NULL, msg, NULL, NULL);
+		return 1;
+	}
+	if (cl) {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(cl, &end, 10);
+		if (errno == 0 && end != cl && n > limit) {
+			snprintf(msg, sizeof msg, "%s of %llu bytes is over the limit of %zu bytes%s", what,
+				 n, limit, setting);
+			metrics_inc_rejection(h->metrics, METRICS_REJECT_BODY_TOO_LARGE);
+			*ret = http_send_error(c, 413, NULL, msg, NULL, NULL);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* PUT/DELETE /v1/speakers/{id}: on only with admin keys and voices_dir; an
  * admin key is required (401 without a key, 403 with another). */
 static int http_voice_checks(struct conn *c, const char *method, enum MHD_Result *ret)
@@ -211,49 +272,10 @@ static int http_voice_checks(struct conn *c, const char *method, enum MHD_Result
 				       NULL, NULL);
 		return 1;
 	}
-	if (is_put) {
-		const char *ct =
-		    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-		const char *cl =
-		    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (!ct || strncasecmp(ct, "application/octet-stream", 24) != 0) {
-			metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
-			*ret = http_send_error(
-			    c, 415, NULL, "Content-Type must be application/octet-stream (the speaker file)",
-			    NULL, NULL);
-			return 1;
-		}
-		if (cl && strtoull(cl, NULL, 10) > h->cfg.max_voice_bytes) {
-			char msg[128];
-			snprintf(msg, sizeof msg,
-				 "voice file of %s bytes is over the limit of %zu bytes (max_voice_bytes)",
-				 cl, h->cfg.max_voice_bytes);
-			metrics_inc_rejection(h->metrics, METRICS_REJECT_BODY_TOO_LARGE);
-			*ret = http_send_error(c, 413, NULL, msg, NULL, NULL);
-			return 1;
-		}
-	}
+	if (is_put)
+		return http_body_checks(c, "application/octet-stream", h->cfg.max_voice_bytes, "voice file",
+					" (max_voice_bytes)", ret);
 	return 0;
-}
-
-struct http_cl_count {
-	unsigned n;
-	int conflict;
-	const char *first;
-};
-
-static enum MHD_Result http_count_content_length(void *cls, enum MHD_ValueKind kind, const char *key,
-						 const char *value)
-{
-	struct http_cl_count *cc = cls;
-	(void)kind;
-	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
-		if (cc->n++ == 0)
-			cc->first = value;
-		else if (!value || !cc->first || strcmp(value, cc->first) != 0)
-			cc->conflict = 1;
-	}
-	return MHD_YES;
 }
 
 /* Checks that need only the headers; answers at once (MHD then discards any
@@ -325,40 +347,8 @@ static int http_early_checks(struct conn *c, const char *url, const char *method
 				       NULL, NULL);
 		return 1;
 	}
-	if (c->route->post) {
-		const char *ct =
-		    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-		const char *cl =
-		    MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		struct http_cl_count cc = {0, 0, NULL};
-		MHD_get_connection_values(c->mhd, MHD_HEADER_KIND, http_count_content_length, &cc);
-		if (cc.conflict) {
-			/* RFC 9112 §6.3: conflicting lengths are unrecoverable (request smuggling). */
-			metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
-			*ret =
-			    http_send_error(c, 400, NULL, "conflicting Content-Length headers", NULL, NULL);
-			return 1;
-		}
-		if (!http_ct_is_json(ct)) {
-			metrics_inc_rejection(h->metrics, METRICS_REJECT_INVALID);
-			*ret = http_send_error(c, 415, NULL, "Content-Type must be application/json", NULL,
-					       NULL);
-			return 1;
-		}
-		if (cl) {
-			char *end;
-			errno = 0;
-			unsigned long long n = strtoull(cl, &end, 10);
-			if (errno == 0 && end != cl && n > h->cfg.max_body_bytes) {
-				char msg[128];
-				snprintf(msg, sizeof msg, "body of %llu bytes is over the limit of %zu bytes",
-					 n, h->cfg.max_body_bytes);
-				metrics_inc_rejection(h->metrics, METRICS_REJECT_BODY_TOO_LARGE);
-				*ret = http_send_error(c, 413, NULL, msg, NULL, NULL);
-				return 1;
-			}
-		}
-	}
+	if (c->route->post)
+		return http_body_checks(c, "application/json", h->cfg.max_body_bytes, "body", "", ret);
 	return 0;
 }
 

@@ -104,11 +104,9 @@ enum MHD_Result http_answer_metrics(struct conn *c)
 	g.engine_name = f ? f->name : "none";
 	{
 		const struct sched_voices *v = sched_voices_get(h->sched);
-		char last[8];
 		g.voices = sched_voices_count(v);
 		sched_voices_put(v);
-		sched_reload_stats(h->sched, &g.voice_reloads_ok, &g.voice_reloads_refused, last,
-				   sizeof last);
+		sched_reload_stats(h->sched, &g.voice_reloads_ok, &g.voice_reloads_refused);
 		g.voice_puts_ok = atomic_load(&h->voice_puts_ok);
 		g.voice_puts_refused = atomic_load(&h->voice_puts_refused);
 		g.voice_deletes_ok = atomic_load(&h->voice_deletes_ok);

@@ -651,14 +651,18 @@ static int render_state(struct buf *b, const struct metrics_state *st, const cha
 		       (unsigned long long)g->voice_reloads_refused));
 	TRY(put_header(b, PFX "voice_changes_total", "counter",
 		       "PUT and DELETE /v1/speakers/{id}, by operation and result."));
-	TRY(buf_printf(b, PFX "voice_changes_total{op=\"put\",result=\"ok\"} %llu\n",
-		       (unsigned long long)g->voice_puts_ok));
-	TRY(buf_printf(b, PFX "voice_changes_total{op=\"put\",result=\"refused\"} %llu\n",
-		       (unsigned long long)g->voice_puts_refused));
-	TRY(buf_printf(b, PFX "voice_changes_total{op=\"delete\",result=\"ok\"} %llu\n",
-		       (unsigned long long)g->voice_deletes_ok));
-	TRY(buf_printf(b, PFX "voice_changes_total{op=\"delete\",result=\"refused\"} %llu\n",
-		       (unsigned long long)g->voice_deletes_refused));
+	{
+		const struct {
+			const char *op, *result;
+			uint64_t n;
+		} changes[] = {{"put", "ok", g->voice_puts_ok},
+			       {"put", "refused", g->voice_puts_refused},
+			       {"delete", "ok", g->voice_deletes_ok},
+			       {"delete", "refused", g->voice_deletes_refused}};
+		for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++)
+			TRY(buf_printf(b, PFX "voice_changes_total{op=\"%s\",result=\"%s\"} %llu\n",
+				       changes[i].op, changes[i].result, (unsigned long long)changes[i].n));
+	}
 
 	TRY(put_header(b, PFX "build_info", "gauge", "Build information; the value is always 1."));
 	TRY(buf_append_str(b, PFX "build_info{version=\""));

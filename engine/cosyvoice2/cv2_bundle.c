@@ -355,8 +355,7 @@ static int cv2_voices_build(const struct cv2 *m, json_t *man, struct cv2_voice_s
 	if (m->default_setting[0])
 		chosen = m->default_setting;
 	{
-		char want[CV2_PATH_MAX];
-		cv_strlcpy(want, chosen, sizeof want);
+		/* chosen points into v->first_full, the manifest or the setting: all outlive this */
 		/* Cross-lingual variants of the zero-shot voices share the arrays. */
 		base = v->n;
 		v->spk = xrealloc(v->spk, (2 * base + 1) * sizeof *v->spk);
@@ -382,12 +381,12 @@ static int cv2_voices_build(const struct cv2 *m, json_t *man, struct cv2_voice_s
 			v->espk[i].name = v->spk[i].id;
 			v->espk[i].language = "multi";
 			v->espk[i].source = v->spk[i].from_dir ? "voices_dir" : "bundle";
-			if (strcmp(v->spk[i].id, want) == 0)
+			if (strcmp(v->spk[i].id, chosen) == 0)
 				v->default_spk = i;
 		}
 		if (v->default_spk == v->n) {
-			cv_errf(err, errlen, "default speaker '%s' is not in the bundle %s%s%s", want, m->dir,
-				m->voices_dir[0] ? " or in voices_dir " : "", m->voices_dir);
+			cv_errf(err, errlen, "default speaker '%s' is not in the bundle %s%s%s", chosen,
+				m->dir, m->voices_dir[0] ? " or in voices_dir " : "", m->voices_dir);
 			rc = CV_ENOTFOUND;
 			goto fail;
 		}
@@ -524,16 +523,14 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 			rc = CV_EIO;
 			goto fail;
 		}
-		if (stat(mpath, &st) != 0 && cv2_unreadable(mpath, m->dir, err, errlen)) {
-			rc = CV_EIO;
-			goto fail;
-		}
 		if (stat(mpath, &st) != 0) {
+			rc = CV_EIO;
+			if (cv2_unreadable(mpath, m->dir, err, errlen))
+				goto fail;
 			cv_errf(err, errlen,
 				"missing file: %s (not a CosyVoice2 bundle: export one with `make bundle "
 				"SRC=<model dir> OUT=%s`)",
 				mpath, m->dir);
-			rc = CV_EIO;
 			goto fail;
 		}
 	}

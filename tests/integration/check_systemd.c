@@ -18,8 +18,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,19 +43,6 @@ struct nt_run {
 	struct nt_msg msgs[NT_MAX_MSGS];
 };
 
-/* A port free right now on 127.0.0.1 (the kernel's pick). */
-static int nt_free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* Start the daemon with `env` (NULL-terminated "K=V" list added to ours) and
  * `args` (NULL-terminated, after --listen/--port); notify = 0 leaves
  * NOTIFY_SOCKET unset (no systemd). */
@@ -77,7 +62,9 @@ static void nt_start(struct nt_run *r, const char *const *env, const char *const
 	const char *bin = getenv("CVTEST_BIN");
 	if (!bin || !*bin)
 		bin = "build/cosyvoiced";
-	snprintf(r->port, sizeof r->port, "%d", nt_free_port());
+	int port = harness_free_port();
+	ck_assert_int_gt(port, 0);
+	snprintf(r->port, sizeof r->port, "%d", port);
 	r->t0 = now_s();
 	r->pid = fork();
 	ck_assert_int_ge(r->pid, 0);

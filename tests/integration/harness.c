@@ -245,7 +245,7 @@ void harness_dump_log(const char *file, int line, const char *what)
 
 /* ------------------------------------------------------------ starting the daemon */
 
-static int free_port(void)
+int harness_free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -378,7 +378,7 @@ void harness_start(const char *const *args)
 			 ++serial);
 		int logfd = open(S->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		ck_assert_msg(logfd >= 0, "open %s: %s", S->log_path, strerror(errno));
-		int port = free_port();
+		int port = harness_free_port();
 		ck_assert_msg(port > 0, "no free port: %s", strerror(errno));
 		S->port = port;
 		__atomic_store_n(&S->exited, 0, __ATOMIC_RELEASE);

@@ -35,6 +35,8 @@ void harness_start(const char *const *args);
 void harness_stop(void);
 
 int harness_port(void);
+/* A TCP port free right now on 127.0.0.1 (the kernel's pick); -1 on error. */
+int harness_free_port(void);
 pid_t harness_pid(void);
 const char *harness_log_path(void);
 int harness_valgrind(void);

@@ -7,7 +7,7 @@ constants of the reference:
 * audio (§7.1): libsndfile through ``soundfile`` (what the reference's ``torchaudio.load(backend=
   "soundfile")`` uses: WAV of any common encoding, FLAC, OGG, MP3; float32; channels averaged) and torchaudio's
   default ``Resample`` (sinc with a Hann window, width 6, rolloff 0.99; kernel built in float64,
-  applied in float32), loading the file once per target rate (16 kHz and 24 kHz) as the reference does;
+  applied in float32), the file read once and resampled to 16 kHz and 24 kHz (the reference loads it once per rate: the same samples);
 * speech tokens (§7.2): whisper's 128-bin log-mel (STFT 400/160, periodic Hann, last frame dropped,
   librosa Slaney filters, log10, max-8 floor, (x+4)/4) fed to ``speech_tokenizer_v2.onnx``;
 * speaker embedding (§7.3): Kaldi fbank (povey window, DC removal, pre-emphasis 0.97, 512-point power
@@ -279,11 +279,11 @@ def make_speaker(name: str, wav_path: str, transcript: str, tokenizer_onnx: str,
                  tokenizer_dir: str, mel: MelConfig, warn: Callable[[str], None] = lambda s: None):
     from . import speakers as S
 
-    x, sr = read_audio(wav_path)
+    x, sr = read_audio(wav_path)  # read once; check_prompt refuses rates under 16 kHz
     for w in check_prompt(x, sr, wav_path, transcript):
         warn(w)
-    a16 = load_audio(wav_path, 16000)
-    a24 = load_audio(wav_path, mel.sampling_rate)
+    a16 = resample(x, sr, 16000)
+    a24 = resample(x, sr, mel.sampling_rate)
     tokens = speech_tokens(a16, tokenizer_onnx)
     emb = speaker_embedding(a16, campplus_onnx)
     feat = prompt_mel(a24, mel)

@@ -115,8 +115,6 @@ def save(sp: Speaker, path: str) -> None:
         path,
         metadata={"format": FORMAT, "format_version": FORMAT_VERSION, "name": sp.name, "source": sp.source, "note": sp.note},
     )
-    # safetensors writes 0600 whatever the umask: a bundle is read by the service user, not its author.
-    os.chmod(path, 0o644)
 
 
 def pick_default(speakers: List[Speaker]) -> Optional[str]:
