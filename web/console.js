@@ -81,7 +81,7 @@ async function refreshStatus() {
         return mm ? parseFloat(mm[1]) : null;
       };
       const req = m.split("\n").filter((l) => l.startsWith("cosyvoiced_requests_total{route=\"tts\"")).reduce((a, l) => a + parseFloat(l.split(" ").pop()), 0);
-      const gpu = get("cosyvoiced_gpu_nvml_memory_used_bytes");
+      const gpu = get("cosyvoiced_engine_gpu_nvml_memory_used_bytes") ?? get("cosyvoiced_engine_gpu_memory_allocated_bytes");
       extra = ` · queue ${get("cosyvoiced_queue_depth")}/${get("cosyvoiced_queue_capacity")} · ${req} /tts requests` +
               (gpu !== null ? ` · GPU ${(gpu / 2 ** 30).toFixed(2)} GiB` : "");
     } catch (_) {
