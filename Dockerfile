@@ -1,9 +1,21 @@
 # Dockerfile for cosyvoiced: build on Debian 12, run on Debian 12 slim.
 #
 #   docker build -t cosyvoiced --build-arg GIT_REV=$(git rev-parse --short HEAD) .
-#   docker run --gpus all -p 8080:8080 -v /srv/cosyvoice-models:/models \
+#   docker run --gpus all -p 8080:8080 -v /srv/cosyvoice-models:/models:ro \
 #              -e COSYVOICED_MODEL_DIR=/models/cosyvoice2 cosyvoiced
 #   docker stop -t 30 <container>    (SIGTERM drains the running job first)
+#
+# Build arguments:
+#   GIT_REV=<rev>          the revision `cosyvoiced --version` and /metrics report (.git is not in the context)
+#   TORCH_VERSION=<x.y.z>  another torch than the pin (tools/export/requirements-export.txt: 2.10.0, CUDA 12.8,
+#                          NVIDIA drivers of branch 525+); 2.11.0 builds for CUDA 13 (drivers 580+)
+# Targets:
+#   (default) runtime      the daemon, libtorch and the CUDA libraries it loads, espeak-ng data, config
+#   --target tools         the model exporter and the speaker tool, for users without Python:
+#     docker run --rm -u $(id -u) -v /srv/models:/models cosyvoiced-tools \
+#       export --src /models/CosyVoice2-0.5B --out /models/cosyvoice2 --dtype fp16
+#     docker run --rm -u $(id -u) -v /srv/models:/models cosyvoiced-tools \
+#       add-speaker --bundle /models/cosyvoice2 --name anna --wav /models/anna.wav --text "..." --model-dir ...
 #
 # Why Debian 12 in both stages and not an nvidia/cuda image: the runtime stage
 # must carry the same shared-library ABI as the stage that linked the binary
@@ -20,25 +32,35 @@
 # ---------------------------------------------------------------- build stage
 FROM debian:12 AS build
 ARG GIT_REV=unknown
+ARG TORCH_VERSION=
 ENV DEBIAN_FRONTEND=noninteractive
 WORKDIR /src
 # deps.sh first and alone, so the (slow) package layer is cached across
-# source edits. It installs the build and test packages with apt-get and
-# unpacks promtool into ~/.cache (harmless here, used by `make test`).
+# source edits. --build: the compiler and the -dev packages only (no test,
+# browser or container tools).
 COPY tools/dev/deps.sh tools/dev/deps.sh
-RUN bash tools/dev/deps.sh && rm -rf /var/lib/apt/lists/*
+RUN bash tools/dev/deps.sh --build && rm -rf /var/lib/apt/lists/*
 # The pinned torch venv (tools/dev/torch-venv.sh): the CosyVoice2 plugin is
 # built against the libtorch inside it and its nvidia-* wheels carry the CUDA
 # runtime and headers (no CUDA toolkit needed). Only what the daemon loads
-# goes to the runtime stage (make install below), not the venv.
+# goes to the runtime stage (make install below), not the venv. A
+# TORCH_VERSION other than the pin re-pins first (tools/release/torch-pin.sh),
+# so venv, plugin and make install all follow it.
 ENV CV_CACHE_DIR=/opt/cosyvoiced/cache
 COPY tools/dev/torch-venv.sh tools/dev/
+COPY tools/release/torch-pin.sh tools/release/
 COPY tools/export/requirements-export.txt tools/export/
-RUN bash tools/dev/torch-venv.sh >/dev/null && rm -rf /opt/cosyvoiced/cache/wheels
+RUN if [ -n "$TORCH_VERSION" ]; then bash tools/release/torch-pin.sh "$TORCH_VERSION"; fi \
+ && bash tools/dev/torch-venv.sh >/dev/null \
+ && rm -rf /opt/cosyvoiced/cache/wheels /opt/cosyvoiced/cache/pip \
+ && ln -s "$(bash tools/dev/torch-venv.sh --dir)" /opt/cosyvoiced/venv
 COPY . .
+RUN if [ -n "$TORCH_VERSION" ]; then bash tools/release/torch-pin.sh "$TORCH_VERSION"; fi
 # .git is not in the build context (.dockerignore): the Makefile's revision
-# comes from the GIT_REV build argument instead of `git rev-parse`.
-RUN make -j"$(nproc)" GIT_REV="$GIT_REV" WITH_TORCH=1 build/cosyvoiced build/libcosyvoiced_torch.so
+# comes from the GIT_REV build argument instead of `git rev-parse`. The deps
+# stamp is set by hand: deps.sh --build above already ran.
+RUN mkdir -p build && touch build/.deps-ok \
+ && make -j"$(nproc)" GIT_REV="$GIT_REV" WITH_TORCH=1 build/cosyvoiced build/libcosyvoiced_torch.so
 # make install's layout into /stage: the binary, the plugin, libtorch and the
 # CUDA libraries it links (no triton, onnx, pip caches, promtool, tests), the
 # unit and config. The runtime packages are the Debian packages of what the
@@ -48,8 +70,29 @@ RUN make GIT_REV="$GIT_REV" WITH_TORCH=1 install DESTDIR=/stage PREFIX=/usr/loca
       | sort -u | grep -v -x -e libc6 -e libgcc-s1 -e libstdc++6 > /stage/runtime-packages.txt \
  && echo espeak-ng-data >> /stage/runtime-packages.txt && cat /stage/runtime-packages.txt
 
+# ---------------------------------------------------------------- tools target
+# `docker build --target tools -t cosyvoiced-tools .`: python3 and the torch
+# venv of the build stage (same path, so its scripts keep working), the
+# exporter and the speaker tool with the BlankEN tokenizer files. Files it
+# writes are 0644 (directories 0755), readable by the daemon's user whatever
+# uid ran the tool (-u $(id -u) keeps them yours).
+FROM debian:12-slim AS tools
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/cosyvoiced /opt/cosyvoiced
+COPY --from=build /src/tools/export /opt/cosyvoiced/src/tools/export
+COPY --from=build /src/models/CosyVoice-BlankEN /opt/cosyvoiced/src/models/CosyVoice-BlankEN
+COPY tools/release/docker-tools.sh /usr/local/bin/cosyvoiced-tools
+ENV HOME=/tmp
+WORKDIR /models
+ENTRYPOINT ["/usr/local/bin/cosyvoiced-tools"]
+CMD ["--help"]
+
 # -------------------------------------------------------------- runtime stage
-FROM debian:12-slim
+# The last stage: what a plain `docker build .` makes.
+FROM debian:12-slim AS runtime
 LABEL org.opencontainers.image.title="cosyvoiced" \
       org.opencontainers.image.description="HTTP text-to-speech daemon (CosyVoice2 on GPU, espeak-ng fallback)"
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -75,10 +118,11 @@ ENV HOME=/var/lib/cosyvoiced
 COPY --from=build /stage/usr/local /usr/local
 COPY --from=build /stage/etc/cosyvoiced /etc/cosyvoiced
 # Fail the image build, not the first `docker run`, if a runtime library is
-# missing from the list above.
-RUN if ldd /usr/local/bin/cosyvoiced | grep -q 'not found'; then \
-      ldd /usr/local/bin/cosyvoiced; exit 1; \
-    fi \
+# missing from the list above (the daemon's libraries, and the plugin's whole
+# closure: libtorch and the CUDA libraries beside it).
+RUN for f in /usr/local/bin/cosyvoiced /usr/local/lib/cosyvoiced/libcosyvoiced_torch.so; do \
+      if ldd "$f" | grep 'not found'; then echo "$f: missing libraries"; exit 1; fi; \
+    done \
  && /usr/local/bin/cosyvoiced --version
 USER 10001:10001
 # Model bundles (read only; point model_dir / COSYVOICED_MODEL_DIR at one).

@@ -156,8 +156,9 @@ static const struct config_entry config_table[] = {
 	    "Directory of the libtorch to load (torch/lib of a torch of the version this build was made "
 	    "for); empty = the build's own torch, else the torch of python3"),
     CFG_BOOL(cpu_half, CPU_HALF, 0,
-	     "Run fp16/bf16 bundles on the CPU (slow without native half-precision units; for tests and "
-	     "experiments; fp32 is the CPU's bundle)"),
+	     "Run fp16 bundles on the CPU, and bf16 bundles on CPUs without native bf16 (both slower than "
+	     "fp32 there; tests and experiments). bf16 bundles need no setting on CPUs with AVX512-BF16 "
+	     "or AMX-BF16"),
     CFG_INT(split_max_tokens, SPLIT_MAX_TOKENS, 4, 512, NULL, 80, "N",
 	    "Longest text piece synthesized in one go (CosyVoice split_paragraph token_max_n; min_n and "
 	    "merge_len scale with it); 80 = the reference"),

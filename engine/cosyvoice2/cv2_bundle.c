@@ -672,6 +672,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		rc_cfg.static_decode = g && strcmp(g, "1") == 0;
 		rc_cfg.fault = getenv("CVTEST_FAULT");
 		rc_cfg.cuda_versions = getenv("CVTEST_CUDA_VERSIONS");
+		rc_cfg.cpu_bf16 = getenv("CVTEST_CPU_BF16");
 		backend_report_stage(cfg, "loading libtorch and the model weights");
 		rc = torch_runtime_open(&rc_cfg, &m->rt, err, errlen);
 		if (rc != CV_OK)

@@ -44,6 +44,7 @@
 #include "engine/cosyvoice2/torch_runtime.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/cpu/Utils.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/core/InferenceMode.h>
@@ -332,6 +333,16 @@ int torch_runtime_cuda_available(void)
  * plugin was built with (a CUDA 13 build on a 550-series driver that reports CUDA
  * 12.4) would fail with a bare CUDA error deep inside libtorch. Compare the
  * majors (minor-version compatibility covers the rest) and say what to do. */
+/* Native bf16 arithmetic on this CPU: AVX512-BF16 dot products or AMX-BF16 tiles (oneDNN's bf16
+ * matrix kernels); without them libtorch emulates bf16 through fp32 and the bundle would run slower
+ * than an fp32 one. inject ("0"/"1", tests) replaces the CPU's answer. */
+static bool cpu_has_bf16(const char *inject)
+{
+	if (inject && inject[0])
+		return strcmp(inject, "1") == 0;
+	return at::cpu::is_avx512_bf16_supported() || at::cpu::is_amx_tile_supported();
+}
+
 static int cuda_driver_check(const char *inject, char *err, size_t errlen)
 {
 	int drv = 0, rtv = 0;
@@ -391,12 +402,20 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 				("unknown bundle dtype '" + dtype + "' (fp32, fp16 or bf16)").c_str());
 			return CV_EINVAL;
 		}
-		if (dtype != "fp32" && !rt->cuda && !cfg->allow_half_cpu) {
+		if (!rt->cuda && dtype == "bf16" && !cfg->allow_half_cpu && !cpu_has_bf16(cfg->cpu_bf16)) {
 			set_err(err, errlen,
-				("a " + dtype +
-				 " bundle is made for --device cuda; for the CPU export it with --dtype fp32 "
-				 "(make bundle ... DTYPE=fp32), or set cpu_half=true (tests and experiments)")
-				    .c_str());
+				"a bf16 bundle on the CPU needs native bf16 arithmetic (AVX512-BF16 or "
+				"AMX-BF16: Intel Cooper Lake / Sapphire Rapids or later, AMD Zen 4 or "
+				"later), which this CPU lacks: emulated, bf16 runs slower than fp32; use an "
+				"fp32 bundle here (make bundle ... DTYPE=fp32), or set cpu_half=true to "
+				"force it");
+			return CV_EUNSUPPORTED;
+		}
+		if (!rt->cuda && dtype == "fp16" && !cfg->allow_half_cpu) {
+			set_err(err, errlen,
+				"an fp16 bundle is made for --device cuda; for the CPU use bf16 (on CPUs "
+				"with native bf16) or fp32 (make bundle ... DTYPE=bf16|fp32), or set "
+				"cpu_half=true (tests and experiments)");
 			return CV_EUNSUPPORTED;
 		}
 		if (rt->cuda && cfg->cuda_memory_limit_mb > 0) {

@@ -40,7 +40,8 @@ struct torch_runtime_config {
 	const char *device;	   /* "cpu", "cuda" or "cuda:N"; NULL = "cpu" */
 	int threads;		   /* intra-op CPU threads, 0 = libtorch default */
 	const char *dtype;	   /* the bundle's LLM/flow weights: "fp32" (NULL), "fp16", "bf16" */
-	int allow_half_cpu;	   /* 1: run an fp16/bf16 bundle on the CPU (else refused) */
+	int allow_half_cpu;	   /* 1: run an fp16/bf16 bundle on the CPU even without native support
+				    * (else fp16 is refused there, bf16 too on CPUs without bf16 units) */
 	long cuda_memory_limit_mb; /* >0: cap the CUDA caching allocator (per-process fraction) */
 	int cuda_graph;		   /* 1: try to capture the LLM decode step as a CUDA graph */
 	int jit_optimize;	   /* 1: TorchScript's profiling/optimizing executor (0: plain) */
@@ -48,6 +49,8 @@ struct torch_runtime_config {
 				    * even without a graph; tests use it on the CPU */
 	const char *cuda_versions; /* tests only, NULL = ask CUDA: "<driver>:<runtime>" as CUDA encodes
 				    * them (12040:13020 = driver 12.4, runtime 13.2) */
+	const char *cpu_bf16;	   /* tests only, NULL = ask the CPU: "0" or "1" pretends the CPU lacks
+				    * or has native bf16 arithmetic (AVX512-BF16 or AMX-BF16) */
 	const char *fault;	   /* fault injection for tests, NULL = none: "<entry>:<n>[:oom]"
 				    * makes the n-th call of entry (llm_prefill, llm_decode,
 				    * flow_inference, hift_inference) after torch_runtime_fault_arm()

@@ -1876,18 +1876,47 @@ static const char *dtype_bundle(const char *name)
 
 #define OVERFLOW_TEXT "Watch the numbers overflow now."
 
-/* fp16/bf16 bundles are made for the GPU: on the CPU they are refused unless cpu_half says so. */
+/* fp16 bundles are made for the GPU: on the CPU they are refused unless cpu_half says so; bf16 ones
+ * too on a CPU without native bf16 (injected: CVTEST_CPU_BF16=0), with the reason and the way out. */
 START_TEST(half_bundle_refused_on_cpu)
 {
 	static const char *const names[] = {"tiny-fp16", "tiny-bf16"};
+	setenv("CVTEST_CPU_BF16", "0", 1);
 	for (size_t i = 0; i < 2; i++) {
 		struct engine_config cfg = {
 		    .backend = "cosyvoice2", .model_dir = dtype_bundle(names[i]), .device = "cpu"};
 		char err[512] = "";
 		struct engine *e = open_engine_cfg(&cfg, CV_EUNSUPPORTED, err, sizeof err);
 		ck_assert_ptr_null(e);
-		ck_assert_msg(strstr(err, "cpu_half") && strstr(err, names[i] + 5), "%s", err);
+		ck_assert_msg(strstr(err, "cpu_half") && strstr(err, names[i] + 5) && strstr(err, "fp32"),
+			      "%s", err);
+		if (i == 1)
+			ck_assert_msg(strstr(err, "native bf16") && strstr(err, "AVX512-BF16"), "%s", err);
 	}
+	unsetenv("CVTEST_CPU_BF16");
+}
+END_TEST
+
+/* On a CPU with native bf16 (injected: CVTEST_CPU_BF16=1, whatever this machine has) a bf16 bundle
+ * serves without cpu_half; an fp16 one is still refused there. */
+START_TEST(bf16_bundle_serves_on_bf16_cpu)
+{
+	setenv("CVTEST_CPU_BF16", "1", 1);
+	char err[512] = "";
+	struct engine_config cfg = {
+	    .backend = "cosyvoice2", .model_dir = dtype_bundle("tiny-bf16"), .device = "cpu"};
+	struct engine *e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	ck_assert_ptr_nonnull(strstr(engine_describe(e), "bf16"));
+	struct pcm_sink s = {0};
+	ck_assert_msg(synth(e, "Hello there.", NULL, 0, 1.0f, 3, &s, err, sizeof err) == CV_OK, "%s", err);
+	ck_assert_uint_gt(s.n, 0);
+	free(s.pcm);
+	engine_close(e);
+	struct engine_config cfg16 = {
+	    .backend = "cosyvoice2", .model_dir = dtype_bundle("tiny-fp16"), .device = "cpu"};
+	ck_assert_ptr_null(open_engine_cfg(&cfg16, CV_EUNSUPPORTED, err, sizeof err));
+	ck_assert_msg(strstr(err, "fp16") && strstr(err, "cpu_half"), "%s", err);
+	unsetenv("CVTEST_CPU_BF16");
 }
 END_TEST
 
@@ -2066,6 +2095,7 @@ Suite *suite_cosyvoice2(void)
 	tc = tcase_create("dtype");
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, half_bundle_refused_on_cpu);
+	tcase_add_test(tc, bf16_bundle_serves_on_bf16_cpu);
 	tcase_add_test(tc, half_bundles_serve_on_cpu);
 	tcase_add_test(tc, fp16_overflow_fails_cleanly);
 	tcase_add_test(tc, http_fp16_overflow_is_500);

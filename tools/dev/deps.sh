@@ -6,7 +6,9 @@
 # `prometheus` package, without installing the server) into a cache outside
 # the clone, keyed by its pinned version, so clean-clone CI runs reuse it.
 #
-# Usage: tools/dev/deps.sh [--print-promtool]
+# Usage: tools/dev/deps.sh [--print-promtool | --build]
+#   --build  only what `make` needs to build the daemon and the libtorch plugin (the Dockerfile's build
+#            stage): no test, lint, browser or container tools, no promtool
 set -euo pipefail
 
 CACHE="${CV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cosyvoiced}"
@@ -24,6 +26,20 @@ PKGS=(
   chromium chromium-driver python3-selenium
   python3 python3-venv python3-pip
 )
+
+# The subset a build needs (the -dev packages, the compiler, patchelf for make install, python3-venv for the
+# torch venv, espeak-ng's data).
+BUILD_PKGS=(
+  build-essential pkg-config ca-certificates
+  libmicrohttpd-dev libjansson-dev libopusenc-dev libopus-dev libflac-dev libmp3lame-dev libsoxr-dev
+  libsystemd-dev libespeak-ng-dev espeak-ng-data libutf8proc-dev libfst-dev
+  patchelf python3 python3-venv
+)
+build_only=0
+if [[ "${1:-}" == "--build" ]]; then
+  build_only=1
+  PKGS=("${BUILD_PKGS[@]}")
+fi
 
 if [[ "${1:-}" == "--print-promtool" ]]; then
   echo "$PROMTOOL_DIR/usr/bin/promtool"
@@ -54,7 +70,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [[ ! -x "$PROMTOOL_DIR/usr/bin/promtool" ]]; then
+if [[ $build_only -eq 0 && ! -x "$PROMTOOL_DIR/usr/bin/promtool" ]]; then
   echo "deps: fetching promtool (prometheus $PROM_VER) into $PROMTOOL_DIR" >&2
   mkdir -p "$CACHE"
   tmp=$(mktemp -d)

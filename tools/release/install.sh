@@ -39,6 +39,25 @@ reload_systemd() {
 	fi
 }
 
+# Files of the torch and CUDA wheels that nothing in the daemon's process ever loads (no DT_NEEDED of any
+# library that is kept, and not dlopened by torch): torch's Python bindings, NVRTC's alternate builds, the
+# multi-GPU solver, the FFTW interface, CUPTI's profiler back ends, NVSHMEM's network transports, static and
+# bitcode archives. What stays is libtorch, every library libtorch_cuda links, cuDNN's sub-libraries (loaded
+# on demand by libcudnn), libtorch_cuda_linalg + cuSOLVER (dlopened by torch on a CUDA linalg call) and
+# NVRTC (TorchScript's GPU fuser). Symbol tables (not the dynamic symbols) are stripped from torch's own
+# libraries (-0.1 GB). README "Docker" has the sizes.
+prune_unloaded() {
+	local lib="$1" f
+	rm -f "$lib"/torch/lib/libtorch_python.so "$lib"/nvidia/*/lib/*.alt.so* \
+		"$lib"/nvidia/cusolver/lib/libcusolverMg.so* "$lib"/nvidia/cufft/lib/libcufftw.so* \
+		"$lib"/nvidia/cuda_cupti/lib/libnvperf_*.so "$lib"/nvidia/cuda_cupti/lib/libcheckpoint.so \
+		"$lib"/nvidia/cuda_cupti/lib/libpcsamplingutil.so "$lib"/nvidia/nvshmem/lib/nvshmem_transport_*.so* \
+		"$lib"/nvidia/*/lib/*.a "$lib"/nvidia/*/lib/*.bc
+	for f in "$lib"/torch/lib/*.so*; do
+		[ -f "$f" ] && [ ! -L "$f" ] && strip --strip-unneeded "$f"
+	done
+}
+
 case "$mode" in
 install)
 	build="${2:?usage: install.sh install BUILD_DIR TORCH_SITE}"
@@ -63,6 +82,7 @@ install)
 				cp -a "$site/$f" "$d$libdir/$f"
 			done
 		fi
+		prune_unloaded "$d$libdir"
 		chmod -R a+rX "$d$libdir"
 	else
 		rm -rf "$d$libdir/torch" "$d$libdir/nvidia" "$d$libdir/libcosyvoiced_torch.so"
