@@ -31,7 +31,6 @@
 
 # ---------------------------------------------------------------- build stage
 FROM debian:12 AS build
-ARG GIT_REV=unknown
 ARG TORCH_VERSION=
 ENV DEBIAN_FRONTEND=noninteractive
 WORKDIR /src
@@ -50,15 +49,22 @@ ENV CV_CACHE_DIR=/opt/cosyvoiced/cache
 COPY tools/dev/torch-venv.sh tools/dev/
 COPY tools/release/torch-pin.sh tools/release/
 COPY tools/export/requirements-export.txt tools/export/
-RUN if [ -n "$TORCH_VERSION" ]; then bash tools/release/torch-pin.sh "$TORCH_VERSION"; fi \
+# Behind a TLS-intercepting proxy, hand pip the proxy's CA as a build secret
+# (`--secret id=pip_cert,src=/path/to/ca.crt`); it is not kept in the image.
+# pip's downloads stay in a build cache, outside the layers.
+RUN --mount=type=secret,id=pip_cert --mount=type=cache,target=/opt/cosyvoiced/cache/pip \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+ && if [ -n "$TORCH_VERSION" ]; then bash tools/release/torch-pin.sh "$TORCH_VERSION"; fi \
  && bash tools/dev/torch-venv.sh >/dev/null \
- && rm -rf /opt/cosyvoiced/cache/wheels /opt/cosyvoiced/cache/pip \
+ && rm -rf /opt/cosyvoiced/cache/wheels \
  && ln -s "$(bash tools/dev/torch-venv.sh --dir)" /opt/cosyvoiced/venv
 COPY . .
 RUN if [ -n "$TORCH_VERSION" ]; then bash tools/release/torch-pin.sh "$TORCH_VERSION"; fi
 # .git is not in the build context (.dockerignore): the Makefile's revision
-# comes from the GIT_REV build argument instead of `git rev-parse`. The deps
-# stamp is set by hand: deps.sh --build above already ran.
+# comes from the GIT_REV build argument instead of `git rev-parse` (declared
+# here, so a new revision does not invalidate the package and venv layers).
+# The deps stamp is set by hand: deps.sh --build above already ran.
+ARG GIT_REV=unknown
 RUN mkdir -p build && touch build/.deps-ok \
  && make -j"$(nproc)" GIT_REV="$GIT_REV" WITH_TORCH=1 build/cosyvoiced build/libcosyvoiced_torch.so
 # make install's layout into /stage: the binary, the plugin, libtorch and the

@@ -81,6 +81,10 @@ ifeq ($(WITH_TORCH),auto)
 endif
 TORCH_PIN     := $(shell sed -n 's/^torch==\([^[:space:]]*\).*/\1/p' tools/export/requirements-export.txt)
 TORCH_VERSION ?= $(TORCH_PIN)
+# set but empty (e.g. the Dockerfile's TORCH_VERSION build argument left out): the pin
+ifeq ($(strip $(TORCH_VERSION)),)
+  override TORCH_VERSION := $(TORCH_PIN)
+endif
 DIST          ?=
 TORCH_STAMP := $(BUILD)/.torch-$(TORCH_VERSION)
 TINY_BUNDLE := build/tiny-bundle

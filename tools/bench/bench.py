@@ -53,6 +53,8 @@ from typing import Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import chart  # noqa: E402  (tools/bench/chart.py: the SVG beside the JSON)
 
 STAGE_ALIASES = {
     "prefill_ms": ["llm_prefill", "prefill", "llm_prefill_ms"],
@@ -303,7 +305,8 @@ def engine_case(port: int, case: dict, speaker: Optional[str], seed: int, runs: 
     buffered = [engine_request(port, case["text"], speaker, seed, False) for _ in range(runs)]
     errs = [b["error"] for b in buffered if not b["ok"]]
     ok = [b for b in buffered if b["ok"]]
-    streamed = engine_request(port, case["text"], speaker, seed, True)
+    streams = [engine_request(port, case["text"], speaker, seed, True) for _ in range(max(1, runs))]
+    streamed = streams[-1]
     stage_names = sorted({k for b in ok for k in b["stages"]})
     for b in ok:
         print(f"bench: engine {case['id']}: {b['wall_ms']:.0f} ms, {b['audio_s']:.2f} s audio", file=sys.stderr,
@@ -320,6 +323,7 @@ def engine_case(port: int, case: dict, speaker: Optional[str], seed: int, runs: 
         "decode_ms_per_token_graph": summarize([pick_stage(b["stages"], "decode_ms_per_token_graph") for b in ok]),
         "decode_ms_per_token_eager": summarize([pick_stage(b["stages"], "decode_ms_per_token_eager") for b in ok]),
         "stream": streamed,
+        "ttfa_ms": summarize([x.get("first_byte_ms") for x in streams if x.get("ok")]),
     }
 
 
@@ -365,6 +369,12 @@ def fmt(v, unit="", digits=1) -> str:
     return f"{v:.{digits}f}{unit}"
 
 
+def med(s: Optional[dict], unit="", digits=0) -> str:
+    if not s or not s.get("n"):
+        return "-"
+    return f"{s['median']:.{digits}f}{unit}"
+
+
 def msd(s: Optional[dict], digits=0) -> str:
     if not s or not s.get("n"):
         return "-"
@@ -395,12 +405,12 @@ def report(doc: dict) -> str:
         rows.append([c["id"], str(c["chars"]), msd(e.get("total_ms")), msd(s.get("total_ms")) if s else "",
                      msd(g.get("total_ms")), fmt(c.get("speedup"), "x", 2), fmt(c.get("speedup_rtf"), "x", 2),
                      fmt(e.get("rtf"), "", 3), fmt(g.get("rtf"), "", 3), fmt(e.get("audio_s"), " s", 1),
-                     fmt(g.get("audio_s"), " s", 1), fmt((g.get("stream") or {}).get("first_byte_ms"), " ms", 0)])
+                     fmt(g.get("audio_s"), " s", 1), med(g.get("ttfa_ms"), " ms")])
     out.append("")
     out.append("end to end, ms: mean / median ± stdev (speed-up = eager mean / engine mean; _rtf: per audio second)")
     out.append(table(rows, ["case", "chars", "eager", "script" if doc.get("script") else "", "engine", "speed-up",
                             "speed-up_rtf", "rtf eager", "rtf engine", "audio eager", "audio engine",
-                            "ttfa stream"]))
+                            "ttfa stream (median)"]))
     rows = []
     for c in doc["cases"]:
         e = c.get("eager") or {}
@@ -412,6 +422,13 @@ def report(doc: dict) -> str:
     out.append("LLM, ms (prefill; decode per token)")
     out.append(table(rows, ["case", "eager prefill", "eager ms/tok", "engine prefill", "engine ms/tok",
                             "engine graph ms/tok", "engine no-graph ms/tok"]))
+    fl = eag.get("weight_stream_floor")
+    if fl:
+        per = [(c["id"], (c.get("engine") or {}).get("decode_ms_per_token")) for c in doc["cases"]]
+        ratios = ", ".join(f"{i} {v['median'] / fl['ms']:.2f}x" for i, v in per if v and v.get("n"))
+        out.append(f"decode floor: streaming the decode step's {fl['bytes'] / 1e6:.0f} MB of weights once takes "
+                   f"{fl['ms']:.1f} ms ({fl['gb_per_s']:.1f} GB/s, {doc['machine'].get('torch_threads')} threads); "
+                   f"engine ms/token over the floor: {ratios or '-'}")
     if eng.get("concurrency"):
         rows = []
         for c in eng["concurrency"]:
@@ -470,8 +487,31 @@ def machine() -> dict:
         except (OSError, subprocess.TimeoutExpired):
             gpu = None
     cores = os.cpu_count()
-    desc = f"{'GPU ' + gpu.splitlines()[0] + ', ' if gpu else ''}CPU, {cores} cores, {os_name}"
-    return {"cpu": cpu, "cores": cores, "os": os_name, "gpu": gpu, "description": desc}
+    flags: List[str] = []
+    mem = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            have = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+        flags = [x for x in CPU_FLAGS if x in have]
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            mem = next((int(ln.split()[1]) * 1024 for ln in f if ln.startswith("MemTotal:")), None)
+    except OSError:
+        pass
+    try:
+        import torch  # the venv's torch: the version the bundle and the engine use
+        tv, threads = torch.__version__, torch.get_num_threads()
+    except ImportError:
+        tv, threads = None, None
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    desc = (f"{'GPU ' + gpu.splitlines()[0] + ', ' if gpu else ''}{cpu or 'CPU'}, {usable} cores"
+            f"{f', {mem / 2**30:.0f} GiB' if mem else ''}, {os_name}, torch {tv}")
+    return {"cpu": cpu, "cores": cores, "cores_usable": usable, "cpu_flags": flags, "memory_bytes": mem,
+            "os": os_name, "gpu": gpu, "torch": tv, "torch_threads": threads, "description": desc}
+
+
+# CPU features that decide which kernels libtorch/oneDNN use (bf16/fp16 units in particular)
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
+             "amx_int8", "amx_fp16")
 
 
 def bundle_info(path: str) -> dict:
@@ -702,8 +742,9 @@ def main(argv=None) -> int:
     text = report(doc)
     with open(os.path.splitext(out_path)[0] + ".txt", "w", encoding="utf-8") as f:
         f.write(text + "\n")
+    chart.write_svg([doc], os.path.splitext(out_path)[0] + ".svg")
     print(text)
-    print(f"\nbench: wrote {out_path} (and .txt); logs in {log_dir}", file=sys.stderr)
+    print(f"\nbench: wrote {out_path} (and .txt, .svg); logs in {log_dir}", file=sys.stderr)
     ok_eager = a.no_eager or doc["eager"].get("available")
     return 0 if ok_eager else 1
 

@@ -358,6 +358,31 @@ class Pipeline:
 
 
 # ------------------------------------------------------------------------------------------ CLI
+@torch.inference_mode()
+def weight_stream_floor(model, device: torch.device, reps: int = 7) -> dict:
+    """The decode step's memory floor: the time to read, once, every LLM weight one decode step reads (all
+    but the embedding tables, of which a step reads one row), with the same threads as the pipeline. Each
+    tensor is reduced with ``sum`` (one pass over its bytes, negligible arithmetic); median of ``reps``
+    passes after one warm pass. A decode step cannot be faster than this on this machine."""
+    ps = [p for n, p in model.llm.named_parameters() if "embed" not in n.rsplit(".", 2)[-2]]
+    nbytes = sum(p.numel() * p.element_size() for p in ps)
+    times = []
+    for i in range(reps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        acc = [p.sum() for p in ps]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        dt = (time.perf_counter() - t0) * 1000.0
+        del acc
+        if i:
+            times.append(dt)
+    times.sort()
+    ms = times[len(times) // 2]
+    return {"ms": ms, "bytes": nbytes, "gb_per_s": nbytes / ms / 1e6, "tensors": len(ps)}
+
+
 def vm_hwm_bytes(pid: str = "self") -> Optional[int]:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as f:
@@ -428,6 +453,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     pipe.synthesize(cases[0]["text"][:12], a.seed)  # warm-up (a few words), not counted
     warm_s = time.perf_counter() - t0
+    floor = weight_stream_floor(pipe.model, pipe.device) if a.impl == "eager" else None
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     results = []
@@ -454,7 +480,8 @@ def main(argv=None) -> int:
     out = {
         "impl": a.impl, "device": a.device, "dtype": pipe.manifest["dtype"], "speaker": pipe.speaker,
         "seed": a.seed, "greedy": a.greedy, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "load_s": load_s, "warmup_s": warm_s, "cases": results, "rss_peak_bytes": vm_hwm_bytes(),
+        "load_s": load_s, "warmup_s": warm_s, "weight_stream_floor": floor, "cases": results,
+        "rss_peak_bytes": vm_hwm_bytes(),
         "gpu_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None,
         "gpu_name": torch.cuda.get_device_name() if cuda else None,
     }

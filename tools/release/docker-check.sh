@@ -103,6 +103,12 @@ fi
 # ---------------------------------------------------------------- build
 rev="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 bargs=(--build-arg "GIT_REV=$rev" ${TORCH_VERSION:+--build-arg "TORCH_VERSION=$TORCH_VERSION"})
+# A CA bundle pip is told to trust here (a TLS-intercepting proxy) goes to the build as the pip_cert secret.
+pip_cert="${PIP_CERT:-$(pip3 config get global.cert 2>/dev/null || true)}"
+if [ -n "$pip_cert" ] && [ -s "$pip_cert" ]; then
+	bargs+=(--secret "id=pip_cert,src=$pip_cert")
+	say "pip's CA bundle $pip_cert goes to the build as secret pip_cert"
+fi
 t0=$SECONDS
 if "${E[@]}" build "${BUILD_OPTS[@]}" --network host "${bargs[@]}" -t "$IMAGE" "$repo" >"$WORK/build.log" 2>&1 &&
 	"${E[@]}" build "${BUILD_OPTS[@]}" --network host "${bargs[@]}" --target tools -t "$TOOLS_IMAGE" "$repo" \
