@@ -7,6 +7,7 @@ engine serves and when it cannot load the bundle. Runs in seconds.
 
 import json
 import os
+import xml.etree.ElementTree as ET
 import shutil
 import subprocess
 import sys
@@ -87,7 +88,6 @@ def _bench(args, tmp_path):
         return json.load(f), p.stdout
 
 
-@pytest.mark.skipif(not os.access(DAEMON, os.X_OK), reason=f"{DAEMON} not built (make)")
 def test_bench_harness_with_espeak_daemon(tiny_bundle, tmp_path):
     doc, text = _bench(["--bundle", tiny_bundle[0], "--case-ids", "en_short", "--runs", "2", "--concurrency", "1,2",
                         "--conc-runs", "1", "--growth-requests", "3", "--engine-espeak"], tmp_path)
@@ -107,9 +107,47 @@ def test_bench_harness_with_espeak_daemon(tiny_bundle, tmp_path):
     assert mg["requests"] == 3 and mg["errors"] == 0
     assert mg["after_first_request"]["rss_bytes"] > 0 and mg["after"]["rss_bytes"] > 0
     assert "memory growth (en_short, 0 errors)" in text
+    # the machine, the decode floor and the streamed TTFA median are recorded; the chart is beside the JSON
+    m = doc["machine"]
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        flags = next(ln for ln in f if ln.startswith("flags")).split(":", 1)[1].split()
+    assert set(m["cpu_flags"]) <= set(flags) and ("avx512_bf16" in m["cpu_flags"]) == ("avx512_bf16" in flags)
+    assert m["cores_usable"] >= 1 and m["memory_bytes"] > 2**30 and m["torch"] == torch.__version__
+    fl = doc["eager"]["weight_stream_floor"]
+    n_bytes = sum(p.numel() * p.element_size() for n, p in BE.load_model(tiny_bundle[0])[0].llm.named_parameters()
+                  if "embed" not in n)
+    assert fl["bytes"] == n_bytes and fl["ms"] > 0 and "decode floor:" in text
+    assert case["engine"]["ttfa_ms"]["n"] == 2
+    svg = ET.parse(str(tmp_path / "bench.svg")).getroot()
+    bars = [r for r in svg.iter("{http://www.w3.org/2000/svg}rect") if r.find("{http://www.w3.org/2000/svg}title")
+            is not None]
+    titles = sorted(r.find("{http://www.w3.org/2000/svg}title").text.split(":")[0] for r in bars)
+    assert titles == ["eager PyTorch fp32 cpu en_short", "engine fp32 cpu en_short", "engine fp32 cpu en_short"]
 
 
-@pytest.mark.skipif(not os.access(DAEMON, os.X_OK), reason=f"{DAEMON} not built (make)")
+def test_chart_bars_scale_with_values(tmp_path):
+    """Two result files in one chart: one bar per series and case, heights proportional to the medians."""
+    def doc(dtype, rtfs):
+        return {"date": "d", "runs": 3, "device": "cpu", "machine": {"description": "m"},
+                "bundle": {"dtype": dtype, "size": "random full"}, "engine": {"available": True},
+                "eager": {"available": True},
+                "cases": [{"id": cid, "engine": {"rtf": {"n": 3, "median": r}, "ttfa_ms": {"n": 3, "median": 1000 * r}},
+                           "eager": {"rtf": {"n": 3, "median": 2 * r}}} for cid, r in rtfs.items()]}
+    sys.path.insert(0, os.path.join(REPO, "tools", "bench"))
+    import chart
+    out = tmp_path / "c.svg"
+    chart.write_svg([doc("fp32", {"en_short": 2.0, "zh_short": 1.0}), doc("bf16", {"en_short": 1.0})], str(out))
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = {r.find(ns + "title").text: float(r.get("height")) for r in ET.parse(str(out)).getroot().iter(ns + "rect")
+            if r.find(ns + "title") is not None}
+    rtf = {k.split(": ")[0]: v for k, v in bars.items() if not k.endswith("ms") and float(k.split(": ")[1]) < 10}
+    assert rtf["engine fp32 cpu en_short"] == pytest.approx(2 * rtf["engine fp32 cpu zh_short"])
+    assert rtf["eager PyTorch fp32 cpu en_short"] == pytest.approx(2 * rtf["engine fp32 cpu en_short"])
+    assert rtf["engine bf16 cpu en_short"] == pytest.approx(rtf["engine fp32 cpu zh_short"])
+    assert "engine bf16 cpu zh_short" not in rtf  # not measured: no bar
+    assert len(bars) == 6 + 3  # RTF: 2 cases x 2 sides in fp32, 1 x 2 in bf16; TTFA: engines only
+
+
 def test_bench_reports_engine_unavailable(tiny_bundle, tmp_path):
     bad = tmp_path / "bad-bundle"
     shutil.copytree(tiny_bundle[0], bad)

@@ -89,9 +89,9 @@ def _panel(out: List[str], y0: float, title: str, cases: List[str], series: List
             out.append(f'<rect x="{x:.1f}" y="{y0 + h - bh:.1f}" width="{bw - 2:.1f}" height="{bh:.1f}" '
                        f'fill="{s["color"]}"><title>{html.escape(s["label"])} {html.escape(c)}: {v:.3g}{unit}'
                        f'</title></rect>')
+            label = f"{v:.0f}" if v >= 100 else f"{v:.3g}"
             out.append(f'<text x="{x + (bw - 2) / 2:.1f}" y="{y0 + h - bh - 3:.1f}" font-size="9" '
-                       f'text-anchor="middle">{v:.0f}</text>' if v >= 100 else
-                       f'text-anchor="middle">{v:.3g}</text>')
+                       f'text-anchor="middle">{label}</text>')
         out.append(f'<text x="{x0 + gw * ci + gw / 2:.1f}" y="{y0 + h + 16}" font-size="12" '
                    f'text-anchor="middle">{html.escape(c)}</text>')
     out.append(f'<line x1="{x0}" y1="{y0 + h}" x2="{x1}" y2="{y0 + h}" stroke="#000"/>')
