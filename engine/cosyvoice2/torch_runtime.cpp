@@ -44,7 +44,6 @@
 #include "engine/cosyvoice2/torch_runtime.h"
 
 #include <ATen/Parallel.h>
-#include <ATen/cpu/Utils.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/core/InferenceMode.h>
@@ -57,6 +56,7 @@
 #include <torch/script.h>
 #include <torch/version.h>
 
+#include <cpuid.h>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -333,14 +333,25 @@ int torch_runtime_cuda_available(void)
  * plugin was built with (a CUDA 13 build on a 550-series driver that reports CUDA
  * 12.4) would fail with a bare CUDA error deep inside libtorch. Compare the
  * majors (minor-version compatibility covers the rest) and say what to do. */
-/* Native bf16 arithmetic on this CPU: AVX512-BF16 dot products or AMX-BF16 tiles (oneDNN's bf16
- * matrix kernels); without them libtorch emulates bf16 through fp32 and the bundle would run slower
- * than an fp32 one. inject ("0"/"1", tests) replaces the CPU's answer. */
+/* Native bf16 arithmetic on this CPU: AVX512-BF16 dot products (CPUID.(7,1):EAX[5]) or AMX-BF16 tiles
+ * (CPUID.(7,0):EDX[22]), the units of oneDNN's bf16 matrix kernels, with AVX-512 enabled by the OS
+ * (__builtin_cpu_supports checks XCR0). Without them libtorch emulates bf16 through fp32 and the bundle
+ * would run slower than an fp32 one. Asked of CPUID directly: libtorch's own probes (at::cpu::) are
+ * not in every version's headers (2.11 dropped them). inject ("0"/"1", tests) replaces the answer. */
 static bool cpu_has_bf16(const char *inject)
 {
 	if (inject && inject[0])
 		return strcmp(inject, "1") == 0;
-	return at::cpu::is_avx512_bf16_supported() || at::cpu::is_amx_tile_supported();
+#if defined(__x86_64__)
+	unsigned a, b, c, d;
+	if (!__builtin_cpu_supports("avx512f") || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+		return false;
+	bool amx_bf16 = (d >> 22) & 1u;
+	bool avx512_bf16 = a >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1u);
+	return avx512_bf16 || amx_bf16;
+#else
+	return false;
+#endif
 }
 
 static int cuda_driver_check(const char *inject, char *err, size_t errlen)
