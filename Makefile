@@ -175,6 +175,15 @@ $(BUILD)/obj/%.o: %.cpp $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h $(
 	@mkdir -p $(@D)
 	$(CXX) $(ALL_CXXFLAGS) $(CXXFLAGS_$(notdir $*)) -MMD -MP -c $< -o $@
 
+# The plugin must build from the torch venv's headers alone (a plain Debian or Docker build stage has no CUDA
+# toolkit): fail when any header it includes comes from /usr/local (a toolkit's include dir, or the
+# /usr/local/include links some machines have, which hid a missing nv/target once).
+plugin-headers: $(TORCH_DEP)
+	@bad=$$($(CXX) $(ALL_CXXFLAGS) $(CXXFLAGS_torch_runtime) -M engine/cosyvoice2/torch_runtime.cpp | tr ' \\' '\n\n' | \
+	  grep '^/usr/local/' | sort -u); if [ -n "$$bad" ]; then echo "plugin-headers: headers from outside the torch venv:" >&2; \
+	  echo "$$bad" | head -5 >&2; exit 1; fi; echo "plugin-headers: every CUDA/torch header from $(TORCH_DIR)/.."
+.PHONY: plugin-headers
+
 $(BUILD)/gen/web_assets.c: $(WEB_FILES) tools/dev/embed-web.sh
 	@mkdir -p $(@D)
 	@bash tools/dev/embed-web.sh $@ $(WEB_FILES)
@@ -284,7 +293,7 @@ $(NVML_STANDIN_NOUTIL): tests/unit/nvml_standin.c
 	@mkdir -p $(@D)
 	$(CC) $(STD) $(WARN) $(OPT) $(DEBUG) -DNVML_STANDIN_MISSING_UTIL -fPIC -shared $< -o $@
 
-check: $(UNIT_BIN) $(NVML_STANDIN) $(NVML_STANDIN_NOUTIL) $(DAEMON) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(TINY_HALF)/.ok)
+check: $(UNIT_BIN) $(NVML_STANDIN) $(NVML_STANDIN_NOUTIL) $(DAEMON) $(if $(TORCH_DEP),$(TINY_BUNDLE)/manifest.json $(TINY_HALF)/.ok plugin-headers)
 	CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-30} $(COSYVOICE2_TEST_ENV) $(NVML_TEST_ENV) $(UNIT_BIN)
 
 # The text frontend for the /v1/text/normalize tests: tools/export/fetch_tn.sh's output, served as is.
