@@ -71,10 +71,16 @@ RUN mkdir -p build && touch build/.deps-ok \
 # CUDA libraries it links (no triton, onnx, pip caches, promtool, tests), the
 # unit and config. The runtime packages are the Debian packages of what the
 # binary really links (ldd), written next to it.
+# ldd prints /lib/... while most Debian 12 packages own /usr/lib/... (merged /usr):
+# each library is looked up under both names and its real path.
 RUN make GIT_REV="$GIT_REV" WITH_TORCH=1 install DESTDIR=/stage PREFIX=/usr/local \
- && ldd build/cosyvoiced | awk '/=> \//{print $3}' | xargs -r dpkg -S 2>/dev/null | cut -d: -f1 \
-      | sort -u | grep -v -x -e libc6 -e libgcc-s1 -e libstdc++6 > /stage/runtime-packages.txt \
- && echo espeak-ng-data >> /stage/runtime-packages.txt && cat /stage/runtime-packages.txt
+ && ldd build/cosyvoiced | awk '/=> \//{print $3}' | while read -r lib; do \
+      for q in "$lib" "/usr$lib" "${lib#/usr}" "$(readlink -f "$lib")"; do \
+        dpkg -S "$q" 2>/dev/null && break; \
+      done || echo "no-package-owns:$lib"; \
+    done | cut -d: -f1 | sort -u | grep -v -x -e libc6 -e libgcc-s1 -e libstdc++6 > /stage/runtime-packages.txt \
+ && echo espeak-ng-data >> /stage/runtime-packages.txt && cat /stage/runtime-packages.txt \
+ && ! grep -q '^no-package-owns' /stage/runtime-packages.txt
 
 # ---------------------------------------------------------------- tools target
 # `docker build --target tools -t cosyvoiced-tools .`: python3 and the torch
