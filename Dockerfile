@@ -83,20 +83,15 @@ RUN make GIT_REV="$GIT_REV" WITH_TORCH=1 install DESTDIR=/stage PREFIX=/usr/loca
  && ! grep -q '^no-package-owns' /stage/runtime-packages.txt
 
 # ---------------------------------------------------------------- tools target
-# `docker build --target tools -t cosyvoiced-tools .`: python3 and the torch
-# venv of the build stage (same path, so its scripts keep working), the
-# exporter and the speaker tool with the BlankEN tokenizer files. Files it
-# writes are 0644 (directories 0755), readable by the daemon's user whatever
-# uid ran the tool (-u $(id -u) keeps them yours).
-FROM debian:12-slim AS tools
-ENV DEBIAN_FRONTEND=noninteractive
-RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends python3 \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /opt/cosyvoiced /opt/cosyvoiced
-COPY --from=build /src/tools/export /opt/cosyvoiced/src/tools/export
-COPY --from=build /src/models/CosyVoice-BlankEN /opt/cosyvoiced/src/models/CosyVoice-BlankEN
-COPY tools/release/docker-tools.sh /usr/local/bin/cosyvoiced-tools
+# `docker build --target tools -t cosyvoiced-tools .`: the build stage itself
+# (its torch venv, the exporter and the speaker tool with the BlankEN
+# tokenizer files) plus an entry point. It adds one small layer to what the
+# build already made (no second copy of the 7 GB venv); it is for exporting,
+# not for serving. Files it writes are 0644 (directories 0755), readable by
+# the daemon's user whatever uid ran the tool (-u $(id -u) keeps them yours).
+FROM build AS tools
+RUN ln -s /src /opt/cosyvoiced/src \
+ && install -m 0755 /src/tools/release/docker-tools.sh /usr/local/bin/cosyvoiced-tools
 ENV HOME=/tmp
 WORKDIR /models
 ENTRYPOINT ["/usr/local/bin/cosyvoiced-tools"]
