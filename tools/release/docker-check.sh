@@ -51,7 +51,10 @@ if [ -z "$ENGINE" ]; then
 	elif command -v podman >/dev/null; then ENGINE=podman
 	else die "neither a Docker engine nor podman here"; fi
 fi
-E=("$ENGINE")
+# podman without systemd as PID 1 logs "unable to get systemd connection" for every HEALTHCHECK timer it
+# cannot create (the check runs the health command itself, below): those lines are dropped.
+eng() { "$ENGINE" "$@" 2> >(grep -v 'unable to get systemd connection' >&2); }
+E=(eng)
 RUN_OPTS=()   # extra `run` options the probe found necessary (podman only)
 BUILD_OPTS=() # and the same for `build`
 
@@ -116,9 +119,12 @@ if "${E[@]}" build "${BUILD_OPTS[@]}" --network host "${bargs[@]}" -t "$IMAGE" "
 	size=$("${E[@]}" image inspect --format '{{.Size}}' "$IMAGE")
 	tsize=$("${E[@]}" image inspect --format '{{.Size}}' "$TOOLS_IMAGE")
 	pass build "$(( SECONDS - t0 )) s; $IMAGE $(awk -v b="$size" 'BEGIN{printf "%.2f GB", b/1e9}'), $TOOLS_IMAGE $(awk -v b="$tsize" 'BEGIN{printf "%.2f GB", b/1e9}')"
+	# What dominates: make install's tree (libtorch, the CUDA libraries) against the rest of the image.
 	"${E[@]}" run --rm "${RUN_OPTS[@]}" --entrypoint sh "$IMAGE" -c \
-		'cd /usr/local/lib/cosyvoiced && du -sm torch/lib nvidia/* | sort -rn | head -8 | tr "\n" " "; echo; du -sm /usr/local /usr/share/espeak-ng-data / 2>/dev/null | tr "\n" " "' \
-		| sed 's/^/docker-check:   sizes (MB): /'
+		'cd /usr/local/lib/cosyvoiced && printf "/usr/local/lib/cosyvoiced %s MB:" "$(du -sm . | cut -f1)";
+		 du -sm torch/lib nvidia/* | sort -rn | head -8 | awk "{printf \" %s %s,\", \$2, \$1}";
+		 printf " everything else %s MB\n" "$(du -smx --exclude=/usr/local/lib/cosyvoiced / 2>/dev/null | cut -f1)"' \
+		2>/dev/null | sed 's/^/docker-check:   sizes: /'
 	"${E[@]}" run --rm "${RUN_OPTS[@]}" "$IMAGE" --version | sed 's/^/docker-check:   /'
 else
 	tail -n 40 "$WORK/build.log" "$WORK/build-tools.log" 2>/dev/null
@@ -205,8 +211,8 @@ fi
 "${E[@]}" stop -t 30 "$ctr" >/dev/null
 rc="$("${E[@]}" inspect --format '{{.State.ExitCode}}' "$ctr")"
 "${E[@]}" logs "$ctr" >"$WORK/run.log" 2>&1
-if [ "$rc" = 0 ] && grep -qi 'drain' "$WORK/run.log"; then
-	pass stop "exit 0 after draining: $(grep -i -m1 'drain' "$WORK/run.log" | cut -c1-100)"
+if [ "$rc" = 0 ] && grep -q 'draining' "$WORK/run.log"; then
+	pass stop "exit 0 after draining: $(grep -m1 'draining' "$WORK/run.log" | cut -c1-100)"
 else
 	fail stop "exit $rc"
 fi
