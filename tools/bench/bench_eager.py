@@ -362,25 +362,32 @@ class Pipeline:
 def weight_stream_floor(model, device: torch.device, reps: int = 7) -> dict:
     """The decode step's memory floor: the time to read, once, every LLM weight one decode step reads (all
     but the embedding tables, of which a step reads one row), with the same threads as the pipeline. Each
-    tensor is reduced with ``sum`` (one pass over its bytes, negligible arithmetic); median of ``reps``
-    passes after one warm pass. A decode step cannot be faster than this on this machine."""
+    tensor is reduced in one pass over its bytes (negligible arithmetic) by two methods — ``sum`` in its own
+    dtype, and ``max`` over its bytes viewed as int16 (libtorch's bf16 ``sum`` streams slower than its fp32
+    one) — and the faster method's median of ``reps`` passes (after one warm pass) is the floor. A decode
+    step cannot be faster than this on this machine."""
     ps = [p for n, p in model.llm.named_parameters() if "embed" not in n.rsplit(".", 2)[-2]]
     nbytes = sum(p.numel() * p.element_size() for p in ps)
-    times = []
-    for i in range(reps + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        acc = [p.sum() for p in ps]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        dt = (time.perf_counter() - t0) * 1000.0
-        del acc
-        if i:
-            times.append(dt)
-    times.sort()
-    ms = times[len(times) // 2]
-    return {"ms": ms, "bytes": nbytes, "gb_per_s": nbytes / ms / 1e6, "tensors": len(ps)}
+    methods = {"sum": lambda p: p.sum(), "int16_max": lambda p: p.reshape(-1).view(torch.int16).max()}
+    best = None
+    for name, fn in methods.items():
+        times = []
+        for i in range(reps + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            acc = [fn(p) for p in ps]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = (time.perf_counter() - t0) * 1000.0
+            del acc
+            if i:
+                times.append(dt)
+        times.sort()
+        ms = times[len(times) // 2]
+        if best is None or ms < best[1]:
+            best = (name, ms)
+    return {"ms": best[1], "method": best[0], "bytes": nbytes, "gb_per_s": nbytes / best[1] / 1e6, "tensors": len(ps)}
 
 
 def vm_hwm_bytes(pid: str = "self") -> Optional[int]:
