@@ -382,11 +382,14 @@ clean:
 
 # Model bundle exporter (Python, torch from a pinned venv outside the clone; first use installs it).
 DTYPE ?= fp32
+# FLOW_DTYPE: the flow's own dtype (default DTYPE); DTYPE=bf16 FLOW_DTYPE=fp32 is the CPU's mix
+FLOW_DTYPE ?=
+FLOW_ARG = $(if $(FLOW_DTYPE),--flow-dtype $(FLOW_DTYPE))
 bundle:
 	@test -n "$(OUT)" || { echo "make bundle: OUT=<bundle dir> is required" >&2; exit 2; }
 	@py=$$(bash tools/dev/torch-venv.sh) || exit 1; \
-	if [ -n "$(RANDOM)" ]; then exec "$$py" tools/export/export.py --random "$(RANDOM)" --out "$(OUT)" --dtype "$(DTYPE)"; \
-	elif [ -n "$(SRC)" ]; then exec "$$py" tools/export/export.py --src "$(SRC)" --out "$(OUT)" --dtype "$(DTYPE)"; \
+	if [ -n "$(RANDOM)" ]; then exec "$$py" tools/export/export.py --random "$(RANDOM)" --out "$(OUT)" --dtype "$(DTYPE)" $(FLOW_ARG); \
+	elif [ -n "$(SRC)" ]; then exec "$$py" tools/export/export.py --src "$(SRC)" --out "$(OUT)" --dtype "$(DTYPE)" $(FLOW_ARG); \
 	else echo "make bundle: give SRC=<model dir> or RANDOM=tiny|full" >&2; exit 2; fi
 
 test-export:
@@ -400,8 +403,10 @@ DEVICE    ?= cpu
 BENCH_OUT ?= $(BUILD)/bench.json
 bench: $(DAEMON)
 	@py="$(TORCH_PY)"; [ -n "$$py" ] || py=$$(bash tools/dev/torch-venv.sh) || exit 1; \
-	case "$(BUNDLE)" in tiny|full) dir=$(BUILD)/bundles/$(BUNDLE)-$(DTYPE); [ -f $$dir/manifest.json ] || \
-	  "$$py" tools/export/export.py --random $(BUNDLE) --out $$dir --dtype $(DTYPE) || exit 1;; *) dir="$(BUNDLE)";; esac; \
+	case "$(BUNDLE)" in tiny|full) dir=$(BUILD)/bundles/$(BUNDLE)-$(DTYPE)$(if $(FLOW_DTYPE),-flow$(FLOW_DTYPE)); \
+	  [ -f $$dir/manifest.json ] || \
+	  "$$py" tools/export/export.py --random $(BUNDLE) --out $$dir --dtype $(DTYPE) $(FLOW_ARG) || exit 1;; \
+	  *) dir="$(BUNDLE)";; esac; \
 	cases="$(CASES)"; runs="$(RUNS)"; \
 	if [ "$(BUNDLE)" = full ] && [ "$(DEVICE)" = cpu ]; then : $${cases:=zh_short,en_short} $${runs:=2}; fi; \
 	"$$py" tools/bench/bench.py --bundle "$$dir" --device $(DEVICE) --out $(BENCH_OUT) --runs $${runs:-3} \

@@ -673,6 +673,8 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		rc_cfg.fault = getenv("CVTEST_FAULT");
 		rc_cfg.cuda_versions = getenv("CVTEST_CUDA_VERSIONS");
 		rc_cfg.cpu_bf16 = getenv("CVTEST_CPU_BF16");
+		g = getenv("CVTEST_CPU_PACK");
+		rc_cfg.cpu_pack = !(g && strcmp(g, "0") == 0);
 		backend_report_stage(cfg, "loading libtorch and the model weights");
 		rc = torch_runtime_open(&rc_cfg, &m->rt, err, errlen);
 		if (rc != CV_OK)

@@ -14,7 +14,7 @@
 
 #include "engine/cosyvoice2/torch_runtime.h"
 
-#define TORCH_PLUGIN_ABI    4
+#define TORCH_PLUGIN_ABI    5
 #define TORCH_PLUGIN_SYMBOL "cosyvoiced_torch_plugin"
 #define TORCH_PLUGIN_FILE   "libcosyvoiced_torch.so"
 

@@ -205,6 +205,7 @@ struct torch_runtime {
 	bool has_decode_at = false; /* the bundle exports llm_decode_at */
 	bool static_decode = false; /* use llm_decode_at without a graph */
 	bool graph_failed = false;
+	bool cpu_packed = false; /* llm_pack_cpu ran: one-row steps use oneDNN-reordered weights */
 	std::string decode_mode;
 	torch::Tensor k_cache, v_cache;
 	torch::Tensor tok_t, pos_t; /* static decode inputs on the device */
@@ -266,6 +267,8 @@ void set_decode_mode(torch_runtime *rt)
 		rt->decode_mode = "eager (the bundle has no llm_decode_at: re-export it for CUDA graphs)";
 	else if (rt->cuda && !rt->want_graph)
 		rt->decode_mode = "eager (cuda_graph off)";
+	else if (rt->cpu_packed)
+		rt->decode_mode = "eager, oneDNN-packed bf16 weights";
 	else
 		rt->decode_mode = "eager";
 }
@@ -457,6 +460,15 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		rt->device_name = rt->device.str();
 		rt->has_decode_at = rt->mod.find_method("llm_decode_at").has_value();
 		rt->static_decode = cfg->static_decode != 0;
+		/* bf16 on a CPU with bf16 units: ATen's one-row bf16 GEMV is slower than oneDNN's matmul on a
+		 * weight reordered once (tools/bench/linear_kernels.py), so bundles that can (llm_pack_cpu)
+		 * reorder their LLM projections now; the real CPU decides, not a test's injected answer.
+		 * cpu_pack=0 (CVTEST_CPU_PACK=0) keeps ATen's path, for comparisons. */
+		if (!rt->cuda && dtype == "bf16" && cfg->cpu_pack && cpu_has_bf16(nullptr) &&
+		    rt->mod.find_method("llm_pack_cpu").has_value()) {
+			rt->mod.run_method("llm_pack_cpu");
+			rt->cpu_packed = true;
+		}
 		if (cfg->fault && cfg->fault[0]) {
 			std::string f(cfg->fault);
 			size_t c1 = f.find(':');

@@ -49,6 +49,8 @@ struct torch_runtime_config {
 				    * even without a graph; tests use it on the CPU */
 	const char *cuda_versions; /* tests only, NULL = ask CUDA: "<driver>:<runtime>" as CUDA encodes
 				    * them (12040:13020 = driver 12.4, runtime 13.2) */
+	int cpu_pack;		   /* 1: bf16 on a bf16 CPU reorders the LLM weights for oneDNN at load
+				    * (llm_pack_cpu); 0: ATen's plain path (comparisons) */
 	const char *cpu_bf16;	   /* tests only, NULL = ask the CPU: "0" or "1" pretends the CPU lacks
 				    * or has native bf16 arithmetic (AVX512-BF16 or AMX-BF16) */
 	const char *fault;	   /* fault injection for tests, NULL = none: "<entry>:<n>[:oom]"

@@ -108,6 +108,52 @@ def test_llm_logp_against_fp32(bundles):
     assert 0.0 < err["fp16"] < err["bf16"]
 
 
+def test_packed_decode_against_fp32(tiny_bundle, tiny_bundle_bf16, bundles):
+    """llm_pack_cpu (what the engine calls for bf16 on a CPU with bf16 units): one-row steps through
+    oneDNN's reordered weights stay within bf16's limits against fp32; longer inputs keep ATen's path; the
+    packed copies are not parameters (the state dict is unchanged)."""
+    m = torch.jit.load(os.path.join(tiny_bundle_bf16[0], bundle.MODEL_FILE), map_location="cpu")
+    keys = set(m.state_dict())
+    g = torch.Generator().manual_seed(11)
+    text = torch.randint(0, 151643, (1, 12), generator=g)
+    prompt = torch.randint(0, 6561, (1, 20), generator=g)
+    tokens = torch.randint(0, 6561, (1, STEPS), generator=g)
+    with torch.no_grad():
+        plain = teacher_forced_logp(m, text, prompt, tokens)
+        m.llm_pack_cpu()
+        assert m.llm.llm_decoder.packed.numel() > 0 and set(m.state_dict()) == keys
+        packed = teacher_forced_logp(m, text, prompt, tokens)
+        ref = teacher_forced_logp(bundles["fp32"], text, prompt, tokens)
+        x = torch.randn(1, 5, m.llm.llm_decoder.in_features, generator=g).to(torch.bfloat16)
+        lin = m.llm.llm_decoder
+        assert torch.equal(lin(x), torch.nn.functional.linear(x, lin.weight, lin.bias))  # 5 rows: ATen's path
+    e = (packed - ref).abs()
+    agree = float((packed.argmax(-1) == ref.argmax(-1)).double().mean())
+    print(f"\n[llm] bf16 packed: max-abs {float(e.max()):.3g}, mean-abs {float(e.mean()):.3g}, greedy agreement "
+          f"{agree:.3f}; packed vs plain bf16 max-abs {float((packed - plain).abs().max()):.3g}")
+    lim = LLM_LIMITS["bf16"]
+    assert torch.isfinite(packed).all() and float(e.max()) < lim["max_abs"] and float(e.mean()) < lim["mean_abs"]
+    assert agree >= lim["agree"]
+
+
+def test_flow_dtype_mix(tiny_model_dir, tiny_bundle, bundles, tmp_path):
+    """--dtype bf16 --flow-dtype fp32 (the CPU's mix): LLM and KV cache in bf16, the flow in fp32 computing
+    exactly what the fp32 bundle's flow computes."""
+    out = str(tmp_path / "mix")
+    man = bundle.export(tiny_model_dir, out, "bf16", random_preset="tiny", log=lambda s: None, flow_dtype="fp32")
+    assert (man["dtype"], man["flow_dtype"], man["hift_dtype"]) == ("bf16", "fp32", "fp32")
+    assert bundle.verify_bundle(out) == []
+    m = torch.jit.load(os.path.join(out, bundle.MODEL_FILE), map_location="cpu")
+    assert m.llm.speech_embedding.weight.dtype == torch.bfloat16 and m.llm_new_cache(4)[0].dtype == torch.bfloat16
+    assert m.flow.input_embedding.weight.dtype == torch.float32
+    tok, ptok, pfeat, emb = flow_inputs()
+    with torch.no_grad():
+        assert torch.equal(m.flow_inference(tok, ptok, pfeat, emb, False, True),
+                           bundles["fp32"].flow_inference(tok, ptok, pfeat, emb, False, True))
+    with pytest.raises(bundle.ExportError, match="flow dtype must be one of"):
+        bundle.export(tiny_model_dir, str(tmp_path / "bad"), "bf16", log=lambda s: None, flow_dtype="int8")
+
+
 def flow_inputs() -> Tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(12)
     return (torch.randint(0, 6561, (1, 60), generator=g), torch.randint(0, 6561, (1, 10), generator=g),

@@ -1897,15 +1897,66 @@ START_TEST(half_bundle_refused_on_cpu)
 }
 END_TEST
 
+/* This CPU's own answer (/proc/cpuinfo): AVX512-BF16 or AMX-BF16. */
+static int cpuinfo_has_bf16(void)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[8192];
+	int has = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (strncmp(line, "flags", 5) == 0) {
+			has = strstr(line, " avx512_bf16") || strstr(line, " amx_bf16");
+			break;
+		}
+	if (f)
+		fclose(f);
+	return has;
+}
+
 /* On a CPU with native bf16 (injected: CVTEST_CPU_BF16=1, whatever this machine has) a bf16 bundle
- * serves without cpu_half; an fp16 one is still refused there. */
+ * serves without cpu_half; an fp16 one is still refused there. Where the CPU really has bf16 units the
+ * LLM's weights are reordered for oneDNN at load (the load line says so), and CVTEST_CPU_PACK=0 keeps
+ * ATen's path. */
 START_TEST(bf16_bundle_serves_on_bf16_cpu)
 {
 	setenv("CVTEST_CPU_BF16", "1", 1);
 	char err[512] = "";
 	struct engine_config cfg = {
 	    .backend = "cosyvoice2", .model_dir = dtype_bundle("tiny-bf16"), .device = "cpu"};
+	char path[] = "/tmp/cv-bf16-log-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	int saved = dup(STDERR_FILENO);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
 	struct engine *e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	setenv("CVTEST_CPU_PACK", "0", 1);
+	struct engine *plain = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
+	unsetenv("CVTEST_CPU_PACK");
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	char buf[32768];
+	ssize_t nr = pread(fd, buf, sizeof buf - 1, 0);
+	close(fd);
+	unlink(path);
+	ck_assert_int_gt(nr, 0);
+	buf[nr] = '\0';
+	const char *packed = strstr(buf, "LLM decode: eager, oneDNN-packed bf16 weights");
+	if (cpuinfo_has_bf16()) {
+		ck_assert_msg(packed, "%s", buf);
+		/* the CVTEST_CPU_PACK=0 engine's load line comes next and says plain eager */
+		const char *next = strstr(packed + 1, "LLM decode: ");
+		ck_assert_msg(next && strncmp(next, "LLM decode: eager;", 18) == 0, "%s", buf);
+	} else {
+		ck_assert_msg(!packed, "%s", buf);
+	}
+	/* ATen's path serves too (the packed one is checked below) */
+	struct pcm_sink b = {0};
+	ck_assert_msg(synth(plain, "Hello there.", NULL, 0, 1.0f, 3, &b, err, sizeof err) == CV_OK, "%s",
+		      err);
+	ck_assert_uint_gt(b.n, 0);
+	free(b.pcm);
+	engine_close(plain);
 	ck_assert_ptr_nonnull(strstr(engine_describe(e), "bf16"));
 	struct pcm_sink s = {0};
 	ck_assert_msg(synth(e, "Hello there.", NULL, 0, 1.0f, 3, &s, err, sizeof err) == CV_OK, "%s", err);

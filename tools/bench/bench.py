@@ -519,7 +519,8 @@ def bundle_info(path: str) -> dict:
         m = json.load(f)
     q = m.get("llm", {})
     size = "random " + str(m.get("source", {}).get("random")) if m.get("source", {}).get("random") else "official"
-    return {"path": path, "dtype": m.get("dtype"), "size": size, "llm_layers": q.get("num_layers"),
+    return {"path": path, "dtype": m.get("dtype"), "flow_dtype": m.get("flow_dtype", m.get("dtype")), "size": size,
+            "llm_layers": q.get("num_layers"),
             "llm_hidden": q.get("hidden_size"), "torch_version": m.get("torch_version")}
 
 

@@ -91,7 +91,7 @@ def load_model(bundle_dir: str, device: str = "cpu", impl: str = "eager"):
     llm, flow, hift = B.build_modules(cfg)
     dtype = B.DTYPES[manifest["dtype"]]
     B.cast_module(llm, dtype)
-    B.cast_module(flow, dtype)
+    B.cast_module(flow, B.DTYPES[manifest.get("flow_dtype", manifest["dtype"])])
     B.cast_module(hift, torch.float32)
     m = B.CosyVoice2Bundle(llm, flow, hift).eval()
     sd = ts.state_dict()

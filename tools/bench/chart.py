@@ -27,8 +27,9 @@ def _median(s: Optional[dict]) -> Optional[float]:
     return s.get("median", s.get("mean"))
 
 
-def _series(docs: List[dict]) -> Tuple[List[str], List[dict]]:
-    """-> (case ids in order, series [{label, color, rtf{case}, ttfa{case}}])."""
+def _series(docs: List[dict], tags: Optional[List[str]] = None) -> Tuple[List[str], List[dict]]:
+    """-> (case ids in order, series [{label, color, rtf{case}, ttfa{case}}]); ``tags`` name the runs
+    (default: dtype, flow dtype and device from each file)."""
     cases: List[str] = []
     for d in docs:
         for c in d.get("cases", []):
@@ -37,7 +38,11 @@ def _series(docs: List[dict]) -> Tuple[List[str], List[dict]]:
     series = []
     for i, d in enumerate(docs):
         dark, light = PALETTE[i % len(PALETTE)]
-        tag = f"{d['bundle'].get('dtype')} {d.get('device')}"
+        b = d["bundle"]
+        flow = b.get("flow_dtype") or b.get("dtype")
+        tag = f"{b.get('dtype')}{'' if flow == b.get('dtype') else f' (flow {flow})'} {d.get('device')}"
+        if tags and i < len(tags) and tags[i]:
+            tag = tags[i]
         eng = {c["id"]: c.get("engine") or {} for c in d.get("cases", [])}
         eag = {c["id"]: c.get("eager") or {} for c in d.get("cases", [])}
         if d.get("engine", {}).get("available"):
@@ -97,9 +102,17 @@ def _panel(out: List[str], y0: float, title: str, cases: List[str], series: List
     out.append(f'<line x1="{x0}" y1="{y0 + h}" x2="{x1}" y2="{y0 + h}" stroke="#000"/>')
 
 
-def render(docs: List[dict]) -> str:
-    cases, series = _series(docs)
-    height = TOP + 2 * PANEL_H + GAP + 60
+def render(docs: List[dict], tags: Optional[List[str]] = None) -> str:
+    cases, series = _series(docs, tags)
+    # legend rows: as many entries per row as fit the width
+    rows, lx = 1, LEFT
+    for s in series:
+        w = 26 + 6.5 * len(s["label"])
+        if lx + w > W - RIGHT and lx > LEFT:
+            rows, lx = rows + 1, LEFT
+        lx += w
+    top_extra = 16 * (rows - 1)
+    height = TOP + top_extra + 2 * PANEL_H + GAP + 60
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" '
            f'font-family="sans-serif">', f'<rect width="{W}" height="{height}" fill="#fff"/>']
     d0 = docs[0]
@@ -107,33 +120,38 @@ def render(docs: List[dict]) -> str:
                f'PyTorch ({html.escape(d0["bundle"].get("size") or "")})</text>')
     out.append(f'<text x="{LEFT}" y="40" font-size="11" fill="#444">{html.escape(d0["machine"]["description"])}; '
                f'{html.escape(d0["date"])}; medians of {d0.get("runs")} run(s) per case</text>')
-    lx = LEFT
+    lx, ly = LEFT, 50
     for s in series:  # legend
-        out.append(f'<rect x="{lx}" y="50" width="12" height="12" fill="{s["color"]}"/>')
-        out.append(f'<text x="{lx + 16}" y="60" font-size="11">{html.escape(s["label"])}</text>')
-        lx += 26 + 6.5 * len(s["label"])
-    _panel(out, TOP + 28, "Real-time factor (lower is faster; below 1 = faster than real time)", cases, series,
-           "rtf", "", 1.0)
-    _panel(out, TOP + 28 + PANEL_H + GAP, "Time to first audio, streamed (ms)", cases, series, "ttfa", "", None)
+        w = 26 + 6.5 * len(s["label"])
+        if lx + w > W - RIGHT and lx > LEFT:
+            lx, ly = LEFT, ly + 16
+        out.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{s["color"]}"/>')
+        out.append(f'<text x="{lx + 16}" y="{ly + 10}" font-size="11">{html.escape(s["label"])}</text>')
+        lx += w
+    _panel(out, TOP + top_extra + 28, "Real-time factor (lower is faster; below 1 = faster than real time)", cases,
+           series, "rtf", "", 1.0)
+    _panel(out, TOP + top_extra + 28 + PANEL_H + GAP, "Time to first audio, streamed (ms)", cases, series, "ttfa",
+           "", None)
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
-def write_svg(docs: List[dict], path: str) -> None:
+def write_svg(docs: List[dict], path: str, tags: Optional[List[str]] = None) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        f.write(render(docs))
+        f.write(render(docs, tags))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="SVG chart of bench.py results")
     ap.add_argument("json", nargs="+", help="bench.py result files (make bench BENCH_OUT=...)")
     ap.add_argument("-o", "--out", required=True)
+    ap.add_argument("--labels", help="comma-separated names of the runs, in file order (default: dtype, device)")
     a = ap.parse_args(argv)
     docs = []
     for p in a.json:
         with open(p, encoding="utf-8") as f:
             docs.append(json.load(f))
-    write_svg(docs, a.out)
+    write_svg(docs, a.out, [x.strip() for x in a.labels.split(",")] if a.labels else None)
     print(f"chart: wrote {a.out}", file=sys.stderr)
     return 0
 

@@ -33,11 +33,13 @@ def top_ops(prof, n: int) -> list:
 
 
 @torch.inference_mode()
-def run(bundle_dir: str, steps: int, top: int) -> dict:
+def run(bundle_dir: str, steps: int, top: int, pack: bool = False) -> dict:
     torch._C._set_graph_executor_optimize(False)
     with open(os.path.join(bundle_dir, B.MANIFEST), encoding="utf-8") as f:
         man = json.load(f)
     m = torch.jit.load(os.path.join(bundle_dir, man.get("model", B.MODEL_FILE)), map_location="cpu").eval()
+    if pack:
+        m.llm_pack_cpu()  # what the engine does for bf16 on a CPU with bf16 units
     vocab = int(man["tokens"]["speech_token_size"])
     g = torch.Generator().manual_seed(11)
     text = torch.randint(0, int(man["tokens"]["text_special"]["<|endoftext|>"]), (1, 12), generator=g)
@@ -59,7 +61,7 @@ def run(bundle_dir: str, steps: int, top: int) -> dict:
     mel = m.flow_inference(tok, ptok, pfeat, emb, False, True)  # warm-up of every stage
     m.hift_inference(mel, empty)
     decode()
-    out = {"bundle": bundle_dir, "dtype": man["dtype"], "torch": torch.__version__,
+    out = {"bundle": bundle_dir, "dtype": man["dtype"], "packed": pack, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "stages": {}}
     for name, fn in (("llm_decode", decode),
                      ("flow", lambda: m.flow_inference(tok, ptok, pfeat, emb, False, True)),
@@ -83,11 +85,13 @@ def main(argv=None) -> int:
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json")
+    ap.add_argument("--pack", action="store_true", help="llm_pack_cpu first (the engine's bf16 CPU path)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    r = run(a.bundle, a.steps, a.top)
-    print(f"{r['bundle']} ({r['dtype']}), torch {r['torch']}, {r['threads']} threads")
+    r = run(a.bundle, a.steps, a.top, a.pack)
+    print(f"{r['bundle']} ({r['dtype']}{', LLM packed' if r['packed'] else ''}), torch {r['torch']}, "
+          f"{r['threads']} threads")
     for name, st in r["stages"].items():
         extra = f", {st['ms_per_step']:.1f} ms/step over {st['steps']} steps" if "ms_per_step" in st else ""
         print(f"\n{name}: {st['wall_ms']:.0f} ms under the profiler{extra}")

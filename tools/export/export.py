@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     src.add_argument("--verify", metavar="BUNDLE", help="check a bundle's files against its manifest")
     ap.add_argument("--out", help="bundle directory to write (replaced if it holds a bundle)")
     ap.add_argument("--dtype", choices=list(bundle.DTYPES), default="fp32")
+    ap.add_argument("--flow-dtype", choices=list(bundle.DTYPES),
+                    help="the flow's own dtype (default: --dtype); --dtype bf16 --flow-dtype fp32 is the CPU's mix")
     ap.add_argument("--tn", metavar="DIR", help="text-normalization grammars (*.fst) to include")
     ap.add_argument("--spk2info", metavar="FILE", help="official spk2info.pt to import speakers from")
     ap.add_argument("--flow-encoder-zip", metavar="ZIP",
@@ -61,16 +63,18 @@ def main(argv=None) -> int:
             if a.keep_model:
                 randmodel.make(a.keep_model, a.random, a.seed, a.tokenizer_dir, stress_scale=a.stress_scale)
                 bundle.export(a.keep_model, a.out, a.dtype, a.tn, a.spk2info, random_preset=preset,
-                              flow_encoder_zip=a.flow_encoder_zip, default_speaker=a.default)
+                              flow_encoder_zip=a.flow_encoder_zip, default_speaker=a.default,
+                              flow_dtype=a.flow_dtype)
             else:
                 os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
                 with tempfile.TemporaryDirectory(prefix="cosyvoice2-random-", dir=os.path.dirname(os.path.abspath(a.out))) as d:
                     randmodel.make(d, a.random, a.seed, a.tokenizer_dir, stress_scale=a.stress_scale)
                     bundle.export(d, a.out, a.dtype, a.tn, a.spk2info, random_preset=preset,
-                                  flow_encoder_zip=a.flow_encoder_zip, default_speaker=a.default)
+                                  flow_encoder_zip=a.flow_encoder_zip, default_speaker=a.default,
+                              flow_dtype=a.flow_dtype)
         else:
             bundle.export(a.src, a.out, a.dtype, a.tn, a.spk2info, flow_encoder_zip=a.flow_encoder_zip,
-                          default_speaker=a.default)
+                          default_speaker=a.default, flow_dtype=a.flow_dtype)
     except (bundle.ExportError, OSError, ValueError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1

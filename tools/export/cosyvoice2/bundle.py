@@ -100,6 +100,10 @@ class CosyVoice2Bundle(nn.Module):
         return self.llm.prefill(text_ids.to(torch.int64), prompt_speech.to(torch.int64), k_cache, v_cache)
 
     @torch.jit.export
+    def llm_pack_cpu(self) -> None:
+        self.llm.pack_cpu()
+
+    @torch.jit.export
     def llm_decode_one(self, token: Tensor, pos: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         return self.llm.decode_one(token.to(torch.int64), pos, k_cache, v_cache)
 
@@ -176,6 +180,8 @@ ENTRY_POINTS = {
     "runs [sos, text_ids, task_id, prompt_speech] at positions 0..Lt+P+1 (text_ids = prompt text ++ sentence)",
     "llm_decode_one": "(token (1,1) int, pos:int, k_cache, v_cache) -> logp (1,speech_vocab) fp32; "
     "first call pos = Lt+P+2, then +1 per token",
+    "llm_pack_cpu": "() -> None: reorder the LLM's projection weights for oneDNN once; later one-row steps "
+    "(llm_decode_one) use them (CPU with native bf16, bf16 bundles; the daemon calls it at load)",
     "llm_decode_at": "(token (1,1) int64, pos (1,) int64 tensor, k_cache, v_cache) -> logp; llm_decode_one with "
     "fixed shapes (whole cache attended, later positions masked): what the daemon captures as a CUDA graph",
     "llm_step_embeds": "(x (1,L,hidden), start:int, k_cache, v_cache) -> logp of the last position (bistream)",
@@ -308,15 +314,18 @@ def accept_encoder_zip(flow: nn.Module, zip_path: str, dtype: torch.dtype, cfg: 
 
 
 def script_bundle(llm: nn.Module, flow: nn.Module, hift: nn.Module, dtype: torch.dtype,
-                  encoder_zip: Optional[str] = None, cfg: Optional[C.ModelConfig] = None):
-    """Cast, optionally swap in an official encoder zip, script; returns (scripted, encoder_info)."""
+                  encoder_zip: Optional[str] = None, cfg: Optional[C.ModelConfig] = None,
+                  flow_dtype: Optional[torch.dtype] = None):
+    """Cast (the flow to ``flow_dtype`` when given, else ``dtype``), optionally swap in an official encoder
+    zip, script; returns (scripted, encoder_info)."""
+    fdt = flow_dtype or dtype
     cast_module(llm, dtype)
-    cast_module(flow, dtype)
+    cast_module(flow, fdt)
     cast_module(hift, torch.float32)
     enc_info = {"source": "flow.pt"}
     if encoder_zip:
         assert cfg is not None
-        enc_info = accept_encoder_zip(flow, encoder_zip, dtype, cfg)
+        enc_info = accept_encoder_zip(flow, encoder_zip, fdt, cfg)
     b = CosyVoice2Bundle(llm, flow, hift).eval()
     for p in b.parameters():
         p.requires_grad_(False)
@@ -368,10 +377,17 @@ def export(
     flow_encoder_zip: Optional[str] = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
     default_speaker: Optional[str] = None,
+    flow_dtype: Optional[str] = None,
 ) -> dict:
-    """Export ``model_dir`` to ``out_dir``; returns the manifest."""
+    """Export ``model_dir`` to ``out_dir``; returns the manifest. ``flow_dtype`` (default ``dtype``) gives
+    the flow its own precision: ``dtype="bf16", flow_dtype="fp32"`` is the CPU's mix (the LLM's decode is
+    bound by weight bytes, the flow's matrix products by arithmetic, which CPUs without AMX do no faster in
+    bf16: docs/benchmarks.md)."""
     if dtype not in DTYPES:
         raise ExportError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    flow_dtype = flow_dtype or dtype
+    if flow_dtype not in DTYPES:
+        raise ExportError(f"flow dtype must be one of {', '.join(DTYPES)}, not {flow_dtype!r}")
     tdtype = DTYPES[dtype]
     t0 = time.monotonic()
     steps = 9
@@ -426,7 +442,7 @@ def export(
     except L.CheckpointError as e:
         raise ExportError(str(e)) from None
     del states
-    scripted, enc_info = script_bundle(llm, flow, hift, tdtype, flow_encoder_zip, cfg)
+    scripted, enc_info = script_bundle(llm, flow, hift, tdtype, flow_encoder_zip, cfg, DTYPES[flow_dtype])
     if flow_encoder_zip:
         log(f"      flow encoder from {flow_encoder_zip} (matches flow.pt: relative max diff {enc_info['max_rel_diff']:.2g})")
 
@@ -517,6 +533,7 @@ def export(
     manifest = make_manifest(cfg, dtype, specials, files, sources, model_dir, spk_index, tn_info, tn_note,
                              random_preset, smoke, default_speaker)
     manifest["flow_encoder"] = enc_info
+    manifest["flow_dtype"] = flow_dtype
     with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False, sort_keys=False)
         f.write("\n")
@@ -541,6 +558,7 @@ def make_manifest(cfg: C.ModelConfig, dtype: str, specials: Dict[str, int], file
         "created_by": "tools/export/export.py",
         "torch_version": torch.__version__,
         "dtype": dtype,
+        "flow_dtype": dtype,
         "hift_dtype": "fp32",
         "sample_rate": cfg.sample_rate,
         "model": MODEL_FILE,
