@@ -19,6 +19,9 @@ from cosyvoice2 import bundle, config, load, randmodel
 from cosyvoice2.llm import Qwen2LM
 
 from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, "tools", "bench"))
+from dtype_fidelity import snr_db, teacher_forced_logp  # noqa: E402  (the full-size figures' method)
 from test_export import _encoder_zip as encoder_zip
 from test_export import eager_modules
 
@@ -28,12 +31,6 @@ HALF = ("fp16", "bf16")
 FP16_MAX = float(torch.finfo(torch.float16).max)
 STEPS = 200
 VOCAB = os.path.join(randmodel.default_tokenizer_dir(), "vocab.json")
-
-
-def snr_db(ref: torch.Tensor, x: torch.Tensor) -> float:
-    """10 log10(|ref|^2 / |ref - x|^2); inf when x equals ref."""
-    err = float((ref.double() - x.double()).pow(2).sum())
-    return math.inf if err == 0.0 else 10.0 * math.log10(float(ref.double().pow(2).sum()) / err)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +59,6 @@ def test_unknown_dtype_is_refused(tiny_model_dir, tmp_path):
 
 
 # ------------------------------------------------------------------------------ the same weights per dtype
-def teacher_forced_logp(m, text: torch.Tensor, prompt: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """llm_prefill, then one llm_decode_at step per token (the daemon's decode form): (1 + steps, vocab)."""
-    k, v = m.llm_new_cache(text.shape[1] + prompt.shape[1] + 2 + tokens.shape[1])
-    out = [m.llm_prefill(text, prompt, k, v)]
-    pos = text.shape[1] + prompt.shape[1] + 2
-    for j in range(tokens.shape[1]):
-        out.append(m.llm_decode_at(tokens[:, j: j + 1], torch.tensor([pos + j]), k, v))
-    return torch.cat(out)
-
-
 # limits: the measured value (torch 2.15 and 2.11, CPU) x about 6; agreement: measured minus 0.025 / 0.075.
 # Measured: fp16 max-abs 3.4e-4, mean-abs 3.5e-5, agreement 0.995; bf16 2.7e-3, 2.8e-4, 0.975
 LLM_LIMITS = {

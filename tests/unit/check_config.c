@@ -1082,21 +1082,12 @@ START_TEST(log_effective_masks_keys)
 	ck_assert_int_eq(config_set(&c, "api_keys", "secret-key-one,secret-key-two", err, sizeof err), CV_OK);
 	ck_assert_int_eq(config_set(&c, "admin_api_keys", "secret-admin-1", err, sizeof err), CV_OK);
 	ck_assert_int_eq(config_set(&c, "port", "9123", err, sizeof err), CV_OK);
-	char path[] = "/tmp/cv-config-log-XXXXXX";
-	int fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	int saved = dup(STDERR_FILENO);
-	ck_assert_int_ge(saved, 0);
-	ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+	struct test_stderr cap;
+	ck_assert_int_eq(test_stderr_capture(&cap), 0);
 	config_log_effective(&c);
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	char buf[16384];
-	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-	close(fd);
-	unlink(path);
-	ck_assert_int_gt(n, 0);
-	buf[n] = '\0';
+	char *buf = test_stderr_release(&cap);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_gt(strlen(buf), 0);
 	ck_assert_ptr_null(strstr(buf, "secret-key"));
 	ck_assert_ptr_nonnull(strstr(buf, "api_keys=*** (2 keys)"));
 	ck_assert_ptr_nonnull(strstr(buf, "admin_api_keys=*** (1 key)"));
@@ -1110,6 +1101,7 @@ START_TEST(log_effective_masks_keys)
 		snprintf(want, sizeof want, "msg=\"%s=", tkeys[i].key);
 		ck_assert_msg(strstr(buf, want) != NULL, "log lacks %s", tkeys[i].key);
 	}
+	free(buf);
 }
 END_TEST
 

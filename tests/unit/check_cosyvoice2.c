@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "tests/unit/testutil.h"
 #include "common/mem.h"
 #include "common/sha256.h"
 #include "engine/cosyvoice2/cosyvoice2.h"
@@ -1923,24 +1924,14 @@ START_TEST(bf16_bundle_serves_on_bf16_cpu)
 	char err[512] = "";
 	struct engine_config cfg = {
 	    .backend = "cosyvoice2", .model_dir = dtype_bundle("tiny-bf16"), .device = "cpu"};
-	char path[] = "/tmp/cv-bf16-log-XXXXXX";
-	int fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	int saved = dup(STDERR_FILENO);
-	ck_assert_int_ge(saved, 0);
-	ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+	struct test_stderr cap;
+	ck_assert_int_eq(test_stderr_capture(&cap), 0);
 	struct engine *e = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
 	setenv("CVTEST_CPU_PACK", "0", 1);
 	struct engine *plain = open_engine_cfg(&cfg, CV_OK, err, sizeof err);
 	unsetenv("CVTEST_CPU_PACK");
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	char buf[32768];
-	ssize_t nr = pread(fd, buf, sizeof buf - 1, 0);
-	close(fd);
-	unlink(path);
-	ck_assert_int_gt(nr, 0);
-	buf[nr] = '\0';
+	char *buf = test_stderr_release(&cap);
+	ck_assert_ptr_nonnull(buf);
 	const char *packed = strstr(buf, "LLM decode: eager, oneDNN-packed bf16 weights");
 	if (cpuinfo_has_bf16()) {
 		ck_assert_msg(packed, "%s", buf);
@@ -1950,6 +1941,7 @@ START_TEST(bf16_bundle_serves_on_bf16_cpu)
 	} else {
 		ck_assert_msg(!packed, "%s", buf);
 	}
+	free(buf);
 	/* ATen's path serves too (the packed one is checked below) */
 	struct pcm_sink b = {0};
 	ck_assert_msg(synth(plain, "Hello there.", NULL, 0, 1.0f, 3, &b, err, sizeof err) == CV_OK, "%s",

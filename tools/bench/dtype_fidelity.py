@@ -31,11 +31,14 @@ STEPS = 200
 
 
 def snr_db(ref: torch.Tensor, x: torch.Tensor) -> float:
+    """10 log10(|ref|^2 / |ref - x|^2); inf when x equals ref. (Also tests/py/test_dtype.py's.)"""
     err = float((ref.double() - x.double()).pow(2).sum())
     return math.inf if err == 0.0 else 10.0 * math.log10(float(ref.double().pow(2).sum()) / err)
 
 
 def teacher_forced_logp(m, text, prompt, tokens):
+    """llm_prefill, then one llm_decode_at step per token (the daemon's decode form): (1 + steps, vocab).
+    (Also tests/py/test_dtype.py's.)"""
     k, v = m.llm_new_cache(text.shape[1] + prompt.shape[1] + 2 + tokens.shape[1])
     out = [m.llm_prefill(text, prompt, k, v)]
     pos = text.shape[1] + prompt.shape[1] + 2
