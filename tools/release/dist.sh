@@ -68,7 +68,7 @@ mkdir -p "$stage/tools/export/cosyvoice2" "$stage/tools/bench" "$stage/tools/rel
 cp -a tools/export/export.py tools/export/make_random_model.py tools/export/add_speaker.py \
   tools/export/requirements-export.txt "$stage/tools/export/"
 cp tools/export/cosyvoice2/*.py tools/export/cosyvoice2/README.md "$stage/tools/export/cosyvoice2/"
-cp -a tools/bench/bench.py tools/bench/bench_eager.py tools/bench/bench_cases.json "$stage/tools/bench/"
+cp -a tools/bench/bench.py tools/bench/bench_eager.py tools/bench/chart.py tools/bench/bench_cases.json "$stage/tools/bench/"
 cp -a tools/release/gpu-check.sh tools/release/gpu_serve_check.py "$stage/tools/release/"
 cp tests/gpu/*.py "$stage/tests/gpu/"
 cp docs/release.md "$stage/README.md"
