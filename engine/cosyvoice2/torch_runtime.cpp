@@ -332,10 +332,6 @@ int torch_runtime_cuda_available(void)
 	}
 }
 
-/* Before any CUDA work on --device cuda: a driver older than the CUDA runtime this
- * plugin was built with (a CUDA 13 build on a 550-series driver that reports CUDA
- * 12.4) would fail with a bare CUDA error deep inside libtorch. Compare the
- * majors (minor-version compatibility covers the rest) and say what to do. */
 /* Native bf16 arithmetic on this CPU: AVX512-BF16 dot products (CPUID.(7,1):EAX[5]) or AMX-BF16 tiles
  * (CPUID.(7,0):EDX[22]), the units of oneDNN's bf16 matrix kernels, with AVX-512 enabled by the OS
  * (__builtin_cpu_supports checks XCR0). Without them libtorch emulates bf16 through fp32 and the bundle
@@ -357,6 +353,10 @@ static bool cpu_has_bf16(const char *inject)
 #endif
 }
 
+/* Before any CUDA work on --device cuda: a driver older than the CUDA runtime this
+ * plugin was built with (a CUDA 13 build on a 550-series driver that reports CUDA
+ * 12.4) would fail with a bare CUDA error deep inside libtorch. Compare the
+ * majors (minor-version compatibility covers the rest) and say what to do. */
 static int cuda_driver_check(const char *inject, char *err, size_t errlen)
 {
 	int drv = 0, rtv = 0;
