@@ -462,12 +462,15 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		rt->static_decode = cfg->static_decode != 0;
 		/* bf16 on a CPU with bf16 units: ATen's one-row bf16 GEMV is slower than oneDNN's matmul on a
 		 * weight reordered once (tools/bench/linear_kernels.py), so bundles that can (llm_pack_cpu)
-		 * reorder their LLM projections now; the real CPU decides, not a test's injected answer.
+		 * reorder their LLM projections now and release the plain copies (weights held once);
+		 * the real CPU decides, not a test's injected answer.
+		 * The freed pages sit in the middle of malloc's heaps: hand them back to the kernel.
 		 * cpu_pack=0 (CVTEST_CPU_PACK=0) keeps ATen's path, for comparisons. */
 		if (!rt->cuda && dtype == "bf16" && cfg->cpu_pack && cpu_has_bf16(nullptr) &&
 		    rt->mod.find_method("llm_pack_cpu").has_value()) {
 			rt->mod.run_method("llm_pack_cpu");
 			rt->cpu_packed = true;
+			malloc_trim(0);
 		}
 		if (cfg->fault && cfg->fault[0]) {
 			std::string f(cfg->fault);

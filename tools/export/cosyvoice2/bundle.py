@@ -180,8 +180,8 @@ ENTRY_POINTS = {
     "runs [sos, text_ids, task_id, prompt_speech] at positions 0..Lt+P+1 (text_ids = prompt text ++ sentence)",
     "llm_decode_one": "(token (1,1) int, pos:int, k_cache, v_cache) -> logp (1,speech_vocab) fp32; "
     "first call pos = Lt+P+2, then +1 per token",
-    "llm_pack_cpu": "() -> None: reorder the LLM's projection weights for oneDNN once; later one-row steps "
-    "(llm_decode_one) use them (CPU with native bf16, bf16 bundles; the daemon calls it at load)",
+    "llm_pack_cpu": "() -> None: reorder the LLM's projection weights for oneDNN once, releasing the plain ones; "
+    "every later LLM call uses them (CPU with native bf16, bf16 bundles; the daemon calls it at load)",
     "llm_decode_at": "(token (1,1) int64, pos (1,) int64 tensor, k_cache, v_cache) -> logp; llm_decode_one with "
     "fixed shapes (whole cache attended, later positions masked): what the daemon captures as a CUDA graph",
     "llm_step_embeds": "(x (1,L,hidden), start:int, k_cache, v_cache) -> logp of the last position (bistream)",

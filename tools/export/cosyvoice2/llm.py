@@ -40,15 +40,16 @@ class RMSNorm(nn.Module):
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` (the same parameters and keys) whose weight can also be reordered once for oneDNN.
+    """``nn.Linear`` (the same parameters and keys) whose weight can be reordered once for oneDNN instead.
 
     On a CPU with native bf16, ATen's one-row bf16 GEMV (what a decode step runs) streams the weights at
     about 11 GB/s on the development machine, slower than its fp32 one; oneDNN's matmul on a weight
-    reordered in advance streams about 17 GB/s (tools/bench/linear_kernels.py). ``pack_cpu`` keeps that
-    reordered copy (called by the engine at load, bf16 bundles on such CPUs only: the bundle's
-    ``llm_pack_cpu``); one-row inputs then use it, longer ones (prefill) the plain weight. Nothing is
-    packed in the saved bundle: a packed tensor is opaque to TorchScript's serializer and depends on the
-    CPU that made it."""
+    reordered in advance streams about 17 GB/s (tools/bench/linear_kernels.py), and is as fast as ATen's
+    for prefill's many rows. ``pack_cpu`` (called by the engine at load, bf16 bundles on such CPUs only:
+    the bundle's ``llm_pack_cpu``) makes that reordered copy and releases the plain weight's storage (the
+    parameter keeps its name with zero elements), so the weights are held once; every input then goes
+    through oneDNN. Nothing is packed in the saved bundle: a packed tensor is opaque to TorchScript's
+    serializer and depends on the CPU that made it."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__(in_features, out_features, bias)
@@ -56,11 +57,14 @@ class Linear(nn.Linear):
         self.packed = torch.empty(0)
 
     def pack_cpu(self) -> None:
+        if self.packed.numel() > 0:
+            return
         self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, 1)
+        self.weight.set_()  # storage released now: one layer's plain + packed copies at most at a time
 
     def forward(self, x: Tensor) -> Tensor:
         p = self.packed
-        if p.numel() > 0 and x.numel() == x.shape[-1]:
+        if p.numel() > 0:
             no_scalars: List[Optional[Union[int, float, complex]]] = []  # TorchScript's Scalar?[]
             return torch.ops.mkldnn._linear_pointwise(x, p, self.bias, "none", no_scalars, "")
         return F.linear(x, self.weight, self.bias)
@@ -223,7 +227,7 @@ class Qwen2LM(nn.Module):
     """CosyVoice2's LLM. Entry points (all TorchScript-exported):
 
     * ``new_cache(max_len, batch) -> (k_cache, v_cache)``: zero caches in the weights' dtype/device.
-    * ``pack_cpu()``: oneDNN-reordered copies of the projection weights for one-row steps (CPU bf16).
+    * ``pack_cpu()``: the projection weights reordered for oneDNN in place of the plain ones (CPU bf16).
     * ``prefill(text_ids (B,Lt) int64, prompt_speech (B,P) int64, k, v) -> logp (B, speech_vocab) fp32``:
       runs ``[sos, embed_tokens(text_ids), task_id, speech_embedding(prompt_speech)]`` at positions
       0..Lt+P+1 (text_ids = prompt text ids ++ sentence ids) and returns the log-probabilities of the first
@@ -251,7 +255,8 @@ class Qwen2LM(nn.Module):
 
     @torch.jit.export
     def pack_cpu(self) -> None:
-        """Reorder every projection's weight once for oneDNN (see :class:`Linear`): CPU, bf16 only."""
+        """Reorder every projection's weight once for oneDNN, releasing the plain one (see :class:`Linear`):
+        CPU, bf16 only; a second call does nothing."""
         for layer in self.llm.model.model.layers:
             layer.self_attn.q_proj.pack_cpu()
             layer.self_attn.k_proj.pack_cpu()
