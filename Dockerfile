@@ -66,7 +66,8 @@ RUN if [ -n "$TORCH_VERSION" ]; then bash tools/release/torch-pin.sh "$TORCH_VER
 # The deps stamp is set by hand: deps.sh --build above already ran.
 ARG GIT_REV=unknown
 RUN mkdir -p build && touch build/.deps-ok \
- && make -j"$(nproc)" GIT_REV="$GIT_REV" WITH_TORCH=1 build/cosyvoiced build/libcosyvoiced_torch.so
+ && make -j"$(nproc)" GIT_REV="$GIT_REV" WITH_TORCH=1 build/cosyvoiced build/libcosyvoiced_torch.so \
+      build/libcosyvoiced_torch_cpu.so
 # make install's layout into /stage: the binary, the plugin, libtorch and the
 # CUDA libraries it links (no triton, onnx, pip caches, promtool, tests), the
 # unit and config. The runtime packages are the Debian packages of what the
@@ -127,7 +128,8 @@ COPY --from=build /stage/etc/cosyvoiced /etc/cosyvoiced
 # Fail the image build, not the first `docker run`, if a runtime library is
 # missing from the list above (the daemon's libraries, and the plugin's whole
 # closure: libtorch and the CUDA libraries beside it).
-RUN for f in /usr/local/bin/cosyvoiced /usr/local/lib/cosyvoiced/libcosyvoiced_torch.so; do \
+RUN for f in /usr/local/bin/cosyvoiced /usr/local/lib/cosyvoiced/libcosyvoiced_torch.so \
+             /usr/local/lib/cosyvoiced/libcosyvoiced_torch_cpu.so; do \
       if ldd "$f" | grep 'not found'; then echo "$f: missing libraries"; exit 1; fi; \
     done \
  && /usr/local/bin/cosyvoiced --version

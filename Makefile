@@ -103,6 +103,7 @@ CUDA_INCS   ?= $(or $(if $(wildcard $(TORCH_DIR)/../nvidia/*/include/cuda_runtim
                     $(wildcard $(PIN_SITE)/nvidia/*/include))
 comma       := ,
 PLUGIN      := $(BUILD)/libcosyvoiced_torch.so
+PLUGIN_CPU  := $(BUILD)/libcosyvoiced_torch_cpu.so
 ifeq ($(WITH_TORCH),1)
   CXXFLAGS_torch_runtime = -isystem $(TORCH_DIR)/include -isystem $(TORCH_DIR)/include/torch/csrc/api/include \
                            $(addprefix -isystem ,$(CUDA_INCS)) \
@@ -114,8 +115,10 @@ ifeq ($(WITH_TORCH),1)
                  $(if $(TORCH_CUDART),-Wl$(comma)-rpath$(comma)$(dir $(TORCH_CUDART))))
   PLUGIN_LIBS = -L$(TORCH_DIR)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -ltorch_cuda -lc10 -lc10_cuda \
                 $(if $(TORCH_CUDART),-L$(dir $(TORCH_CUDART)) -l:$(notdir $(TORCH_CUDART))) -Wl,--as-needed
+  # The CPU-only plugin (CV_TORCH_CUDA=0): c10 and torch_cpu, nothing of libtorch_cuda's closure.
+  PLUGIN_CPU_LIBS = -L$(TORCH_DIR)/lib -Wl,--no-as-needed -ltorch_cpu -lc10 -Wl,--as-needed
   TORCH_DEP := $(TORCH_STAMP)
-  PLUGIN_DEP := $(PLUGIN)
+  PLUGIN_DEP := $(PLUGIN) $(PLUGIN_CPU)
 endif
 # Relocatable binaries (make dist): libraries from ../lib beside bin/ (and ../../lib for libexec/cosyvoiced/),
 # DT_RPATH (not RUNPATH) so the bundled libraries' own dependencies resolve there too.
@@ -201,6 +204,12 @@ $(DAEMON): $(MAIN_OBJ) $(LIBA) | $(PLUGIN_DEP)
 # The libtorch plugin (engine/cosyvoice2/torch_plugin.h): torch_runtime.cpp alone, only cosyvoiced_torch_plugin exported.
 $(PLUGIN): $(BUILD)/obj/engine/cosyvoice2/torch_runtime.o
 	$(CXX) $(ALL_LDFLAGS) -shared $(if $(TORCH_CUDART),-Wl$(comma)--no-undefined) $^ -o $@ $(PLUGIN_RPATH) $(PLUGIN_LIBS)
+# The same source without CUDA: what the loader picks for --device cpu (engine/cosyvoice2/torch_loader.c).
+$(BUILD)/obj/engine/cosyvoice2/torch_runtime_cpu.o: engine/cosyvoice2/torch_runtime.cpp $(BUILD)/.flags | $(DEPS_STAMP) $(BUILD)/gen/cv_git.h $(TORCH_DEP)
+	@mkdir -p $(@D)
+	$(CXX) $(ALL_CXXFLAGS) $(CXXFLAGS_torch_runtime) -DCV_TORCH_CUDA=0 -MMD -MP -c $< -o $@
+$(PLUGIN_CPU): $(BUILD)/obj/engine/cosyvoice2/torch_runtime_cpu.o
+	$(CXX) $(ALL_LDFLAGS) -shared -Wl,--no-undefined $^ -o $@ $(PLUGIN_RPATH) $(PLUGIN_CPU_LIBS)
 
 # Suite lists are generated from the file names: tests/unit/check_foo.c
 # defines `Suite *suite_foo(void)`.
@@ -323,7 +332,7 @@ DIST_BASE  = build/dist/cosyvoiced-$(VERSION)-linux-x86_64-torch$(TORCH_VERSION)
 dist:
 	$(MAKE) BUILD=$(DIST_BUILD) WITH_TORCH=1 DIST=1 TORCH_VERSION=$(TORCH_VERSION) dist-bins
 	bash tools/release/dist.sh $(DIST_BUILD) $(DIST_BASE)
-dist-bins: $(DAEMON) $(PLUGIN) $(UNIT_BIN)
+dist-bins: $(DAEMON) $(PLUGIN) $(PLUGIN_CPU) $(UNIT_BIN)
 dist-check: dist $(TINY_BUNDLE)/manifest.json
 	bash tools/release/dist-check.sh $(DIST_BASE).tar.gz --torch-site $$(bash tools/dev/torch-venv.sh --dir)/lib/python3.11/site-packages \
 	  --bundle $(abspath $(TINY_BUNDLE))
@@ -338,7 +347,7 @@ ifneq ($(filter install,$(MAKECMDGOALS)),)
     $(error make install copies the pinned torch $(TORCH_PIN) beside the daemon; a plugin for torch $(TORCH_VERSION) needs that torch: use make dist TORCH_VERSION=$(TORCH_VERSION) with the host's torch (torch_lib))
   endif
 endif
-install: $(DAEMON) $(if $(TORCH_DEP),$(PLUGIN))
+install: $(DAEMON) $(if $(TORCH_DEP),$(PLUGIN) $(PLUGIN_CPU))
 	@site=""; if [ -n "$(TORCH_DEP)" ]; then py=$$(bash tools/dev/torch-venv.sh) && \
 	  site=$$("$$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || exit 1; fi; \
 	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" bash tools/release/install.sh install $(BUILD) "$$site"

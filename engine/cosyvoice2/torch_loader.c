@@ -22,7 +22,17 @@
  * then match them by soname. The plugin is looked for next to the
  * executable (build tree), in ../lib (release tarball) and in
  * ../lib/cosyvoiced (make install).
- * The outcome, good or bad, is kept for the life of the process.
+ *
+ * Two plugins from the same source: libcosyvoiced_torch.so (CPU and CUDA)
+ * and libcosyvoiced_torch_cpu.so (built without CUDA, linked to c10 and
+ * torch_cpu alone). A process whose first runtime is on the CPU loads the
+ * second and only c10 + torch_cpu: cuBLAS(Lt), cuDNN, cuSPARSELt, NCCL and
+ * the rest of libtorch_cuda's closure are never mapped (about 260 MB of
+ * resident memory and a second of start-up less); without that file it
+ * falls back to the first.
+ * The outcome, good or bad, is kept for the life of the process (a CUDA
+ * runtime asked of a process that loaded the CPU plugin is refused by it,
+ * with the reason).
  */
 #include "engine/cosyvoice2/torch_runtime.h"
 
@@ -60,7 +70,8 @@ static int tl_has_libtorch(const char *dir)
 	       path_is_file(p);
 }
 
-static int tl_find_plugin(char *path, size_t len, char *tried, size_t tlen)
+/* The plugin called file (TORCH_PLUGIN_FILE or TORCH_PLUGIN_CPU_FILE) in the places below. */
+static int tl_find_plugin(const char *file, char *path, size_t len, char *tried, size_t tlen)
 {
 	/* build tree, release tarball, make install */
 	static const char *const where[] = {"", "/../lib", "/../lib/cosyvoiced"};
@@ -70,8 +81,7 @@ static int tl_find_plugin(char *path, size_t len, char *tried, size_t tlen)
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof where / sizeof where[0]; i++)
-		if (snprintf(path, len, "%s%s/%s", dir, where[i], TORCH_PLUGIN_FILE) < (int)len &&
-		    path_is_file(path))
+		if (snprintf(path, len, "%s%s/%s", dir, where[i], file) < (int)len && path_is_file(path))
 			return 1;
 	snprintf(tried, tlen, "%.1300s, %.1300s/../lib or %.1300s/../lib/cosyvoiced", dir, dir, dir);
 	return 0;
@@ -134,13 +144,15 @@ __attribute__((format(printf, 2, 3))) static int tl_fail(int rc, const char *fmt
 	return rc;
 }
 
-static int tl_load_locked(const char *torch_lib)
+static int tl_load_locked(const char *torch_lib, int cpu_only)
 {
 	char plugin[TL_PATH_MAX], tried[TL_PATH_MAX], dir[TL_PATH_MAX], found_ver[TL_VERSION_MAX];
 	char installed[TL_PATH_MAX + 16];
 	const char *want = CV_TORCH_BUILD_VERSION;
 
-	if (!tl_find_plugin(plugin, sizeof plugin, tried, sizeof tried))
+	cpu_only =
+	    cpu_only && tl_find_plugin(TORCH_PLUGIN_CPU_FILE, plugin, sizeof plugin, tried, sizeof tried);
+	if (!cpu_only && !tl_find_plugin(TORCH_PLUGIN_FILE, plugin, sizeof plugin, tried, sizeof tried))
 		return tl_fail(CV_EUNSUPPORTED,
 			       "cosyvoice2 engine: built without libtorch (no " TORCH_PLUGIN_FILE
 			       " in %s; build with WITH_TORCH=1, or use a release built for your torch)",
@@ -182,7 +194,8 @@ static int tl_load_locked(const char *torch_lib)
 
 	static const char *const libs[] = {"libc10.so", "libtorch_cpu.so", "libc10_cuda.so",
 					   "libtorch_cuda.so", "libtorch.so"};
-	for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+	size_t n_libs = cpu_only ? 2 : sizeof libs / sizeof libs[0];
+	for (size_t i = 0; i < n_libs; i++) {
 		char p[TL_PATH_MAX];
 		if (snprintf(p, sizeof p, "%s/%s", dir, libs[i]) >= (int)sizeof p || !path_is_file(p))
 			continue;
@@ -205,13 +218,13 @@ static int tl_load_locked(const char *torch_lib)
 	return CV_OK;
 }
 
-int torch_runtime_load(const char *torch_lib, char *err, size_t errlen)
+int torch_runtime_load(const char *torch_lib, int cpu_only, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&tl_lock);
 	if (!tl_tried) {
 		tl_tried = 1;
 		tl_err[0] = '\0';
-		tl_rc = tl_load_locked(torch_lib);
+		tl_rc = tl_load_locked(torch_lib, cpu_only);
 	}
 	int rc = tl_rc;
 	if (rc != CV_OK && err && errlen)
@@ -242,7 +255,7 @@ int torch_runtime_version_matches(const char *version)
 
 int torch_runtime_cuda_available(void)
 {
-	return torch_runtime_load(NULL, NULL, 0) == CV_OK && tl_api->cuda_available();
+	return torch_runtime_load(NULL, 0, NULL, 0) == CV_OK && tl_api->cuda_available();
 }
 
 int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runtime **out, char *err,
@@ -250,7 +263,8 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 {
 	if (out)
 		*out = NULL;
-	int rc = torch_runtime_load(cfg ? cfg->torch_lib : NULL, err, errlen);
+	const char *dev = cfg && cfg->device && cfg->device[0] ? cfg->device : "cpu";
+	int rc = torch_runtime_load(cfg ? cfg->torch_lib : NULL, strcmp(dev, "cpu") == 0, err, errlen);
 	return rc != CV_OK ? rc : tl_api->open(cfg, out, err, errlen);
 }
 

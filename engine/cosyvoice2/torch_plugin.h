@@ -1,7 +1,8 @@
 /* engine/cosyvoice2/torch_plugin.h — the binary interface between the daemon and its libtorch plugin.
  *
  * The daemon never links libtorch: engine/cosyvoice2/torch_runtime.cpp is built into a
- * shared object (libcosyvoiced_torch.so) that engine/cosyvoice2/torch_loader.c loads at
+ * shared object (libcosyvoiced_torch.so; libcosyvoiced_torch_cpu.so without CUDA) that
+ * engine/cosyvoice2/torch_loader.c loads at
  * run time, after it has loaded the host's libtorch (see torch_runtime.h).
  * The plugin exports one symbol, TORCH_PLUGIN_SYMBOL, a function returning
  * this table; every other symbol of the plugin is hidden. The loader refuses
@@ -17,6 +18,9 @@
 #define TORCH_PLUGIN_ABI    5
 #define TORCH_PLUGIN_SYMBOL "cosyvoiced_torch_plugin"
 #define TORCH_PLUGIN_FILE   "libcosyvoiced_torch.so"
+/* The same source built without CUDA (CV_TORCH_CUDA=0), linked to c10 and torch_cpu alone: what a
+ * process whose first runtime is on the CPU loads (torch_loader.c). */
+#define TORCH_PLUGIN_CPU_FILE "libcosyvoiced_torch_cpu.so"
 
 struct torch_plugin_api {
 	int abi;

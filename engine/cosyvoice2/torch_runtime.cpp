@@ -18,9 +18,13 @@
  * c10::InferenceMode guard (thread-local, so calls come from the worker that
  * opened the runtime). The KV cache is owned here and kept between requests
  * (grown, never shrunk), so steady-state requests allocate no new cache.
- * The CUDA paths (device guard, caching-allocator statistics, a CUDA graph of
- * the decode step) compile in every build: libtorch from the pinned wheel
- * ships libtorch_cuda; they only run when a GPU is present.
+ * The CUDA paths (caching-allocator cap and statistics, the driver check, a
+ * CUDA graph of the decode step) compile when CV_TORCH_CUDA is 1
+ * (libcosyvoiced_torch.so, linked to libtorch_cuda) and only run when a GPU
+ * is present; with 0 the same source is the CPU-only plugin
+ * libcosyvoiced_torch_cpu.so (c10 + torch_cpu: no CUDA library mapped, what
+ * the loader picks for --device cpu). The per-call device guard is c10's
+ * device-generic one in both.
  *
  * CUDA graph of the decode step: the bundle's llm_decode_at takes the token
  * and the position as device tensors and attends over the cache it is given
@@ -43,17 +47,24 @@
 #include "engine/cosyvoice2/torch_plugin.h"
 #include "engine/cosyvoice2/torch_runtime.h"
 
+#ifndef CV_TORCH_CUDA
+#define CV_TORCH_CUDA 1
+#endif
+
 #include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+#if CV_TORCH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
-#include <c10/core/InferenceMode.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/csrc/jit/python/update_graph_executor_opt.h>
-#include <torch/cuda.h>
 #include <cuda_runtime_api.h>
-#include <torch/script.h>
+#endif
 #include <torch/version.h>
 
 #include <cpuid.h>
@@ -74,7 +85,9 @@ namespace
 {
 
 struct graph_state {
+#if CV_TORCH_CUDA
 	std::unique_ptr<at::cuda::CUDAGraph> graph;
+#endif
 	torch::Tensor logp; /* static output of the captured step */
 };
 
@@ -123,11 +136,13 @@ template <class F> int guarded(const char *what, char *err, size_t errlen, F &&f
 		return f();
 	} catch (const c10::OutOfMemoryError &e) {
 		msg = std::string(what) + ": out of memory: " + first_lines(e.what_without_backtrace());
+#if CV_TORCH_CUDA
 		try {
 			if (torch::cuda::is_available())
 				c10::cuda::CUDACachingAllocator::emptyCache();
 		} catch (...) {
 		}
+#endif
 		set_err(err, errlen, msg.c_str());
 		return CV_ENOMEM;
 	} catch (const c10::Error &e) {
@@ -222,9 +237,16 @@ struct torch_runtime {
 namespace
 {
 
-c10::DeviceIndex device_index(const torch_runtime *rt)
+[[maybe_unused]] c10::DeviceIndex device_index(const torch_runtime *rt)
 {
 	return rt->device.has_index() ? rt->device.index() : (c10::DeviceIndex)0;
+}
+
+/* What each call makes current for its duration (c10::OptionalDeviceGuard): the runtime's GPU, or
+ * nothing on the CPU. Device-generic, so the CPU-only plugin needs no CUDA header for it. */
+std::optional<c10::Device> call_device(const torch_runtime *rt)
+{
+	return rt->cuda ? std::optional<c10::Device>(rt->device) : std::nullopt;
 }
 
 /* Throw what libtorch would, on the configured call (tests only). */
@@ -278,6 +300,7 @@ void set_decode_mode(torch_runtime *rt)
  * handles, allocator blocks); the warm-up writes this step's own k/v at pos,
  * which the replay that follows writes again with the same values. A
  * failure marks the runtime graph_failed (eager from then on), with why. */
+#if CV_TORCH_CUDA
 bool capture_decode(torch_runtime *rt, graph_state &g, const torch::Tensor &kc, const torch::Tensor &vc)
 {
 	graph_state ng;
@@ -313,6 +336,24 @@ bool capture_decode(torch_runtime *rt, graph_state &g, const torch::Tensor &kc, 
 		return false;
 	}
 }
+
+/* Replay a captured step: its log-probabilities land in g.logp. */
+void replay_decode(graph_state &g)
+{
+	g.graph->replay();
+}
+#else
+bool capture_decode(torch_runtime *rt, graph_state &, const torch::Tensor &, const torch::Tensor &)
+{
+	rt->graph_failed = true;
+	rt->decode_mode = "eager (the CPU-only plugin has no CUDA graphs)";
+	return false;
+}
+
+void replay_decode(graph_state &)
+{
+}
+#endif
 
 } // namespace
 
@@ -363,8 +404,13 @@ static int cuda_driver_check(const char *inject, char *err, size_t errlen)
 	if (inject && inject[0]) {
 		if (sscanf(inject, "%d:%d", &drv, &rtv) != 2)
 			return CV_OK;
-	} else if (cudaDriverGetVersion(&drv) != cudaSuccess || cudaRuntimeGetVersion(&rtv) != cudaSuccess) {
-		return CV_OK; /* no driver at all: is_available() says so below */
+	} else {
+#if CV_TORCH_CUDA
+		if (cudaDriverGetVersion(&drv) != cudaSuccess || cudaRuntimeGetVersion(&rtv) != cudaSuccess)
+			return CV_OK; /* no driver at all: is_available() says so below */
+#else
+		return CV_OK;
+#endif
 	}
 	if (drv <= 0 || drv / 1000 >= rtv / 1000)
 		return CV_OK;
@@ -393,6 +439,13 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		std::string dev = cfg->device && cfg->device[0] ? cfg->device : "cpu";
 		auto rt = std::make_unique<torch_runtime>();
 		if (dev.rfind("cuda", 0) == 0) {
+			if (!CV_TORCH_CUDA) {
+				set_err(err, errlen,
+					"device 'cuda' requested from the CPU-only plugin "
+					"(libcosyvoiced_torch_cpu.so, which maps no CUDA library): this "
+					"process loaded libtorch for the CPU; restart it with --device cuda");
+				return CV_EUNSUPPORTED;
+			}
 			int vrc = cuda_driver_check(cfg->cuda_versions, err, errlen);
 			if (vrc != CV_OK)
 				return vrc;
@@ -432,6 +485,7 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 				"cpu_half=true (tests and experiments)");
 			return CV_EUNSUPPORTED;
 		}
+#if CV_TORCH_CUDA
 		if (rt->cuda && cfg->cuda_memory_limit_mb > 0) {
 			/* Cap the caching allocator before anything is allocated on the device, so a big
 			 * card behaves like a small one (out-of-memory at the cap). */
@@ -443,6 +497,7 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 			c10::cuda::CUDACachingAllocator::setMemoryFraction(frac, idx);
 			rt->memory_limit = frac * total;
 		}
+#endif
 		rt->want_graph = cfg->cuda_graph != 0 && rt->cuda;
 		if (cfg->threads > 0)
 			at::set_num_threads(cfg->threads);
@@ -451,9 +506,7 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		 * flow/HiFT frames): seconds per call on a CPU. The plain executor
 		 * runs the scripted graphs as exported (process-wide setting). */
 		torch::jit::setGraphExecutorOptimize(cfg->jit_optimize != 0);
-		std::unique_ptr<c10::cuda::CUDAGuard> guard;
-		if (rt->cuda)
-			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::OptionalDeviceGuard guard(call_device(rt.get()));
 		c10::InferenceMode im;
 		rt->mod = torch::jit::load(cfg->model_path, rt->device);
 		rt->mod.eval();
@@ -555,9 +608,7 @@ int torch_runtime_llm_begin(struct torch_runtime *rt, size_t capacity, char *err
 		size_t want = capacity;
 		if (rt->capacity && want < rt->capacity + rt->capacity / 2)
 			want = rt->capacity + rt->capacity / 2;
-		std::unique_ptr<c10::cuda::CUDAGuard> guard;
-		if (rt->cuda)
-			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::OptionalDeviceGuard guard(call_device(rt));
 		c10::InferenceMode im;
 		rt->k_cache = torch::Tensor();
 		rt->v_cache = torch::Tensor();
@@ -589,9 +640,7 @@ int torch_runtime_llm_prefill(struct torch_runtime *rt, const int32_t *text_ids,
 		return CV_EINVAL;
 	}
 	return guarded("llm_prefill", err, errlen, [&]() -> int {
-		std::unique_ptr<c10::cuda::CUDAGuard> guard;
-		if (rt->cuda)
-			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::OptionalDeviceGuard guard(call_device(rt));
 		c10::InferenceMode im;
 		fault_check(rt, "llm_prefill");
 		auto t = ids_tensor(text_ids, n_text, rt->device);
@@ -613,9 +662,7 @@ int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos
 		return CV_EINVAL;
 	}
 	return guarded("llm_decode", err, errlen, [&]() -> int {
-		std::unique_ptr<c10::cuda::CUDAGuard> guard;
-		if (rt->cuda)
-			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::OptionalDeviceGuard guard(call_device(rt));
 		c10::InferenceMode im;
 		fault_check(rt, "llm_decode");
 		bool use_graph = rt->cuda && rt->want_graph && rt->has_decode_at && !rt->graph_failed;
@@ -639,7 +686,7 @@ int torch_runtime_llm_decode(struct torch_runtime *rt, int32_t token, size_t pos
 					}
 				}
 				if (it != rt->graphs.end()) {
-					it->second.graph->replay();
+					replay_decode(it->second);
 					return copy_logp(it->second.logp, logp, vocab, err, errlen);
 				}
 			} else {
@@ -668,9 +715,7 @@ int torch_runtime_flow(struct torch_runtime *rt, const struct torch_runtime_flow
 		return CV_EINVAL;
 	}
 	return guarded("flow_inference", err, errlen, [&]() -> int {
-		std::unique_ptr<c10::cuda::CUDAGuard> guard;
-		if (rt->cuda)
-			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::OptionalDeviceGuard guard(call_device(rt));
 		c10::InferenceMode im;
 		fault_check(rt, "flow_inference");
 		auto tok = ids_tensor(a->tokens, a->n_tokens, rt->device);
@@ -711,9 +756,7 @@ int torch_runtime_hift(struct torch_runtime *rt, const float *mel, size_t mel_bi
 		return CV_EINVAL;
 	}
 	return guarded("hift_inference", err, errlen, [&]() -> int {
-		std::unique_ptr<c10::cuda::CUDAGuard> guard;
-		if (rt->cuda)
-			guard = std::make_unique<c10::cuda::CUDAGuard>(rt->device);
+		c10::OptionalDeviceGuard guard(call_device(rt));
 		c10::InferenceMode im;
 		fault_check(rt, "hift_inference");
 		auto m = float_tensor(mel, {1, (int64_t)mel_bins, (int64_t)frames}, rt->device);
@@ -754,6 +797,7 @@ void torch_runtime_memory(struct torch_runtime *rt, struct torch_runtime_memory 
 	std::memset(m, 0, sizeof *m);
 	if (!rt || !rt->cuda)
 		return;
+#if CV_TORCH_CUDA
 	try {
 		auto idx = device_index(rt);
 		auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(idx);
@@ -767,6 +811,7 @@ void torch_runtime_memory(struct torch_runtime *rt, struct torch_runtime_memory 
 	} catch (...) {
 		m->valid = 0;
 	}
+#endif
 }
 
 void torch_runtime_usage_reset(struct torch_runtime *rt)
@@ -775,8 +820,9 @@ void torch_runtime_usage_reset(struct torch_runtime *rt)
 		return;
 	try {
 		if (rt->cuda) {
-			auto idx = device_index(rt);
-			c10::cuda::CUDACachingAllocator::resetPeakStats(idx);
+#if CV_TORCH_CUDA
+			c10::cuda::CUDACachingAllocator::resetPeakStats(device_index(rt));
+#endif
 		} else {
 			/* Give freed heap pages back first, so reuse shows up as growth;
 			 * "5" resets the peak resident set size (VmHWM), Linux >= 4.0. */
@@ -795,11 +841,13 @@ int torch_runtime_usage(struct torch_runtime *rt, struct torch_runtime_usage *u)
 	u->current = u->peak = 0;
 	try {
 		if (rt->cuda) {
+#if CV_TORCH_CUDA
 			auto idx = device_index(rt);
 			auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(idx);
 			const size_t agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
 			u->current = (double)st.allocated_bytes[agg].current;
 			u->peak = (double)st.allocated_bytes[agg].peak;
+#endif
 			return CV_OK;
 		}
 	} catch (...) {

@@ -5,7 +5,9 @@
  * against, else the torch of the host's python3), checks that its version is
  * the one the plugin was built for (a clear error naming both otherwise),
  * loads it and then the plugin libcosyvoiced_torch.so from next to the
- * binary (or ../lib). Every other function here forwards to the plugin;
+ * binary (or ../lib) — for a first runtime on the CPU, the CPU-only build of
+ * it, libcosyvoiced_torch_cpu.so, with c10 and torch_cpu alone (no CUDA
+ * library mapped). Every other function here forwards to the plugin;
  * torch_runtime_open() loads on first use with the default search.
  *
  * This header is C (compiled by C code); engine/cosyvoice2/torch_runtime.cpp is the only
@@ -78,10 +80,12 @@ struct torch_runtime_usage {
 
 /* Load libtorch and the plugin (once per process; later calls return the
  * first result). torch_lib: a directory holding libtorch.so, NULL or "" =
- * search (see above). CV_EUNSUPPORTED when this build has no plugin or no
+ * search (see above). cpu_only: load the CPU-only plugin and c10 +
+ * torch_cpu alone when that plugin is installed (torch_runtime_open passes
+ * 1 for --device cpu). CV_EUNSUPPORTED when this build has no plugin or no
  * libtorch is found, CV_EINVAL on a version mismatch, CV_EIO when dlopen
  * fails; err says which files and versions. */
-int torch_runtime_load(const char *torch_lib, char *err, size_t errlen);
+int torch_runtime_load(const char *torch_lib, int cpu_only, char *err, size_t errlen);
 /* The libtorch directory loaded from ("" before a successful load). */
 const char *torch_runtime_lib_dir(void);
 /* Version of the loaded libtorch (e.g. "2.15.0"); before loading, the

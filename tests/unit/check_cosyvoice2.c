@@ -529,13 +529,13 @@ START_TEST(torch_version_mismatch_refused)
 	fputs("from typing import Optional\n__version__ = '1.13.1+cu117'\n", f);
 	fclose(f);
 	snprintf(path, sizeof path, "%s/torch/lib", tmp);
-	ck_assert_int_eq(torch_runtime_load(path, err, sizeof err), CV_EINVAL);
+	ck_assert_int_eq(torch_runtime_load(path, 1, err, sizeof err), CV_EINVAL);
 	ck_assert_msg(strstr(err, "torch 1.13.1+cu117 found") && strstr(err, torch_runtime_build_version()) &&
 			  strstr(err, "TORCH_VERSION=1.13.1"),
 		      "%s", err);
 	/* the outcome is kept: a second call says the same */
 	char again[512] = "";
-	ck_assert_int_eq(torch_runtime_load(NULL, again, sizeof again), CV_EINVAL);
+	ck_assert_int_eq(torch_runtime_load(NULL, 0, again, sizeof again), CV_EINVAL);
 	ck_assert_str_eq(err, again);
 	rm_rf(tmp);
 	free(tmp);
@@ -545,7 +545,7 @@ END_TEST
 START_TEST(torch_lib_without_libtorch_named)
 {
 	char err[512] = "";
-	ck_assert_int_eq(torch_runtime_load("/nonexistent/torch/lib", err, sizeof err), CV_EINVAL);
+	ck_assert_int_eq(torch_runtime_load("/nonexistent/torch/lib", 0, err, sizeof err), CV_EINVAL);
 	ck_assert_msg(strstr(err, "/nonexistent/torch/lib") && strstr(err, "no libtorch.so"), "%s", err);
 }
 END_TEST
@@ -553,7 +553,7 @@ END_TEST
 START_TEST(torch_build_torch_loads)
 {
 	char err[512] = "";
-	ck_assert_msg(torch_runtime_load(NULL, err, sizeof err) == CV_OK, "%s", err);
+	ck_assert_msg(torch_runtime_load(NULL, 0, err, sizeof err) == CV_OK, "%s", err);
 	ck_assert_msg(torch_runtime_version_matches(torch_runtime_version()), "%s vs %s",
 		      torch_runtime_version(), torch_runtime_build_version());
 	ck_assert_str_ne(torch_runtime_lib_dir(), "");
@@ -619,6 +619,67 @@ static int synth(struct engine *e, const char *text, const char *speaker, int st
 	}
 	return rc;
 }
+
+/* 1 when this process has a file whose path contains name mapped (/proc/self/maps, read line by line:
+ * procfs files have no size). */
+static int maps_have(const char *name)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[4096];
+	int found = 0;
+	ck_assert_ptr_nonnull(f);
+	while (!found && fgets(line, sizeof line, f))
+		found = strstr(line, name) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* A process whose first runtime is on the CPU loads the CPU-only plugin and c10 + torch_cpu alone:
+ * nothing of libtorch_cuda's closure is mapped (~260 MB of resident memory); a CUDA runtime asked of
+ * it afterwards is refused with the reason, and the engine it has keeps serving. */
+START_TEST(cpu_runtime_maps_no_cuda_library)
+{
+	struct engine *e = open_engine();
+	ck_assert_msg(maps_have("/libcosyvoiced_torch_cpu.so"), "the CPU-only plugin is not loaded");
+	ck_assert_msg(maps_have("/libtorch_cpu.so"), "libtorch_cpu.so is not mapped");
+	static const char *const cuda_libs[] = {
+	    "/libtorch_cuda.so", "/libc10_cuda.so",	   "/libcublas", "/libcudnn", "/libcusparseLt",
+	    "/libnccl",		 "/libcosyvoiced_torch.so"};
+	for (size_t i = 0; i < sizeof cuda_libs / sizeof cuda_libs[0]; i++)
+		ck_assert_msg(!maps_have(cuda_libs[i]), "%s is mapped by a CPU runtime", cuda_libs[i]);
+	ck_assert_int_eq(torch_runtime_cuda_available(), 0);
+	struct engine_config cfg = {.backend = "cosyvoice2", .model_dir = bundle_dir(), .device = "cuda"};
+	char err[512] = "";
+	struct engine *g = NULL;
+	ck_assert_int_eq(engine_open(&cfg, &g, err, sizeof err), CV_EUNSUPPORTED);
+	ck_assert_msg(strstr(err, "CPU-only plugin") && strstr(err, "restart"), "%s", err);
+	ck_assert_ptr_null(g);
+	struct pcm_sink ps = {0};
+	ck_assert_msg(synth(e, "Still serving.", NULL, 0, 1.0f, 1, &ps, err, sizeof err) == CV_OK, "%s", err);
+	ck_assert_uint_gt(ps.n, 0);
+	free(ps.pcm);
+	engine_close(e);
+}
+END_TEST
+
+/* The full plugin (what --device cuda loads first) serves the CPU too: the fallback when the CPU-only
+ * plugin is not installed. */
+START_TEST(cuda_plugin_serves_the_cpu)
+{
+	(void)torch_runtime_cuda_available(); /* first load: the full plugin */
+	ck_assert_msg(maps_have("/libcosyvoiced_torch.so") && maps_have("/libtorch_cuda.so"),
+		      "the full plugin is not loaded");
+	struct engine *e = open_engine();
+	ck_assert_msg(!maps_have("/libcosyvoiced_torch_cpu.so"), "both plugins are loaded");
+	struct pcm_sink ps = {0};
+	char err[512] = "";
+	ck_assert_msg(synth(e, "Served by the full plugin.", NULL, 0, 1.0f, 1, &ps, err, sizeof err) == CV_OK,
+		      "%s", err);
+	ck_assert_uint_gt(ps.n, 0);
+	free(ps.pcm);
+	engine_close(e);
+}
+END_TEST
 
 START_TEST(modes_produce_audio_and_seed_reproduces)
 {
@@ -2128,6 +2189,8 @@ Suite *suite_cosyvoice2(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("synth");
 	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, cpu_runtime_maps_no_cuda_library);
+	tcase_add_test(tc, cuda_plugin_serves_the_cpu);
 	tcase_add_test(tc, modes_produce_audio_and_seed_reproduces);
 	tcase_add_test(tc, errors_are_clear);
 	tcase_add_test(tc, cancel_between_chunks);

@@ -30,7 +30,7 @@ stage="$out.part/$top"
 torch_stamp=$(ls "$build"/.torch-* | head -n1)
 torch_ver=$(sed -n 4p "$torch_stamp")
 
-for f in "$build/cosyvoiced" "$build/libcosyvoiced_torch.so" "$build/check_unit"; do
+for f in "$build/cosyvoiced" "$build/libcosyvoiced_torch.so" "$build/libcosyvoiced_torch_cpu.so" "$build/check_unit"; do
   [ -x "$f" ] || { echo "dist: $f missing (run make dist)" >&2; exit 1; }
 done
 command -v patchelf >/dev/null || { echo "dist: patchelf missing (tools/dev/deps.sh installs it)" >&2; exit 1; }
@@ -39,7 +39,7 @@ rm -rf "$out.part"
 mkdir -p "$stage"/{bin,lib,libexec/cosyvoiced,share/cosyvoiced/frontend,models,config,systemd,tools,tests/gpu}
 install -m 755 "$build/cosyvoiced" "$stage/bin/"
 install -m 755 "$build/check_unit" "$stage/libexec/cosyvoiced/"
-install -m 755 "$build/libcosyvoiced_torch.so" "$stage/lib/"
+install -m 755 "$build/libcosyvoiced_torch.so" "$build/libcosyvoiced_torch_cpu.so" "$stage/lib/"
 
 # Libraries: what ldd resolves for the binaries, minus the system's own (glibc, the C++ runtime) and
 # what comes from the host at run time (libtorch and CUDA through the plugin; the NVIDIA driver).

@@ -8,7 +8,7 @@
 #
 # Layout (everything the hardened unit needs is readable outside /home and /root):
 #   $PREFIX/bin/cosyvoiced                         the daemon
-#   $PREFIX/lib/cosyvoiced/libcosyvoiced_torch.so  the libtorch plugin (the loader looks in ../lib/cosyvoiced)
+#   $PREFIX/lib/cosyvoiced/libcosyvoiced_torch{,_cpu}.so  the libtorch plugins (the loader looks in ../lib/cosyvoiced)
 #   $PREFIX/lib/cosyvoiced/torch/{lib,version.py}  the libtorch it was built against (the loader's first
 #                                                  choice after the torch_lib setting)
 #   $PREFIX/lib/cosyvoiced/nvidia/*/lib            the CUDA libraries libtorch_cuda links ($ORIGIN/../../nvidia)
@@ -66,12 +66,14 @@ install)
 	install -d -m 0755 "$d$PREFIX/bin" "$d$libdir" "$d$UNITDIR" "$d$SYSCONFDIR/cosyvoiced"
 	install -m 0755 "$build/cosyvoiced" "$d$PREFIX/bin/cosyvoiced"
 	if [ -n "$site" ]; then
-		[ -f "$build/libcosyvoiced_torch.so" ] || die "no $build/libcosyvoiced_torch.so (a WITH_TORCH=1 build)"
 		[ -f "$site/torch/lib/libtorch.so" ] || die "no libtorch under $site/torch/lib"
-		install -m 0755 "$build/libcosyvoiced_torch.so" "$d$libdir/libcosyvoiced_torch.so"
-		# The plugin finds libcudart & co. beside the copied torch, never in the build's venv.
-		patchelf --set-rpath '$ORIGIN/torch/lib:$ORIGIN/nvidia/cu13/lib:$ORIGIN/nvidia/cuda_runtime/lib' \
-			"$d$libdir/libcosyvoiced_torch.so"
+		for p in libcosyvoiced_torch.so libcosyvoiced_torch_cpu.so; do
+			[ -f "$build/$p" ] || die "no $build/$p (a WITH_TORCH=1 build)"
+			install -m 0755 "$build/$p" "$d$libdir/$p"
+			# The plugin finds libcudart & co. beside the copied torch, never in the build's venv.
+			patchelf --set-rpath '$ORIGIN/torch/lib:$ORIGIN/nvidia/cu13/lib:$ORIGIN/nvidia/cuda_runtime/lib' \
+				"$d$libdir/$p"
+		done
 		rm -rf "$d$libdir/torch" "$d$libdir/nvidia"
 		install -d -m 0755 "$d$libdir/torch/lib"
 		cp -a "$site"/torch/lib/*.so* "$d$libdir/torch/lib/"
@@ -85,7 +87,8 @@ install)
 		prune_unloaded "$d$libdir"
 		chmod -R a+rX "$d$libdir"
 	else
-		rm -rf "$d$libdir/torch" "$d$libdir/nvidia" "$d$libdir/libcosyvoiced_torch.so"
+		rm -rf "$d$libdir/torch" "$d$libdir/nvidia" "$d$libdir/libcosyvoiced_torch.so" \
+			"$d$libdir/libcosyvoiced_torch_cpu.so"
 	fi
 	sed "s|^ExecStart=/usr/local/bin/cosyvoiced |ExecStart=$PREFIX/bin/cosyvoiced |; s|/etc/cosyvoiced/|$SYSCONFDIR/cosyvoiced/|g" \
 		"$root/systemd/cosyvoiced.service" >"$d$UNITDIR/cosyvoiced.service"
