@@ -416,3 +416,24 @@ def test_fp16_weights_run_and_stay_close(tiny_config, tiny):
     assert b.dtype == torch.float32 and b.shape == a.shape
     assert torch.isfinite(b).all()
     assert (a - b).abs().max() < 0.1 * a.abs().max() + 0.05
+
+
+def test_unmasked_attention_runs_without_bias_and_computes_the_same(tiny, monkeypatch):
+    """Non-streaming with nothing masked (one utterance: every call the daemon makes), the estimator's
+    attention runs SDPA without a bias; the mel is bit-identical to the reference's all-zero additive bias.
+    A padded mask still builds the bias."""
+    est = tiny.decoder.estimator
+    full = torch.ones(2, 1, 12)
+    assert est._attn_bias(full, 12, False, torch.float32).numel() == 0
+    padded = full.clone()
+    padded[1, :, 9:] = 0
+    bias = est._attn_bias(padded, 12, False, torch.float32)
+    assert bias.shape == (2, 12, 12) and float(bias[1, 0, 10]) == -1.0e10 and float(bias[0].abs().max()) == 0.0
+    assert est._attn_bias(full, 12, True, torch.float32).numel() == 2 * 12 * 12  # streaming: chunk masks
+    tok, ptok, pfeat, emb = inputs(40, 10, seed=3)
+    with torch.inference_mode():
+        fast = tiny.inference(tok, ptok, pfeat, emb, False, True)
+        zeros = lambda mask, size, streaming, dtype: torch.zeros(mask.size(0), size, size, dtype=dtype)  # noqa: E731
+        monkeypatch.setattr(est, "_attn_bias", zeros)
+        ref = tiny.inference(tok, ptok, pfeat, emb, False, True)
+    assert torch.equal(fast, ref)

@@ -505,12 +505,15 @@ class SelfAttention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(inner, dim), nn.Dropout(0.0)])
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """x (B, T, C); bias (B, T, T) additive (0 visible, -1e10 masked)."""
+        """x (B, T, C); bias (B, T, T) additive (0 visible, -1e10 masked), or empty: nothing masked."""
         b = x.size(0)
         q = self.to_q(x).view(b, -1, self.heads, self.dim_head).transpose(1, 2)
         k = self.to_k(x).view(b, -1, self.heads, self.dim_head).transpose(1, 2)
         v = self.to_v(x).view(b, -1, self.heads, self.dim_head).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(1), dropout_p=0.0, is_causal=False)
+        attn_mask: Optional[torch.Tensor] = None
+        if bias.numel() > 0:
+            attn_mask = bias.unsqueeze(1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=0.0, is_causal=False)
         out = out.transpose(1, 2).reshape(b, -1, self.heads * self.dim_head).to(q.dtype)
         for layer in self.to_out:
             out = layer(out)
@@ -619,6 +622,12 @@ class CausalConditionalDecoder(nn.Module):
         if streaming and self.static_chunk_size > 0:
             m = m & subsequent_chunk_mask(size, self.static_chunk_size, m.device).unsqueeze(0)
         else:
+            # Nothing masked (one utterance, no padding: every non-streaming call the daemon makes): an empty
+            # bias, so SDPA runs without one. Adding zeros changes no score, so the output is identical; CPU
+            # flash attention is ~15 % faster without the bias (flow: 6 % at 760 frames). Only asked on the
+            # CPU, where reading the answer costs nothing (on CUDA it would be a host sync per call).
+            if m.device.type == "cpu" and bool(m.all()):
+                return torch.zeros(0, dtype=dtype, device=m.device)
             m = m.repeat(1, size, 1)
         # computed in float32 then cast, as the reference's (1 - m) * -1e10 (-> -inf in fp16, -1e10 in bf16)
         return ((1.0 - m.to(torch.float32)) * -1.0e10).to(dtype)
