@@ -139,6 +139,11 @@ static const struct config_entry config_table[] = {
 	"empty = none"),
     CFG_INT(max_voices, MAX_VOICES, 1, 10000, NULL, 256, "N", "CosyVoice2: most voices in voices_dir"),
     CFG_INT(engine_threads, ENGINE_THREADS, 0, 64, NULL, 0, "N", "CPU threads for the engine; 0 = automatic"),
+    CFG_INT(cpu_kernel_cache, CPU_KERNEL_CACHE, 0, 65536, NULL, 128, "N",
+	    "CPU kernels libtorch's oneDNN keeps compiled (one per operator and input shape: every new "
+	    "sentence length adds convolution and half-precision ones; unbounded by this, the resident "
+	    "set grows by hundreds of MB until oneDNN's own limit of 1024); an "
+	    "ONEDNN_PRIMITIVE_CACHE_CAPACITY in the environment takes precedence; 0 = oneDNN's default"),
     CFG_BOOL(warmup, WARMUP, 1, "Run one warm-up synthesis before reporting ready"),
     CFG_BOOL(cuda_graph, CUDA_GRAPH, 1,
 	     "Replay the LLM decode step as a captured CUDA graph (cuda only; eager when capture fails)"),

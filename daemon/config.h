@@ -34,6 +34,7 @@ struct config {
 	char voices_dir[CONFIG_STR_MAX];      /* writable extra voices, "" = none */
 	int max_voices;			      /* most voices in voices_dir, 256 */
 	int engine_threads;		      /* 0 = auto */
+	int cpu_kernel_cache;		      /* oneDNN primitive cache capacity, 128; 0 = oneDNN's */
 	int warmup;			      /* bool, 1 */
 	int cuda_graph;			      /* bool, 1: LLM decode step as a CUDA graph */
 	int llm_max_positions;		      /* KV cache positions allocated at start-up, 4096 */

@@ -179,6 +179,15 @@ int main(int argc, char **argv, char **envp)
 		log_info("main", "text frontend loaded (%s grammars) for POST /v1/text/normalize",
 			 frontend_has_tn(frontend) ? "with" : "without");
 
+	/* oneDNN (inside libtorch) compiles and caches a CPU kernel per operator and input shape; every
+	 * new sentence length adds some, so its cache is bounded here. It reads the variable once, when
+	 * libtorch first builds a kernel: set now, before the scheduler's worker loads libtorch and while
+	 * this is the only thread. An operator's own ONEDNN_PRIMITIVE_CACHE_CAPACITY wins. */
+	if (cfg.cpu_kernel_cache > 0) {
+		char cap[16];
+		snprintf(cap, sizeof cap, "%d", cfg.cpu_kernel_cache);
+		setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", cap, 0);
+	}
 	backend = main_pick_backend(&cfg);
 	memset(&sc, 0, sizeof sc);
 	sc.queue_capacity = (size_t)cfg.queue_capacity;

@@ -284,7 +284,8 @@ void set_decode_mode(torch_runtime *rt)
 	else if (rt->graph_failed)
 		; /* keeps the failure text */
 	else if (rt->static_decode && rt->has_decode_at)
-		rt->decode_mode = "static (llm_decode_at, no graph)";
+		rt->decode_mode = std::string("static (llm_decode_at per position bucket, no graph)") +
+				  (rt->cpu_packed ? ", oneDNN-packed bf16 weights" : "");
 	else if (rt->cuda && rt->want_graph && !rt->has_decode_at)
 		rt->decode_mode = "eager (the bundle has no llm_decode_at: re-export it for CUDA graphs)";
 	else if (rt->cuda && !rt->want_graph)
@@ -512,7 +513,14 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		rt->mod.eval();
 		rt->device_name = rt->device.str();
 		rt->has_decode_at = rt->mod.find_method("llm_decode_at").has_value();
-		rt->static_decode = cfg->static_decode != 0;
+		/* Half precision on the CPU: ATen hands bf16/fp16 matrix products to oneDNN, which
+		 * builds (JIT) and caches a kernel per shape. The eager step's attention has new
+		 * shapes at every position: two kernels per decoded token, ~0.5 MB resident each
+		 * token until oneDNN's cache (1024 kernels) is full, and JIT time per step. The
+		 * fixed-shape step over position buckets (llm_decode_at on cache[:bucket], the
+		 * CUDA graph's form; its fidelity is the one docs/cosyvoice2.md reports) builds
+		 * two per bucket, so the resident set stays flat while decoding. */
+		rt->static_decode = cfg->static_decode != 0 || (!rt->cuda && dtype != "fp32");
 		/* bf16 on a CPU with bf16 units: ATen's one-row bf16 GEMV is slower than oneDNN's matmul on a
 		 * weight reordered once (tools/bench/linear_kernels.py), so bundles that can (llm_pack_cpu)
 		 * reorder their LLM projections now and release the plain copies (weights held once);

@@ -50,6 +50,7 @@ static const struct tkey tkeys[] = {
     TK(voices_dir, 's', "/var/lib/v", "\"/var/lib/v\"", "/srv/voices", "\"/srv/voices\""),
     TK(max_voices, 'i', "1", "1", "10000", "10000"),
     TK(engine_threads, 'i', "2", "2", "3", "3"),
+    TK(cpu_kernel_cache, 'i', "0", "0", "4096", "4096"),
     TK(warmup, 'b', "off", "false", "on", "true"),
     TK(cuda_graph, 'b', "off", "false", "on", "true"),
     TK(llm_max_positions, 'i', "256", "256", "65536", "65536"),
@@ -217,6 +218,7 @@ START_TEST(defaults_match_spec)
 	ck_assert_str_eq(c.espeak_data, "");
 	ck_assert_str_eq(c.default_speaker, "");
 	ck_assert_int_eq(c.engine_threads, 0);
+	ck_assert_int_eq(c.cpu_kernel_cache, 128);
 	ck_assert_int_eq(c.warmup, 1);
 	ck_assert_int_eq(c.cuda_graph, 1);
 	ck_assert_int_eq(c.llm_max_positions, 4096);

@@ -22,9 +22,10 @@ cores or the card), in this order, and writes one JSON document plus a printed t
    streamed (time to first audio per request).
 5. ``/metrics`` (engine load/warm-up seconds, engine gauges such as GPU memory, resident memory) and the
    daemon's VmHWM from /proc before SIGTERM.
-6. memory growth: after the first request and again after ``--growth-requests`` more (short case, buffered),
-   the engine's memory as the daemon reports it (CUDA caching allocator: allocated and reserved bytes; CPU:
-   resident set): steady state means no growth per request.
+6. memory growth: after the first request and again after ``--growth-requests`` more (buffered; prefixes of
+   the short case in 9 lengths, so new input shapes keep coming, as in service), the engine's memory as the
+   daemon reports it (CUDA caching allocator: allocated and reserved bytes; CPU: resident set): steady
+   state means no growth per request.
 
 HTTP is spoken over a plain socket (HTTP/1.1, ``Connection: close``) because the standard library's
 client drops chunked trailers, which carry the streamed ``Server-Timing``.
@@ -668,7 +669,8 @@ def main(argv=None) -> int:
                     t0 = time.monotonic()
                     errors = 0
                     for i in range(a.growth_requests):
-                        rr = engine_request(d.port, short["text"], eng_speaker, a.seed + i, False)
+                        text = short["text"][: max(4, len(short["text"]) * (8 + i % 9) // 16)]
+                        rr = engine_request(d.port, text, eng_speaker, a.seed + i, False)
                         errors += 0 if rr.get("ok") else 1
                     mem_after = memory_reading(d.port)
                     eng["memory_growth"] = {"case": short["id"], "requests": a.growth_requests, "errors": errors,
