@@ -28,7 +28,7 @@
  * torch_cpu alone). A process whose first runtime is on the CPU loads the
  * second and only c10 + torch_cpu: cuBLAS(Lt), cuDNN, cuSPARSELt, NCCL and
  * the rest of libtorch_cuda's closure are never mapped (about 260 MB of
- * resident memory and a second of start-up less); without that file it
+ * resident memory and ~0.1 s of library loading less); without that file it
  * falls back to the first.
  * The outcome, good or bad, is kept for the life of the process (a CUDA
  * runtime asked of a process that loaded the CPU plugin is refused by it,
