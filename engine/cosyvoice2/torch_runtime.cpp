@@ -220,7 +220,7 @@ struct torch_runtime {
 	bool has_decode_at = false; /* the bundle exports llm_decode_at */
 	bool static_decode = false; /* use llm_decode_at without a graph */
 	bool graph_failed = false;
-	bool cpu_packed = false; /* llm_pack_cpu ran: one-row steps use oneDNN-reordered weights */
+	bool cpu_packed = false; /* llm_pack_cpu ran: every LLM call uses oneDNN-reordered weights */
 	std::string decode_mode;
 	torch::Tensor k_cache, v_cache;
 	torch::Tensor tok_t, pos_t; /* static decode inputs on the device */
@@ -290,8 +290,6 @@ void set_decode_mode(torch_runtime *rt)
 		rt->decode_mode = "eager (the bundle has no llm_decode_at: re-export it for CUDA graphs)";
 	else if (rt->cuda && !rt->want_graph)
 		rt->decode_mode = "eager (cuda_graph off)";
-	else if (rt->cpu_packed)
-		rt->decode_mode = "eager, oneDNN-packed bf16 weights";
 	else
 		rt->decode_mode = "eager";
 }
@@ -490,7 +488,7 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 		if (rt->cuda && cfg->cuda_memory_limit_mb > 0) {
 			/* Cap the caching allocator before anything is allocated on the device, so a big
 			 * card behaves like a small one (out-of-memory at the cap). */
-			auto idx = rt->device.has_index() ? rt->device.index() : (c10::DeviceIndex)0;
+			auto idx = device_index(rt.get());
 			double total = (double)at::cuda::getDeviceProperties(idx)->totalGlobalMem;
 			double frac = (double)cfg->cuda_memory_limit_mb * 1048576.0 / total;
 			if (frac > 1.0)

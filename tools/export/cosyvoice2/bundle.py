@@ -531,9 +531,8 @@ def export(
             rel = os.path.relpath(p, tmp)
             files[rel] = {"sha256": sha256_file(p), "bytes": os.path.getsize(p)}
     manifest = make_manifest(cfg, dtype, specials, files, sources, model_dir, spk_index, tn_info, tn_note,
-                             random_preset, smoke, default_speaker)
+                             random_preset, smoke, default_speaker, flow_dtype)
     manifest["flow_encoder"] = enc_info
-    manifest["flow_dtype"] = flow_dtype
     with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, ensure_ascii=False, sort_keys=False)
         f.write("\n")
@@ -549,7 +548,7 @@ def export(
 def make_manifest(cfg: C.ModelConfig, dtype: str, specials: Dict[str, int], files: Dict[str, dict],
                   sources: Dict[str, dict], model_dir: str, spk_index: Dict[str, str], tn_info: Optional[dict],
                   tn_note: str, random_preset: Optional[str], smoke: dict,
-                  default_speaker: Optional[str] = None) -> dict:
+                  default_speaker: Optional[str] = None, flow_dtype: Optional[str] = None) -> dict:
     q = cfg.llm.qwen
     st = cfg.llm.speech_token_size
     return {
@@ -558,7 +557,7 @@ def make_manifest(cfg: C.ModelConfig, dtype: str, specials: Dict[str, int], file
         "created_by": "tools/export/export.py",
         "torch_version": torch.__version__,
         "dtype": dtype,
-        "flow_dtype": dtype,
+        "flow_dtype": flow_dtype or dtype,
         "hift_dtype": "fp32",
         "sample_rate": cfg.sample_rate,
         "model": MODEL_FILE,
