@@ -23,7 +23,7 @@
 #include "engine/engine.h"
 
 #define COSYVOICE2_FORMAT	  "cosyvoiced-bundle"
-#define COSYVOICE2_FORMAT_VERSION 1
+#define COSYVOICE2_FORMAT_VERSION 2
 #define COSYVOICE2_XL_SUFFIX	  "/cross-lingual"
 #define COSYVOICE2_ENDOFPROMPT	  "<|endofprompt|>"
 

@@ -50,6 +50,70 @@ static int cv2_unreadable(const char *path, const char *dir, char *err, size_t e
 	return 1;
 }
 
+/* Map the manifest's text_embedding (the LLM's text table, kept out of model.ts) and check it is
+ * one (text_vocab_size, hidden_size) tensor in the bundle's dtype, aligned for it. */
+static int cv2_text_table_map(struct cv2 *m, json_t *man, const char *mpath, char *err, size_t errlen)
+{
+	static const struct {
+		const char *name;
+		enum safetensors_dtype dt;
+	} kinds[] = {{"fp32", SAFETENSORS_DTYPE_F32},
+		     {"fp16", SAFETENSORS_DTYPE_F16},
+		     {"bf16", SAFETENSORS_DTYPE_BF16}};
+	json_t *te = json_object_get(man, "text_embedding");
+	const char *file = json_string_value(json_object_get(te, "file"));
+	const char *name = json_string_value(json_object_get(te, "tensor"));
+	struct safetensors_limits lim = {CV2_TEXT_TABLE_MAX_BYTES, 0, 1};
+	struct safetensors_tensor t;
+	char path[CV2_PATH_MAX];
+	size_t rows, cols, i;
+	int rc;
+
+	if (!file || !name || !json_object_get(json_object_get(man, "files"), file)) {
+		cv_errf(err, errlen,
+			"%s: no \"text_embedding\" file listed (re-export the bundle with "
+			"tools/export/export.py)",
+			mpath);
+		return CV_EINVAL;
+	}
+	if ((rc = cv2_json_size(man, "tokens", "text_vocab_size", &rows, mpath, err, errlen)) != CV_OK ||
+	    (rc = cv2_json_size(man, "llm", "hidden_size", &cols, mpath, err, errlen)) != CV_OK)
+		return rc;
+	if (cv2_path(path, sizeof path, m->dir, file) != CV_OK) {
+		cv_errf(err, errlen, "bundle directory name too long");
+		return CV_E2BIG;
+	}
+	rc = safetensors_map(path, &lim, &m->text_table, err, errlen);
+	if (rc != CV_OK)
+		return rc;
+	rc = safetensors_find(m->text_table, name, &t, err, errlen);
+	if (rc != CV_OK) {
+		cv_errf(err, errlen,
+			"%s: no tensor '%s' (the manifest's text_embedding.tensor); re-export "
+			"the bundle",
+			path, name);
+		return CV_EINVAL;
+	}
+	for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		if (strcmp(kinds[i].name, m->dtype) == 0)
+			break;
+	if (i == sizeof kinds / sizeof kinds[0] || t.dtype != kinds[i].dt || t.ndim != 2 ||
+	    t.shape[0] != (int64_t)rows || t.shape[1] != (int64_t)cols) {
+		cv_errf(err, errlen,
+			"%s: tensor %s is %s [%lld, %lld]; the manifest wants %s [%zu, %zu] (re-export the "
+			"bundle)",
+			path, name, safetensors_dtype_name(t.dtype), (long long)t.shape[0],
+			(long long)(t.ndim > 1 ? t.shape[1] : 0), m->dtype, rows, cols);
+		return CV_EINVAL;
+	}
+	if ((uintptr_t)t.data % safetensors_dtype_size(t.dtype) != 0) {
+		cv_errf(err, errlen, "%s: tensor data not aligned to its %zu-byte elements", path,
+			safetensors_dtype_size(t.dtype));
+		return CV_EINVAL;
+	}
+	return CV_OK;
+}
+
 static int cv2_check_files(const char *dir, json_t *files, const char *mpath, char *err, size_t errlen)
 {
 	const char *rel;
@@ -484,6 +548,7 @@ void cv2_free(struct cv2 *m)
 	if (!m)
 		return;
 	torch_runtime_free(m->rt);
+	safetensors_free(m->text_table);
 	frontend_free(m->fe);
 	cv2_voices_free(m->spk, m->n_spk, m->espk);
 	free(m->logp);
@@ -553,11 +618,11 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		goto fail;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) != COSYVOICE2_FORMAT_VERSION) {
-		cv_errf(
-		    err, errlen,
-		    "%s: bundle format_version %s; this daemon reads version %d: re-export the bundle with "
-		    "this release's tools/export/export.py (make bundle)",
-		    mpath, json_is_integer(v) ? "is not 1" : "(missing)", COSYVOICE2_FORMAT_VERSION);
+		cv_errf(err, errlen,
+			"%s: bundle format_version %lld; this daemon reads version %d: re-export the bundle "
+			"with this release's tools/export/export.py (make bundle)",
+			mpath, json_is_integer(v) ? (long long)json_integer_value(v) : -1LL,
+			COSYVOICE2_FORMAT_VERSION);
 		goto fail;
 	}
 	s = json_string_value(json_object_get(man, "torch_version"));
@@ -610,6 +675,9 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		goto fail;
 	}
 	rc = cv2_check_files(m->dir, json_object_get(man, "files"), mpath, err, errlen);
+	if (rc != CV_OK)
+		goto fail;
+	rc = cv2_text_table_map(m, man, mpath, err, errlen);
 	if (rc != CV_OK)
 		goto fail;
 
@@ -665,6 +733,13 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		rc_cfg.allow_half_cpu = cfg->cpu_half;
 		rc_cfg.cuda_memory_limit_mb = cfg->cuda_memory_limit_mb;
 		rc_cfg.cuda_graph = cfg->cuda_graph;
+		{
+			struct safetensors_tensor t;
+			safetensors_get(m->text_table, 0, &t);
+			rc_cfg.text_table = t.data;
+			rc_cfg.text_rows = (size_t)t.shape[0];
+			rc_cfg.text_cols = (size_t)t.shape[1];
+		}
 		/* test-only switches: CVTEST_* (never COSYVOICED_*, which the config owns) */
 		g = getenv("CVTEST_JIT_OPTIMIZE");
 		rc_cfg.jit_optimize = g && strcmp(g, "1") == 0;

@@ -44,6 +44,8 @@
 #define CV2_VOICE_SUFFIX	  ".safetensors"
 #define CV2_MIB			  (1024.0 * 1024.0)
 #define CV2_AUTO_BUDGET_CUDA_MB	  3072.0
+/* the largest text-embedding file mapped (CosyVoice2's: 151936 x 896, 545 MB in fp32) */
+#define CV2_TEXT_TABLE_MAX_BYTES ((size_t)2 << 30)
 
 struct cv2_speaker {
 	char *id;	      /* as listed (name, or name + "/cross-lingual") */
@@ -63,6 +65,7 @@ struct cv2_speaker {
 
 struct cv2 {
 	struct torch_runtime *rt;
+	struct safetensors *text_table; /* mapped; outlives rt, which reads it in place */
 	struct frontend *fe;
 	char describe[256];
 	char dtype[8]; /* the bundle's weights: fp32, fp16, bf16 */

@@ -4,20 +4,25 @@
  * elsewhere), so the reader trusts nothing: every size is checked against
  * the file before use, integer products are overflow-checked, the JSON is
  * parsed by jansson with duplicate keys rejected, and the tensors must tile
- * the data buffer exactly as the reference Rust validator demands. The file
+ * the data buffer exactly as the reference Rust validator demands. A file
  * is read whole (small files; one allocation; no mmap lifetime issues), and
- * tensor views point into that copy. Conversions to float32/int32 are
+ * tensor views point into that copy; safetensors_map maps it read-only
+ * instead (large tables of which a caller reads a few rows: only the pages
+ * touched become resident, and they are the page cache's, shared). Conversions to float32/int32 are
  * explicit copies so callers never deal with alignment or endianness.
  */
 #include "engine/cosyvoice2/safetensors.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/mem.h"
@@ -42,6 +47,7 @@ struct st_entry {
 struct safetensors {
 	unsigned char *buf;
 	size_t len;
+	int mapped;		   /* buf is a read-only mapping of the file (munmap, not free) */
 	const unsigned char *data; /* data buffer start */
 	size_t data_len;
 	json_t *root;
@@ -88,7 +94,10 @@ void safetensors_free(struct safetensors *st)
 {
 	if (!st)
 		return;
-	free(st->buf);
+	if (st->mapped)
+		munmap(st->buf, st->len);
+	else
+		free(st->buf);
 	json_decref(st->root);
 	free(st->t);
 	free(st);
@@ -183,7 +192,8 @@ static int parse_entry(const char *name, json_t *o, struct st_entry *e, char *er
 }
 
 /* Takes ownership of buf (freed on failure too). */
-static int parse(unsigned char *buf, size_t len, const struct safetensors_limits *lim,
+/* Takes buf (freed, or unmapped when mapped, on failure too). */
+static int parse(unsigned char *buf, size_t len, int mapped, const struct safetensors_limits *lim,
 		 struct safetensors **out, char *err, size_t errlen)
 {
 	size_t max_header = lim && lim->max_header_bytes ? lim->max_header_bytes : DEF_MAX_HEADER;
@@ -191,6 +201,7 @@ static int parse(unsigned char *buf, size_t len, const struct safetensors_limits
 	struct safetensors *st = xcalloc(1, sizeof *st);
 	st->buf = buf;
 	st->len = len;
+	st->mapped = mapped;
 	int rc = CV_EINVAL;
 	if (len < 8) {
 		snprintf(err, errlen,
@@ -312,53 +323,109 @@ int safetensors_open_mem(const void *buf, size_t len, const struct safetensors_l
 	}
 	if (len)
 		memcpy(copy, buf, len);
-	return parse(copy, len, lim, out, err, errlen);
+	return parse(copy, len, 0, lim, out, err, errlen);
+}
+
+/* Open path for reading and check it is a regular file within max_file bytes. */
+static int open_checked(const char *path, size_t max_file, int *fd_out, size_t *len_out, char *err,
+			size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "safetensors: cannot open %s: %s", path, strerror(e));
+		return e == ENOENT ? CV_ENOTFOUND : CV_EIO;
+	}
+	struct stat sb;
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "safetensors: %s is not a regular file", path);
+		close(fd);
+		return CV_EIO;
+	}
+	if ((uint64_t)sb.st_size > max_file) {
+		snprintf(err, errlen, "safetensors: %s has %lld bytes, over the limit of %zu", path,
+			 (long long)sb.st_size, max_file);
+		close(fd);
+		return CV_E2BIG;
+	}
+	*fd_out = fd;
+	*len_out = (size_t)sb.st_size;
+	return CV_OK;
+}
+
+/* parse(), with the path in front of any message (messages name the file). */
+static int parse_named(const char *path, unsigned char *buf, size_t len, int mapped,
+		       const struct safetensors_limits *lim, struct safetensors **out, char *err,
+		       size_t errlen)
+{
+	int rc = parse(buf, len, mapped, lim, out, err, errlen);
+	if (rc == CV_OK)
+		return CV_OK;
+	char tmp[512];
+	cv_strlcpy(tmp, err, sizeof tmp);
+	snprintf(err, errlen, "%s: %s", path, tmp);
+	return rc;
 }
 
 int safetensors_open(const char *path, const struct safetensors_limits *lim, struct safetensors **out,
 		     char *err, size_t errlen)
 {
 	size_t max_file = lim && lim->max_file_bytes ? lim->max_file_bytes : DEF_MAX_FILE;
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(err, errlen, "safetensors: cannot open %s: %s", path, strerror(errno));
-		return errno == ENOENT ? CV_ENOTFOUND : CV_EIO;
-	}
-	struct stat sb;
-	if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-		snprintf(err, errlen, "safetensors: %s is not a regular file", path);
-		fclose(f);
-		return CV_EIO;
-	}
-	if ((uint64_t)sb.st_size > max_file) {
-		snprintf(err, errlen, "safetensors: %s has %lld bytes, over the limit of %zu", path,
-			 (long long)sb.st_size, max_file);
-		fclose(f);
-		return CV_E2BIG;
-	}
-	size_t len = (size_t)sb.st_size;
+	size_t len = 0, got = 0;
+	int fd = -1;
+	int rc = open_checked(path, max_file, &fd, &len, err, errlen);
+	if (rc != CV_OK)
+		return rc;
 	unsigned char *buf = malloc(len ? len : 1);
 	if (!buf) {
-		fclose(f);
+		close(fd);
 		snprintf(err, errlen, "safetensors: out of memory (%zu bytes)", len);
 		return CV_ENOMEM;
 	}
-	size_t got = len ? fread(buf, 1, len, f) : 0;
-	int bad = ferror(f) || got != len;
-	fclose(f);
-	if (bad) {
+	while (got < len) {
+		ssize_t n = read(fd, buf + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (got != len) {
 		free(buf);
 		snprintf(err, errlen, "safetensors: read error on %s", path);
 		return CV_EIO;
 	}
-	int rc = parse(buf, len, lim, out, err, errlen);
-	if (rc != CV_OK) {
-		/* prefix the path: messages must name the file */
-		char tmp[512];
-		cv_strlcpy(tmp, err, sizeof tmp);
-		snprintf(err, errlen, "%s: %s", path, tmp);
+	return parse_named(path, buf, len, 0, lim, out, err, errlen);
+}
+
+int safetensors_map(const char *path, const struct safetensors_limits *lim, struct safetensors **out,
+		    char *err, size_t errlen)
+{
+	size_t max_file = lim && lim->max_file_bytes ? lim->max_file_bytes : DEF_MAX_FILE;
+	size_t len = 0;
+	int fd = -1;
+	int rc = open_checked(path, max_file, &fd, &len, err, errlen);
+	if (rc != CV_OK)
+		return rc;
+	if (len < 8) {
+		close(fd);
+		snprintf(err, errlen,
+			 "%s: safetensors: file of %zu bytes is shorter than the 8-byte header length", path,
+			 len);
+		return CV_EINVAL;
 	}
-	return rc;
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	int e = errno;
+	close(fd);
+	if (p == MAP_FAILED) {
+		snprintf(err, errlen, "safetensors: cannot map %s: %s", path, strerror(e));
+		return CV_EIO;
+	}
+	/* Rows are read at random: no read-ahead, no fault-around (which would map 16 neighbouring
+	 * pages per row read, resident for nothing). Advice only: a refusal changes nothing else. */
+	(void)madvise(p, len, MADV_RANDOM);
+	return parse_named(path, p, len, 1, lim, out, err, errlen);
 }
 
 size_t safetensors_count(const struct safetensors *st)

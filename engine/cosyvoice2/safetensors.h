@@ -11,8 +11,10 @@
  * and trailing junk are refused. Every failure is CV_EINVAL (CV_EIO for read
  * errors, CV_E2BIG for a file over the size limit) with text in err.
  *
- * The whole file is read into memory (speaker files are small). Tensor data
- * pointers stay valid until safetensors_free().
+ * safetensors_open reads the whole file into memory (speaker files are small);
+ * safetensors_map maps it read-only (MAP_SHARED) instead, for large tables
+ * read a few rows at a time. Tensor data pointers stay valid until
+ * safetensors_free().
  */
 #ifndef CV_ENGINE_SAFETENSORS_H
 #define CV_ENGINE_SAFETENSORS_H
@@ -65,6 +67,9 @@ struct safetensors_tensor {
 /* lim may be NULL (defaults). */
 int safetensors_open(const char *path, const struct safetensors_limits *lim, struct safetensors **out,
 		     char *err, size_t errlen);
+/* Same, mapping the file read-only instead of reading it (lim's max_file_bytes still applies). */
+int safetensors_map(const char *path, const struct safetensors_limits *lim, struct safetensors **out,
+		    char *err, size_t errlen);
 /* Same, from a memory image (copied). */
 int safetensors_open_mem(const void *buf, size_t len, const struct safetensors_limits *lim,
 			 struct safetensors **out, char *err, size_t errlen);

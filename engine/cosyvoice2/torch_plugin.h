@@ -15,7 +15,7 @@
 
 #include "engine/cosyvoice2/torch_runtime.h"
 
-#define TORCH_PLUGIN_ABI    5
+#define TORCH_PLUGIN_ABI    6
 #define TORCH_PLUGIN_SYMBOL "cosyvoiced_torch_plugin"
 #define TORCH_PLUGIN_FILE   "libcosyvoiced_torch.so"
 /* The same source built without CUDA (CV_TORCH_CUDA=0), linked to c10 and torch_cpu alone: what a

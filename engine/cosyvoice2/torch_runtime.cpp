@@ -531,6 +531,27 @@ int torch_runtime_open(const struct torch_runtime_config *cfg, struct torch_runt
 			rt->cpu_packed = true;
 			malloc_trim(0);
 		}
+		/* The text table is the bundle's mapped file, attached where it is (the host): a prompt
+		 * reads a few of its 150k rows, so neither the resident set nor the GPU holds it. */
+		if (!cfg->text_table || !cfg->text_rows || !cfg->text_cols) {
+			set_err(err, errlen, "no text embedding table given (the bundle's text_embedding)");
+			return CV_EINVAL;
+		}
+		if (!rt->mod.find_method("llm_attach_text_table").has_value()) {
+			set_err(err, errlen,
+				"model.ts has no llm_attach_text_table: a bundle from an older exporter; "
+				"re-export it (make bundle)");
+			return CV_EINVAL;
+		}
+		{
+			auto kind = dtype == "bf16"   ? torch::kBFloat16
+				    : dtype == "fp16" ? torch::kHalf
+						      : torch::kFloat32;
+			auto table = torch::from_blob(const_cast<void *>(cfg->text_table),
+						      {(int64_t)cfg->text_rows, (int64_t)cfg->text_cols},
+						      torch::TensorOptions().dtype(kind));
+			rt->mod.run_method("llm_attach_text_table", table);
+		}
 		if (cfg->fault && cfg->fault[0]) {
 			std::string f(cfg->fault);
 			size_t c1 = f.find(':');

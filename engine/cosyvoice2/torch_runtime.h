@@ -55,10 +55,15 @@ struct torch_runtime_config {
 				    * (llm_pack_cpu); 0: ATen's plain path (comparisons) */
 	const char *cpu_bf16;	   /* tests only, NULL = ask the CPU: "0" or "1" pretends the CPU lacks
 				    * or has native bf16 arithmetic (AVX512-BF16 or AMX-BF16) */
-	const char *fault;	   /* fault injection for tests, NULL = none: "<entry>:<n>[:oom]"
-				    * makes the n-th call of entry (llm_prefill, llm_decode,
-				    * flow_inference, hift_inference) after torch_runtime_fault_arm()
-				    * throw a c10::Error (or c10::OutOfMemoryError with :oom) */
+	const void *text_table;	   /* the LLM's text embedding, text_rows x text_cols in dtype, row-major:
+				    * the bundle's llm_text_embedding.safetensors as the caller mapped
+				    * it, used in place (never copied, never written) for the
+				    * runtime's life; rows go to the device as a prompt needs them */
+	size_t text_rows, text_cols;
+	const char *fault; /* fault injection for tests, NULL = none: "<entry>:<n>[:oom]"
+			    * makes the n-th call of entry (llm_prefill, llm_decode,
+			    * flow_inference, hift_inference) after torch_runtime_fault_arm()
+			    * throw a c10::Error (or c10::OutOfMemoryError with :oom) */
 };
 
 struct torch_runtime_memory {

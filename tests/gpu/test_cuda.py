@@ -12,12 +12,15 @@ Here a missing GPU is a failure.
 """
 
 import os
+import sys
 import warnings
 
 import pytest
 import torch
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tools", "export"))
+from cosyvoice2 import bundle  # noqa: E402
 BUNDLE = os.environ.get("COSYVOICE2_TEST_BUNDLE") or os.path.join(REPO, "build", "tiny-bundle")
 
 
@@ -27,7 +30,7 @@ def model():
     path = os.path.join(BUNDLE, "model.ts")
     assert os.path.exists(path), f"{path} missing: export the tiny bundle first (make tiny-bundle)"
     torch._C._set_graph_executor_optimize(False)  # as the daemon runs it
-    m = torch.jit.load(path, map_location="cuda")
+    m = bundle.load_model(BUNDLE, "cuda")  # the text table stays on the host, as in the daemon
     m.eval()
     return m
 

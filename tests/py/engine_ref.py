@@ -164,7 +164,7 @@ def main():
         wav = token2wav_eager(flow, hift, spk, item["tokens"], float(item.get("speed", 1.0)))
         wav.tofile(os.path.join(out, f"t2w_{item['name']}.f32"))
     if req.get("stream"):
-        m = torch.jit.load(os.path.join(bundle_dir, "model.ts"), map_location="cpu")
+        m = bundle.load_model(bundle_dir)
         for item in req["stream"]:
             spk = speaker(bundle_dir, manifest, item["speaker"])
             chunks = stream_ref(m, spk, item["tokens"])

@@ -37,7 +37,7 @@ VOCAB = os.path.join(randmodel.default_tokenizer_dir(), "vocab.json")
 def bundles(tiny_bundle, tiny_bundle_fp16, tiny_bundle_bf16) -> Dict[str, torch.jit.ScriptModule]:
     """The three bundles of one tiny random model directory, loaded as the daemon loads them."""
     dirs = {"fp32": tiny_bundle[0], "fp16": tiny_bundle_fp16[0], "bf16": tiny_bundle_bf16[0]}
-    return {d: torch.jit.load(os.path.join(p, bundle.MODEL_FILE), map_location="cpu") for d, p in dirs.items()}
+    return {d: bundle.load_model(p) for d, p in dirs.items()}
 
 
 def test_bf16_bundle_layout(tiny_bundle_bf16, bundles):
@@ -99,7 +99,7 @@ def test_packed_decode_against_fp32(tiny_bundle, tiny_bundle_bf16, bundles):
     """llm_pack_cpu (what the engine calls for bf16 on a CPU with bf16 units): prefill and one-row steps
     through oneDNN's reordered weights stay within bf16's limits against fp32; the plain weights' storage
     is released (held once) while the state dict keeps its keys; a second call changes nothing."""
-    m = torch.jit.load(os.path.join(tiny_bundle_bf16[0], bundle.MODEL_FILE), map_location="cpu")
+    m = bundle.load_model(tiny_bundle_bf16[0])
     keys = set(m.state_dict())
     g = torch.Generator().manual_seed(11)
     text = torch.randint(0, 151643, (1, 12), generator=g)
@@ -139,7 +139,7 @@ def test_flow_dtype_mix(tiny_model_dir, tiny_bundle, bundles, tmp_path):
     man = bundle.export(tiny_model_dir, out, "bf16", random_preset="tiny", log=lambda s: None, flow_dtype="fp32")
     assert (man["dtype"], man["flow_dtype"], man["hift_dtype"]) == ("bf16", "fp32", "fp32")
     assert bundle.verify_bundle(out) == []
-    m = torch.jit.load(os.path.join(out, bundle.MODEL_FILE), map_location="cpu")
+    m = bundle.load_model(out)
     assert m.llm.speech_embedding.weight.dtype == torch.bfloat16 and m.llm_new_cache(4)[0].dtype == torch.bfloat16
     assert m.flow.input_embedding.weight.dtype == torch.float32
     tok, ptok, pfeat, emb = flow_inputs()
@@ -316,14 +316,14 @@ def test_stress_bundles_fp16_overflows(tmp_path):
     for d in ("fp32", "bf16"):
         out = str(tmp_path / d)
         bundle.export(model, out, d, log=lambda s: None)
-        ms[d] = torch.jit.load(os.path.join(out, bundle.MODEL_FILE))
+        ms[d] = bundle.load_model(out)
     out16 = str(tmp_path / "fp16")
     r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "export", "export.py"), "--random", "tiny", "--seed", "0",
                         "--stress-scale", "100000", "--dtype", "fp16", "--out", out16,
                         "--tokenizer-dir", randmodel.default_tokenizer_dir()],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    ms["fp16"] = torch.jit.load(os.path.join(out16, bundle.MODEL_FILE))
+    ms["fp16"] = bundle.load_model(out16)
     with open(os.path.join(out16, bundle.MANIFEST)) as f:
         man = json.load(f)
     assert man["dtype"] == "fp16" and man["source"]["random"] == "tiny (stress_scale 100000)"

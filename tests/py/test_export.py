@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from cosyvoice2 import bundle, config, load, randmodel, speakers
 
@@ -43,7 +44,10 @@ def test_bundle_files_and_manifest(tiny_bundle, tiny_model_dir):
     with open(os.path.join(out, "manifest.json")) as f:
         disk = json.load(f)
     assert disk == json.loads(json.dumps(m))
-    assert m["format"] == "cosyvoiced-bundle" and m["format_version"] == 1
+    assert m["format"] == "cosyvoiced-bundle" and m["format_version"] == 2
+    assert m["text_embedding"] == {"file": "llm_text_embedding.safetensors",
+                                   "tensor": "llm.model.model.embed_tokens.weight", "dtype": "fp32",
+                                   "shape": [151936, 16]}
     assert m["dtype"] == "fp32" and m["sample_rate"] == 24000
     assert m["torch_version"] == torch.__version__
     t = m["tokens"]
@@ -63,6 +67,31 @@ def test_bundle_files_and_manifest(tiny_bundle, tiny_model_dir):
     assert m["source"]["random"] == "tiny"
     assert m["tn"] is None and "no text-normalization" in m["tn_note"]
     assert bundle.verify_bundle(out) == []
+
+
+def test_text_table_lives_beside_model_ts(tiny_bundle, tiny_model_dir, loaded):
+    """model.ts holds a (0, hidden) placeholder; the table is the checkpoint's embed_tokens, in its own
+    file; without it prefill says what is missing; attached (even on another device than the module's
+    compute), prefill is the eager module's."""
+    out = tiny_bundle[0]
+    raw = torch.jit.load(os.path.join(out, "model.ts"), map_location="cpu")
+    assert tuple(raw.llm.llm.model.model.embed_tokens.weight.shape) == (0, 16)
+    k, v = raw.llm_new_cache(16)
+    text, prompt = torch.tensor([[5, 151646, 9]]), torch.tensor([[1, 2]])
+    with pytest.raises(Exception, match="llm_attach_text_table"):
+        raw.llm_prefill(text, prompt, k, v)
+    _, cfg, llm, _, _ = loaded
+    with safe_open(os.path.join(out, "llm_text_embedding.safetensors"), "pt") as f:
+        table = f.get_tensor("llm.model.model.embed_tokens.weight")
+        assert f.metadata() == {"format": "cosyvoiced-text-embedding", "dtype": "fp32"}
+    assert torch.equal(table, llm.llm.model.model.embed_tokens.weight)
+    with pytest.raises(Exception, match="in the LLM's dtype"):
+        raw.llm_attach_text_table(table.to(torch.float16))
+    raw.llm_attach_text_table(table)
+    with torch.no_grad():
+        ke, ve = llm.new_cache(16)
+        torch.testing.assert_close(raw.llm_prefill(text, prompt, k, v), llm.prefill(text, prompt, ke, ve),
+                                   rtol=0, atol=0)
 
 
 def test_verify_detects_tampering(tiny_bundle, tmp_path):
@@ -126,7 +155,7 @@ def test_speaker_alignment_and_validation(tmp_path):
 
 @pytest.fixture(scope="module")
 def loaded(tiny_bundle, tiny_model_dir):
-    m = torch.jit.load(os.path.join(tiny_bundle[0], "model.ts"), map_location="cpu")
+    m = bundle.load_model(tiny_bundle[0])
     cfg, (llm, flow, hift) = eager_modules(tiny_model_dir)
     return m, cfg, llm, flow, hift
 
@@ -240,7 +269,7 @@ def test_forward_is_token2wav(loaded):
 def test_fp16_bundle(tiny_bundle_fp16, loaded):
     out, man = tiny_bundle_fp16
     assert man["dtype"] == "fp16" and man["hift_dtype"] == "fp32"
-    m16 = torch.jit.load(os.path.join(out, "model.ts"), map_location="cpu")
+    m16 = bundle.load_model(out)
     assert m16.llm.speech_embedding.weight.dtype == torch.float16
     assert m16.flow.input_embedding.weight.dtype == torch.float16
     assert m16.hift.conv_pre.weight.dtype == torch.float32
@@ -354,7 +383,7 @@ def test_official_encoder_zip_accepted_when_it_matches(loaded, tiny_model_dir, t
     fe = man["flow_encoder"]
     assert fe["source"] == "flow.encoder.fp32.zip" and fe["sha256"] == bundle.sha256_file(z)
     assert fe["max_rel_diff"] <= fe["tolerance"]
-    mz = torch.jit.load(os.path.join(out, "model.ts"))
+    mz = bundle.load_model(out)
     assert not list(mz.flow.encoder.parameters())  # the frozen zip, not the own encoder
     tok, ptok, pfeat, emb = _flow_inputs(8, n=12, p=4)
     with torch.no_grad():

@@ -382,7 +382,7 @@ def test_recording_to_speaker_in_a_bundle(tiny_bundle, tmp_path):
     tok = frontend.text_tokenizer(os.path.join(out, "tokenizer"))
     assert sp.prompt_text.tolist() == frontend.encode_text(tok, text)
     # the new speaker works with the bundle's flow
-    mod = torch.jit.load(os.path.join(out, "model.ts"))
+    mod = bundle.load_model(out)
     with torch.no_grad():
         mel_out = mod.flow_inference(torch.tensor([[1, 2, 3, 4, 5]]), sp.prompt_speech_tokens.unsqueeze(0),
                                      sp.prompt_mel.unsqueeze(0), sp.embedding.unsqueeze(0), False, True)

@@ -336,13 +336,60 @@ START_TEST(bad_bundle_version)
 {
 	char *tmp = make_tmpdir(), err[512] = "";
 	char *b = link_bundle(tmp);
-	patch_manifest(b, "format_version", json_integer(2));
-	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EINVAL);
-	ck_assert_msg(strstr(err, "format_version") && strstr(err, "re-export"), "%s", err);
+	/* 1: a bundle from before the text table left model.ts */
 	patch_manifest(b, "format_version", json_integer(1));
+	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "format_version 1") && strstr(err, "reads version 2") &&
+			  strstr(err, "re-export"),
+		      "%s", err);
+	patch_manifest(b, "format_version", json_integer(3));
+	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "format_version 3") != NULL, "%s", err);
+	patch_manifest(b, "format_version", json_integer(2));
 	patch_manifest(b, "format", json_string("something-else"));
 	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EINVAL);
 	ck_assert_msg(strstr(err, "something-else") != NULL, "%s", err);
+	rm_rf(tmp);
+	free(tmp);
+}
+END_TEST
+
+/* manifest[obj][key] = value (value stolen) */
+static void patch_manifest_in(const char *b, const char *obj, const char *key, json_t *value)
+{
+	char path[600];
+	json_error_t je;
+	json_t *m;
+	char *txt;
+	snprintf(path, sizeof path, "%s/manifest.json", b);
+	m = json_load_file(path, 0, &je);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(json_object_set_new(json_object_get(m, obj), key, value), 0);
+	txt = json_dumps(m, JSON_INDENT(1));
+	write_file(path, txt, strlen(txt));
+	free(txt);
+	json_decref(m);
+}
+
+/* The text table (kept out of model.ts, mapped at load): a manifest without it, naming a tensor the
+ * file lacks, or disagreeing with the file's shape is refused with what is wrong. */
+START_TEST(bad_bundle_text_table)
+{
+	char *tmp = make_tmpdir(), err[512] = "";
+	char *b = link_bundle(tmp);
+	patch_manifest_in(b, "text_embedding", "tensor", json_string("no.such.tensor"));
+	ck_assert_int_ne(open_dir(b, err, sizeof err), CV_OK);
+	ck_assert_msg(strstr(err, "llm_text_embedding.safetensors") && strstr(err, "no.such.tensor"), "%s",
+		      err);
+	patch_manifest_in(b, "text_embedding", "tensor", json_string("llm.model.model.embed_tokens.weight"));
+	patch_manifest_in(b, "tokens", "text_vocab_size", json_integer(1000));
+	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "[151936, 16]") && strstr(err, "wants fp32 [1000, 16]") &&
+			  strstr(err, "re-export"),
+		      "%s", err);
+	patch_manifest(b, "text_embedding", json_null());
+	ck_assert_int_eq(open_dir(b, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, "text_embedding") && strstr(err, "re-export"), "%s", err);
 	rm_rf(tmp);
 	free(tmp);
 }
@@ -633,6 +680,57 @@ static int maps_have(const char *name)
 	fclose(f);
 	return found;
 }
+
+/* Size and Rss (kB) of the first mapping of a file whose path contains name (/proc/self/smaps); 0 when
+ * none is mapped. */
+static int smaps_of(const char *name, long *size_kb, long *rss_kb)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[4096];
+	int in = 0, found = 0;
+	ck_assert_ptr_nonnull(f);
+	*size_kb = *rss_kb = -1;
+	while (fgets(line, sizeof line, f)) {
+		if (!found && strstr(line, name) && strchr(line, '/')) {
+			in = found = 1;
+			continue;
+		}
+		if (!in)
+			continue;
+		if (sscanf(line, "Size: %ld kB", size_kb) == 1)
+			continue;
+		if (sscanf(line, "Rss: %ld kB", rss_kb) == 1)
+			break;
+	}
+	fclose(f);
+	return found;
+}
+
+/* The LLM's text table is the bundle's file, mapped and read in place: after synthesis only the pages
+ * around the rows a prompt used (the kernel maps neighbouring pages of the page cache with each one
+ * read: ~2.3 MB of this 9.5 MB table for 3 ids) and the header are resident, not the table (a copy
+ * would have touched every page). An SFT voice has no prompt text: the rows are the sentence's. */
+START_TEST(text_table_read_in_place)
+{
+	struct engine *e = open_engine();
+	struct pcm_sink ps = {0};
+	char err[512] = "";
+	long size_kb, rss_kb;
+	ck_assert_msg(synth(e, "Few rows.", "\xe4\xb8\xad\xe6\x96\x87\xe5\xa5\xb3", 0, 1.0f, 1, &ps, err,
+			    sizeof err) == CV_OK,
+		      "%s", err);
+	ck_assert_uint_gt(ps.n, 0);
+	free(ps.pcm);
+	ck_assert_msg(smaps_of("/llm_text_embedding.safetensors", &size_kb, &rss_kb),
+		      "the text table is not mapped");
+	ck_assert_int_ge(size_kb, 9000); /* 151936 x 16 float32 */
+	ck_assert_msg(rss_kb >= 0 && rss_kb * 2 < size_kb, "%ld of %ld kB of the table resident", rss_kb,
+		      size_kb);
+	engine_close(e);
+	ck_assert_msg(!smaps_of("/llm_text_embedding.safetensors", &size_kb, &rss_kb),
+		      "the table stays mapped after the engine closed");
+}
+END_TEST
 
 /* A process whose first runtime is on the CPU loads the CPU-only plugin and c10 + torch_cpu alone:
  * nothing of libtorch_cuda's closure is mapped (~260 MB of resident memory); a CUDA runtime asked of
@@ -2187,6 +2285,7 @@ Suite *suite_cosyvoice2(void)
 	tcase_add_test(tc, bad_bundle_missing_file);
 	tcase_add_test(tc, bad_bundle_no_manifest);
 	tcase_add_test(tc, bad_bundle_version);
+	tcase_add_test(tc, bad_bundle_text_table);
 	tcase_add_test(tc, bad_bundle_torch_version);
 	tcase_add_test(tc, bad_bundle_hash_mismatch);
 	tcase_add_test(tc, bad_fault_spec);
@@ -2198,6 +2297,7 @@ Suite *suite_cosyvoice2(void)
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, cpu_runtime_maps_no_cuda_library);
 	tcase_add_test(tc, cuda_plugin_serves_the_cpu);
+	tcase_add_test(tc, text_table_read_in_place);
 	tcase_add_test(tc, modes_produce_audio_and_seed_reproduces);
 	tcase_add_test(tc, errors_are_clear);
 	tcase_add_test(tc, cancel_between_chunks);

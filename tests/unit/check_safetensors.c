@@ -228,6 +228,45 @@ START_TEST(open_errors)
 }
 END_TEST
 
+/* The mapped reader refuses what the reading one refuses, names the file, and unmaps on failure
+ * (valgrind runs this suite: a failed parse leaks nothing). */
+START_TEST(map_errors)
+{
+	struct safetensors *st = NULL;
+	char err[512] = "";
+	ck_assert_int_eq(safetensors_map("/nonexistent/x.safetensors", NULL, &st, err, sizeof err),
+			 CV_ENOTFOUND);
+	ck_assert_ptr_nonnull(strstr(err, "/nonexistent/x.safetensors"));
+	ck_assert_int_eq(safetensors_map("/tmp", NULL, &st, err, sizeof err), CV_EIO);
+	char path[] = "/tmp/cv-stm-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "1234", 4), 4);
+	ck_assert_int_eq(safetensors_map(path, NULL, &st, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, path) && strstr(err, "shorter"), "%s", err);
+	size_t len;
+	unsigned char *b = image(GOOD, 16, &len);
+	ck_assert_int_eq(ftruncate(fd, 0), 0);
+	ck_assert_int_eq(pwrite(fd, b, len - 3, 0), (ssize_t)(len - 3));
+	ck_assert_int_eq(safetensors_map(path, NULL, &st, err, sizeof err), CV_EINVAL);
+	ck_assert_msg(strstr(err, path) && strstr(err, "exceed"), "%s", err);
+	ck_assert_ptr_null(st);
+	struct safetensors_limits lim = {.max_file_bytes = 10};
+	ck_assert_int_eq(safetensors_map(path, &lim, &st, err, sizeof err), CV_E2BIG);
+	/* whole: the views point into the read-only mapping */
+	ck_assert_int_eq(pwrite(fd, b, len, 0), (ssize_t)len);
+	ck_assert_int_eq(safetensors_map(path, NULL, &st, err, sizeof err), CV_OK);
+	struct safetensors_tensor t;
+	ck_assert_int_eq(safetensors_find(st, "b", &t, err, sizeof err), CV_OK);
+	ck_assert_uint_eq(((const unsigned char *)t.data)[0], 8);
+	ck_assert_str_eq(safetensors_metadata(st, "k"), "v");
+	safetensors_free(st);
+	close(fd);
+	unlink(path);
+	free(b);
+}
+END_TEST
+
 static uint32_t fbits(float f)
 {
 	uint32_t u;
@@ -235,14 +274,16 @@ static uint32_t fbits(float f)
 	return u;
 }
 
-/* Compares one file against expected.json's entry. */
-static void check_file(const char *dir, const char *file, json_t *exp)
+/* Compares one file, read (mapped = 0) or mapped (1), against expected.json's entry. */
+static void check_file(const char *dir, const char *file, json_t *exp, int mapped)
 {
 	char path[1024];
 	snprintf(path, sizeof path, "%s/%s", dir, file);
 	struct safetensors *st = NULL;
 	char err[512] = "";
-	ck_assert_msg(safetensors_open(path, NULL, &st, err, sizeof err) == CV_OK, "%s", err);
+	int rc = mapped ? safetensors_map(path, NULL, &st, err, sizeof err)
+			: safetensors_open(path, NULL, &st, err, sizeof err);
+	ck_assert_msg(rc == CV_OK, "%s", err);
 	json_t *meta = json_object_get(exp, "metadata"), *tens = json_object_get(exp, "tensors");
 	const char *k;
 	json_t *v;
@@ -316,7 +357,8 @@ START_TEST(fixtures_from_python)
 	size_t files = 0;
 	json_object_foreach(exp, k, v)
 	{
-		check_file(dir, k, v);
+		check_file(dir, k, v, 0);
+		check_file(dir, k, v, 1);
 		files++;
 	}
 	ck_assert_uint_eq(files, 3);
@@ -378,6 +420,7 @@ Suite *suite_safetensors(void)
 	tcase_add_test(tc, malformed_headers);
 	tcase_add_test(tc, huge_header_length);
 	tcase_add_test(tc, open_errors);
+	tcase_add_test(tc, map_errors);
 	suite_add_tcase(s, tc);
 	TCase *tp = tcase_create("python");
 	tcase_set_timeout(tp, 600); /* may have to build the torch venv first */

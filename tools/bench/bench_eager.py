@@ -82,7 +82,7 @@ def load_model(bundle_dir: str, device: str = "cpu", impl: str = "eager"):
         manifest = json.load(f)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        ts = torch.jit.load(os.path.join(bundle_dir, manifest.get("model", B.MODEL_FILE)), map_location="cpu")
+        ts = B.load_model(bundle_dir)
     if impl == "script":
         return ts.to(device).eval(), manifest
     if impl != "eager":

@@ -50,7 +50,7 @@ def teacher_forced_logp(m, text, prompt, tokens):
 def load(path):
     with open(os.path.join(path, B.MANIFEST), encoding="utf-8") as f:
         man = json.load(f)
-    return torch.jit.load(os.path.join(path, man.get("model", B.MODEL_FILE)), map_location="cpu").eval(), man
+    return B.load_model(path).eval(), man
 
 
 @torch.inference_mode()

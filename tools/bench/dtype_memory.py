@@ -7,7 +7,9 @@
 The modules are built on the meta device (no weight is allocated; the full preset takes a second) and
 cast exactly as the exporter casts them (bundle.cast_module: the LLM and flow in the bundle dtype except
 buffers named *_fp32, HiFT always float32), so the weight figures count every parameter and buffer that
-model.ts holds, the CFM noise and the RoPE/STFT constants included. KV cache per position:
+model.ts holds, the CFM noise and the RoPE/STFT constants included. The LLM's text embedding table is
+counted apart: the bundle keeps it in llm_text_embedding.safetensors, which the daemon maps (resident:
+only the pages of the rows prompts read). KV cache per position:
 layers x 2 (K and V) x kv_heads x head_dim x the element size, in the LLM dtype.
 
 --workspace also measures the flow + HiFT workspace on the CPU: the peak resident memory above the
@@ -61,7 +63,11 @@ def weight_bytes(cfg: config.ModelConfig, dtype: torch.dtype) -> Dict[str, int]:
     mods = {"llm": bundle.cast_module(llm, dtype),
             "flow": bundle.cast_module(flow.build_flow(cfg.flow, torch.device("meta")), dtype),
             "hift": bundle.cast_module(hift.build_hift(cfg.hift, torch.device("meta")), torch.float32)}
-    return {k: tensor_bytes(m) for k, m in mods.items()}
+    out = {k: tensor_bytes(m) for k, m in mods.items()}
+    table = llm.llm.model.model.embed_tokens.weight
+    out["text_table"] = table.numel() * table.element_size()
+    out["llm"] -= out["text_table"]
+    return out
 
 
 def kv_bytes_per_position(cfg: config.ModelConfig, dtype: torch.dtype) -> int:
@@ -123,13 +129,15 @@ def main(argv=None) -> int:
     name = a.model_dir or f"the {a.preset} preset"
     print(f"Weights and KV cache of {name}: LLM {q.num_layers} layers x {q.hidden_size}, {q.num_kv_heads} KV "
           f"heads x {q.head_dim}; HiFT is float32 in every bundle.\n")
-    print(f"| dtype | LLM | flow | HiFT | weights total | KV cache / position | KV cache x {a.positions} |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| dtype | LLM | flow | HiFT | model.ts total | text table (mapped file) | KV cache / position | "
+          f"KV cache x {a.positions} |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for d, dt in bundle.DTYPES.items():
         w = weight_bytes(cfg, dt)
         kv = kv_bytes_per_position(cfg, dt)
-        print(f"| {d} | {size(w['llm'])} | {size(w['flow'])} | {size(w['hift'])} | {size(sum(w.values()))} | "
-              f"{size(kv)} | {size(kv * a.positions)} |")
+        print(f"| {d} | {size(w['llm'])} | {size(w['flow'])} | {size(w['hift'])} | "
+              f"{size(w['llm'] + w['flow'] + w['hift'])} | {size(w['text_table'])} | {size(kv)} | "
+              f"{size(kv * a.positions)} |")
 
     if a.workspace:
         ctx = multiprocessing.get_context("spawn")

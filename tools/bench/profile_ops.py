@@ -37,7 +37,7 @@ def run(bundle_dir: str, steps: int, top: int, pack: bool = False) -> dict:
     torch._C._set_graph_executor_optimize(False)
     with open(os.path.join(bundle_dir, B.MANIFEST), encoding="utf-8") as f:
         man = json.load(f)
-    m = torch.jit.load(os.path.join(bundle_dir, man.get("model", B.MODEL_FILE)), map_location="cpu").eval()
+    m = B.load_model(bundle_dir).eval()
     if pack:
         m.llm_pack_cpu()  # what the engine does for bf16 on a CPU with bf16 units
     vocab = int(man["tokens"]["speech_token_size"])

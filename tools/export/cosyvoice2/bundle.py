@@ -13,7 +13,10 @@ with flat exported entry points (``llm_prefill``, ``flow_inference``, ``hift_inf
 non-checkpoint constants (CFM noise of seed 0, RoPE inverse frequencies, STFT/fade windows) inside as
 buffers. It is scripted, not frozen: freezing would turn weights into graph constants, which the C++
 side could no longer move with ``module.to(device)``; the file is written in the bundle dtype, so a
-plain ``torch::jit::load(path, device)`` is all the daemon does. HiFT always stays float32 (the reference
+plain ``torch::jit::load(path, device)`` is all the daemon does, plus one call: the LLM's text embedding
+table (a quarter of the LLM's bytes, a few rows read per prompt) is written beside ``model.ts`` as
+``llm_text_embedding.safetensors`` and attached at load (``llm_attach_text_table``; the daemon maps the
+file, so the table costs no resident or GPU memory; Python callers use :func:`load_model`). HiFT always stays float32 (the reference
 runs it outside autocast, docs/cosyvoice2.md §6.1); the LLM and flow are cast to the bundle dtype (fp32, fp16 or bf16:
 :data:`DTYPES`), except buffers whose name ends in ``_fp32`` (RoPE frequencies), which stay float32.
 """
@@ -38,9 +41,14 @@ from . import speakers as S
 from .llm import Qwen2LM
 
 FORMAT = "cosyvoiced-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the text embedding table moved out of model.ts into TEXT_TABLE_FILE
 MODEL_FILE = "model.ts"
 MANIFEST = "manifest.json"
+# The LLM's text embedding (151936 x 896: a quarter of the LLM's bytes, of which a prompt reads a few
+# rows) lives beside model.ts; the daemon maps it and attaches it (llm_attach_text_table), so it costs
+# neither resident memory nor GPU memory beyond the pages a prompt touches.
+TEXT_TABLE_FILE = "llm_text_embedding.safetensors"
+TEXT_TABLE_TENSOR = "llm.model.model.embed_tokens.weight"
 # bundle dtype (manifest "dtype") -> torch dtype of the LLM and flow; HiFT is always float32
 DTYPES: Dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # accept_encoder_zip: largest difference (relative to max(1, max |output|)) of an encoder zip from the own
@@ -116,6 +124,10 @@ class CosyVoice2Bundle(nn.Module):
         return self.llm.step_embeds(x, start, k_cache, v_cache)
 
     @torch.jit.export
+    def llm_attach_text_table(self, table: Tensor) -> None:
+        self.llm.attach_text_table(table)
+
+    @torch.jit.export
     def llm_embed_text(self, ids: Tensor) -> Tensor:
         return self.llm.embed_text(ids.to(torch.int64))
 
@@ -185,7 +197,10 @@ ENTRY_POINTS = {
     "llm_decode_at": "(token (1,1) int64, pos (1,) int64 tensor, k_cache, v_cache) -> logp; llm_decode_one with "
     "fixed shapes (whole cache attended, later positions masked): what the daemon captures as a CUDA graph",
     "llm_step_embeds": "(x (1,L,hidden), start:int, k_cache, v_cache) -> logp of the last position (bistream)",
-    "llm_embed_text": "(ids (1,L) int) -> (1,L,hidden)",
+    "llm_attach_text_table": "(table (text_vocab_size, hidden) in the LLM dtype, any device) -> None: the text "
+    "embedding of text_embedding.file, used in place (not copied, not moved); llm_prefill and llm_embed_text "
+    "need it (model.ts holds a (0, hidden) placeholder)",
+    "llm_embed_text": "(ids (1,L) int) -> (1,L,hidden), looked up on the table's device, returned on the model's",
     "llm_embed_speech": "(ids (1,L) int) -> (1,L,hidden)",
     "llm_sos_embedding": "() -> (1,1,hidden)",
     "llm_task_embedding": "() -> (1,1,hidden)",
@@ -317,7 +332,7 @@ def script_bundle(llm: nn.Module, flow: nn.Module, hift: nn.Module, dtype: torch
                   encoder_zip: Optional[str] = None, cfg: Optional[C.ModelConfig] = None,
                   flow_dtype: Optional[torch.dtype] = None):
     """Cast (the flow to ``flow_dtype`` when given, else ``dtype``), optionally swap in an official encoder
-    zip, script; returns (scripted, encoder_info)."""
+    zip, take the LLM's text table out, script; returns (scripted, encoder_info, text_table)."""
     fdt = flow_dtype or dtype
     cast_module(llm, dtype)
     cast_module(flow, fdt)
@@ -326,12 +341,30 @@ def script_bundle(llm: nn.Module, flow: nn.Module, hift: nn.Module, dtype: torch
     if encoder_zip:
         assert cfg is not None
         enc_info = accept_encoder_zip(flow, encoder_zip, fdt, cfg)
+    table = llm.detach_text_table()
     b = CosyVoice2Bundle(llm, flow, hift).eval()
     for p in b.parameters():
         p.requires_grad_(False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is "deprecated" but maintained
-        return torch.jit.script(b), enc_info
+        return torch.jit.script(b), enc_info, table
+
+
+def load_model(bundle_dir: str, map_location: str = "cpu"):
+    """``torch.jit.load`` a bundle's model with its text table attached (read into memory, kept on the
+    CPU whatever ``map_location`` is, as the daemon does): what Python callers of a bundle use."""
+    from safetensors import safe_open
+
+    with open(os.path.join(bundle_dir, MANIFEST), encoding="utf-8") as f:
+        man = json.load(f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        m = torch.jit.load(os.path.join(bundle_dir, man.get("model", MODEL_FILE)), map_location=map_location)
+    te = man["text_embedding"]
+    with safe_open(os.path.join(bundle_dir, te["file"]), framework="pt") as f:
+        table = f.get_tensor(te["tensor"])
+    m.llm_attach_text_table(table)
+    return m
 
 
 def smoke_run(m, cfg: C.ModelConfig, device: str = "cpu") -> Dict[str, List[int]]:
@@ -442,7 +475,8 @@ def export(
     except L.CheckpointError as e:
         raise ExportError(str(e)) from None
     del states
-    scripted, enc_info = script_bundle(llm, flow, hift, tdtype, flow_encoder_zip, cfg, DTYPES[flow_dtype])
+    scripted, enc_info, text_table = script_bundle(llm, flow, hift, tdtype, flow_encoder_zip, cfg,
+                                                   DTYPES[flow_dtype])
     if flow_encoder_zip:
         log(f"      flow encoder from {flow_encoder_zip} (matches flow.pt: relative max diff {enc_info['max_rel_diff']:.2g})")
 
@@ -454,11 +488,19 @@ def export(
     scripted.save(model_path)
     del scripted, llm, flow, hift
     log(f"      wrote {MODEL_FILE}: {os.path.getsize(model_path) / 1e6:.1f} MB")
+    from safetensors.torch import save_file
+
+    table_path = os.path.join(tmp, TEXT_TABLE_FILE)
+    save_file({TEXT_TABLE_TENSOR: text_table.contiguous()}, table_path,
+              metadata={"format": "cosyvoiced-text-embedding", "dtype": dtype})
+    log(f"      wrote {TEXT_TABLE_FILE}: {tuple(text_table.shape)} {dtype}, "
+        f"{os.path.getsize(table_path) / 1e6:.1f} MB")
 
     step(6, "reloading the TorchScript file and running it once")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         reloaded = torch.jit.load(model_path, map_location="cpu")
+    reloaded.llm_attach_text_table(text_table)
     # a one-off run: skip the profiling executor's per-shape optimization (seconds on a small CPU)
     opt = torch._C._get_graph_executor_optimize()
     torch._C._set_graph_executor_optimize(False)
@@ -466,7 +508,7 @@ def export(
         smoke = smoke_run(reloaded, cfg) if verify else {}
     finally:
         torch._C._set_graph_executor_optimize(opt)
-    del reloaded
+    del reloaded, text_table
 
     step(7, "copying tokenizer files and text-normalization grammars")
     tokdir = os.path.join(tmp, "tokenizer")
@@ -561,6 +603,8 @@ def make_manifest(cfg: C.ModelConfig, dtype: str, specials: Dict[str, int], file
         "hift_dtype": "fp32",
         "sample_rate": cfg.sample_rate,
         "model": MODEL_FILE,
+        "text_embedding": {"file": TEXT_TABLE_FILE, "tensor": TEXT_TABLE_TENSOR, "dtype": dtype,
+                           "shape": [q.vocab_size, q.hidden_size]},
         "entry_points": ENTRY_POINTS,
         "tokens": {
             "speech_token_size": st,

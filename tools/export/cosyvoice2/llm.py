@@ -237,6 +237,8 @@ class Qwen2LM(nn.Module):
       shapes (attends over the whole cache, later positions masked): the CUDA-graph form.
     * ``step_embeds(x (B,L,H), start, k, v) -> logp``: general form (bistream); logp of the last position.
     * ``embed_text``, ``embed_speech``, ``sos_embedding``, ``task_embedding``: the input tables.
+    * ``attach_text_table(table)``: the text table, which bundles store outside the module
+      (:meth:`detach_text_table`).
     * ``forward(x (B,L,H)) -> hidden (B,L,H)``: whole sequence without a caller cache (reference path).
     """
 
@@ -277,8 +279,32 @@ class Qwen2LM(nn.Module):
         )
 
     @torch.jit.export
+    def attach_text_table(self, table: Tensor) -> None:
+        """Put ``table`` (text_vocab, hidden) in place of the text embedding without copying it, on
+        whatever device it is: bundles keep the table out of ``model.ts`` (a file the daemon maps: only
+        the rows a prompt uses are ever read, on the host even when the model runs on a GPU)."""
+        w = self.llm.model.model.embed_tokens.weight
+        if table.dim() != 2 or table.shape[1] != self.hidden_size or table.dtype != w.dtype:
+            raise RuntimeError("attach_text_table: want a (text_vocab, hidden) table in the LLM's dtype")
+        with torch.no_grad():
+            w.set_(table)
+
+    @torch.jit.export
     def embed_text(self, ids: Tensor) -> Tensor:
-        return self.llm.model.model.embed_tokens(ids)
+        """Rows of the text table (looked up where the table is, returned on the model's device)."""
+        w = self.llm.model.model.embed_tokens.weight
+        if w.shape[0] == 0:
+            raise RuntimeError("embed_text: no text embedding table (llm_attach_text_table first: the "
+                               "bundle keeps it in llm_text_embedding.safetensors)")
+        return F.embedding(ids.to(w.device), w).to(self.speech_embedding.weight.device)
+
+    def detach_text_table(self) -> Tensor:
+        """Take the text table out (leaving a (0, hidden) placeholder) and return it: what a bundle
+        stores beside ``model.ts``."""
+        emb = self.llm.model.model.embed_tokens
+        table = emb.weight.detach()
+        emb.weight = nn.Parameter(table.new_empty((0, table.shape[1])), requires_grad=False)
+        return table
 
     @torch.jit.export
     def embed_speech(self, ids: Tensor) -> Tensor:
