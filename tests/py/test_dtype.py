@@ -97,8 +97,9 @@ def test_llm_logp_against_fp32(bundles):
 
 def test_packed_decode_against_fp32(tiny_bundle, tiny_bundle_bf16, bundles):
     """llm_pack_cpu (what the engine calls for bf16 on a CPU with bf16 units): prefill and one-row steps
-    through oneDNN's reordered weights stay within bf16's limits against fp32; the plain weights' storage
-    is released (held once) while the state dict keeps its keys; a second call changes nothing."""
+    through oneDNN's reordered weights (q/k/v fused, gate/up fused) stay within bf16's limits against fp32;
+    the plain weights' storage is released (held once) while the state dict keeps its keys; a second call
+    changes nothing."""
     m = bundle.load_model(tiny_bundle_bf16[0])
     keys = set(m.state_dict())
     g = torch.Generator().manual_seed(11)
@@ -116,6 +117,9 @@ def test_packed_decode_against_fp32(tiny_bundle, tiny_bundle_bf16, bundles):
         projections = [t for k, t in m.named_parameters() if k.startswith("llm.") and k.endswith("_proj.weight")]
         assert len(projections) == 7 * m.llm.num_layers
         assert all(t.untyped_storage().nbytes() == 0 for t in projections)
+        for i in range(m.llm.num_layers):  # q/k/v and gate/up as one product each per step
+            layer = getattr(m.llm.llm.model.model.layers, str(i))
+            assert layer.self_attn.qkv_packed.numel() > 0 and layer.mlp.gate_up_packed.numel() > 0
         packed = teacher_forced_logp(m, text, prompt, tokens)
         m.llm_pack_cpu()  # idempotent: the packed copies stay, nothing is reordered from an empty weight
         assert torch.equal(teacher_forced_logp(m, text, prompt, tokens), packed)

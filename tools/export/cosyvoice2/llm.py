@@ -87,13 +87,36 @@ class Attention(nn.Module):
         self.k_proj = Linear(q.hidden_size, q.num_kv_heads * q.head_dim, bias=True)
         self.v_proj = Linear(q.hidden_size, q.num_kv_heads * q.head_dim, bias=True)
         self.o_proj = Linear(q.num_heads * q.head_dim, q.hidden_size, bias=False)
+        # pack_cpu: q, k and v as one reordered weight (one call per step instead of three)
+        self.qkv_packed = torch.empty(0)
+        self.qkv_bias = torch.empty(0)
+
+    def pack_cpu(self) -> None:
+        """The three projections as one oneDNN-reordered weight (rows q ++ k ++ v), the plain ones released."""
+        if self.qkv_packed.numel() > 0:
+            return
+        w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight], 0)
+        self.qkv_bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias], 0)
+        self.qkv_packed = torch.ops.mkldnn._reorder_linear_weight(w, 1)
+        self.q_proj.weight.set_()
+        self.k_proj.weight.set_()
+        self.v_proj.weight.set_()
+        self.o_proj.pack_cpu()
 
     def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Projections of x (B,L,H) as (B,heads,L,hd) / (B,kv,L,hd), RoPE applied to q and k."""
         B, L = x.shape[0], x.shape[1]
-        q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if self.qkv_packed.numel() > 0:
+            no_scalars: List[Optional[Union[int, float, complex]]] = []
+            qkv = torch.ops.mkldnn._linear_pointwise(x, self.qkv_packed, self.qkv_bias, "none", no_scalars, "")
+            nq = self.num_heads * self.head_dim
+            nkv = self.num_kv_heads * self.head_dim
+            qp, kp, vp = qkv.split([nq, nkv, nkv], dim=-1)
+        else:
+            qp, kp, vp = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = qp.reshape(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+        k = kp.reshape(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = vp.reshape(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         return q, k, v
@@ -147,8 +170,23 @@ class MLP(nn.Module):
         self.gate_proj = Linear(q.hidden_size, q.intermediate_size, bias=False)
         self.up_proj = Linear(q.hidden_size, q.intermediate_size, bias=False)
         self.down_proj = Linear(q.intermediate_size, q.hidden_size, bias=False)
+        self.gate_up_packed = torch.empty(0)  # pack_cpu: gate and up as one reordered weight
+
+    def pack_cpu(self) -> None:
+        if self.gate_up_packed.numel() > 0:
+            return
+        w = torch.cat([self.gate_proj.weight, self.up_proj.weight], 0)
+        self.gate_up_packed = torch.ops.mkldnn._reorder_linear_weight(w, 1)
+        self.gate_proj.weight.set_()
+        self.up_proj.weight.set_()
+        self.down_proj.pack_cpu()
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.gate_up_packed.numel() > 0:
+            no_scalars: List[Optional[Union[int, float, complex]]] = []
+            gu = torch.ops.mkldnn._linear_pointwise(x, self.gate_up_packed, None, "none", no_scalars, "")
+            gate, up = gu.chunk(2, dim=-1)
+            return self.down_proj(F.silu(gate) * up)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -260,13 +298,8 @@ class Qwen2LM(nn.Module):
         """Reorder every projection's weight once for oneDNN, releasing the plain one (see :class:`Linear`):
         CPU, bf16 only; a second call does nothing."""
         for layer in self.llm.model.model.layers:
-            layer.self_attn.q_proj.pack_cpu()
-            layer.self_attn.k_proj.pack_cpu()
-            layer.self_attn.v_proj.pack_cpu()
-            layer.self_attn.o_proj.pack_cpu()
-            layer.mlp.gate_proj.pack_cpu()
-            layer.mlp.up_proj.pack_cpu()
-            layer.mlp.down_proj.pack_cpu()
+            layer.self_attn.pack_cpu()
+            layer.mlp.pack_cpu()
         self.llm_decoder.pack_cpu()
 
     @torch.jit.export
