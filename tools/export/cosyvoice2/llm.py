@@ -48,7 +48,9 @@ class Linear(nn.Linear):
     for prefill's many rows. ``pack_cpu`` (called by the engine at load, bf16 bundles on such CPUs only:
     the bundle's ``llm_pack_cpu``) makes that reordered copy and releases the plain weight's storage (the
     parameter keeps its name with zero elements), so the weights are held once; every input then goes
-    through oneDNN. Nothing is packed in the saved bundle: a packed tensor is opaque to TorchScript's
+    through oneDNN. :class:`Attention` and :class:`MLP` pack q/k/v and gate/up as one weight each instead
+    (one product per decode step instead of three and two: the per-call overhead is what that saves; the
+    log-probabilities are bit-identical). Nothing is packed in the saved bundle: a packed tensor is opaque to TorchScript's
     serializer and depends on the CPU that made it."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
