@@ -4,7 +4,7 @@ step, flow, HiFT), measured with torch.profiler over the scripted entry points o
 daemon's executor settings (plain executor, the same threads). The tables in docs/benchmarks.md come from
 here.
 
-    tools/bench/profile_ops.py --bundle build/bundles/full-bf16 [--top 10] [--steps 20] [--json OUT]
+    tools/bench/profile_ops.py --bundle build/bundles/full-bf16 [--pack --static] [--top 10] [--steps 20] [--json OUT]
 
 Inputs are fixed (seeded): a 12-token text with a 20-token prompt, `--steps` decode steps; flow on 60
 tokens with a 10-token prompt (120 mel frames, the size of a short sentence); HiFT on that mel.
@@ -33,7 +33,7 @@ def top_ops(prof, n: int) -> list:
 
 
 @torch.inference_mode()
-def run(bundle_dir: str, steps: int, top: int, pack: bool = False) -> dict:
+def run(bundle_dir: str, steps: int, top: int, pack: bool = False, static: bool = False) -> dict:
     torch._C._set_graph_executor_optimize(False)
     with open(os.path.join(bundle_dir, B.MANIFEST), encoding="utf-8") as f:
         man = json.load(f)
@@ -53,15 +53,24 @@ def run(bundle_dir: str, steps: int, top: int, pack: bool = False) -> dict:
         k, v = m.llm_new_cache(512)
         m.llm_prefill(text, prompt, k, v)
         pos = text.shape[1] + prompt.shape[1] + 2
+        t_tok, t_pos = torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)
         t0 = time.perf_counter()
         for j in range(steps):
-            m.llm_decode_one(toks[:, j: j + 1], pos + j, k, v)
+            if static:  # the engine's form: llm_decode_at over cache[:bucket] (torch_runtime.cpp decode_bucket)
+                b = 64
+                while b <= pos + j:
+                    b *= 2
+                t_tok.fill_(int(toks[0, j]))
+                t_pos.fill_(pos + j)
+                m.llm_decode_at(t_tok, t_pos, k.narrow(3, 0, b), v.narrow(3, 0, b))
+            else:
+                m.llm_decode_one(toks[:, j: j + 1], pos + j, k, v)
         return (time.perf_counter() - t0) * 1000 / steps
 
     mel = m.flow_inference(tok, ptok, pfeat, emb, False, True)  # warm-up of every stage
     m.hift_inference(mel, empty)
     decode()
-    out = {"bundle": bundle_dir, "dtype": man["dtype"], "packed": pack, "torch": torch.__version__,
+    out = {"bundle": bundle_dir, "dtype": man["dtype"], "packed": pack, "static": static, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "stages": {}}
     for name, fn in (("llm_decode", decode),
                      ("flow", lambda: m.flow_inference(tok, ptok, pfeat, emb, False, True)),
@@ -86,11 +95,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json")
     ap.add_argument("--pack", action="store_true", help="llm_pack_cpu first (the engine's bf16 CPU path)")
+    ap.add_argument("--static", action="store_true",
+                    help="decode through llm_decode_at over position buckets (what the engine runs for half "
+                    "precision on the CPU; with --pack, the whole bf16 CPU path)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    r = run(a.bundle, a.steps, a.top, a.pack)
-    print(f"{r['bundle']} ({r['dtype']}{', LLM packed' if r['packed'] else ''}), torch {r['torch']}, "
+    r = run(a.bundle, a.steps, a.top, a.pack, a.static)
+    print(f"{r['bundle']} ({r['dtype']}{', LLM packed' if r['packed'] else ''}"
+          f"{', fixed-shape decode' if r['static'] else ''}), torch {r['torch']}, "
           f"{r['threads']} threads")
     for name, st in r["stages"].items():
         extra = f", {st['ms_per_step']:.1f} ms/step over {st['steps']} steps" if "ms_per_step" in st else ""
