@@ -50,9 +50,11 @@ static int cv2_unreadable(const char *path, const char *dir, char *err, size_t e
 	return 1;
 }
 
-/* Map the manifest's text_embedding (the LLM's text table, kept out of model.ts) and check it is
- * one (text_vocab_size, hidden_size) tensor in the bundle's dtype, aligned for it. */
-static int cv2_text_table_map(struct cv2 *m, json_t *man, const char *mpath, char *err, size_t errlen)
+/* Map the manifest's text_embedding (the LLM's text table, kept out of model.ts) into m->text_table and
+ * check it is one (text_vocab_size, hidden_size) tensor in the bundle's dtype, aligned for it; *t is its
+ * view. */
+static int cv2_text_table_map(struct cv2 *m, json_t *man, const char *mpath, struct safetensors_tensor *t,
+			      char *err, size_t errlen)
 {
 	static const struct {
 		const char *name;
@@ -64,7 +66,6 @@ static int cv2_text_table_map(struct cv2 *m, json_t *man, const char *mpath, cha
 	const char *file = json_string_value(json_object_get(te, "file"));
 	const char *name = json_string_value(json_object_get(te, "tensor"));
 	struct safetensors_limits lim = {CV2_TEXT_TABLE_MAX_BYTES, 0, 1};
-	struct safetensors_tensor t;
 	char path[CV2_PATH_MAX];
 	size_t rows, cols, i;
 	int rc;
@@ -86,7 +87,7 @@ static int cv2_text_table_map(struct cv2 *m, json_t *man, const char *mpath, cha
 	rc = safetensors_map(path, &lim, &m->text_table, err, errlen);
 	if (rc != CV_OK)
 		return rc;
-	rc = safetensors_find(m->text_table, name, &t, err, errlen);
+	rc = safetensors_find(m->text_table, name, t, err, errlen);
 	if (rc != CV_OK) {
 		cv_errf(err, errlen,
 			"%s: no tensor '%s' (the manifest's text_embedding.tensor); re-export "
@@ -97,18 +98,18 @@ static int cv2_text_table_map(struct cv2 *m, json_t *man, const char *mpath, cha
 	for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
 		if (strcmp(kinds[i].name, m->dtype) == 0)
 			break;
-	if (i == sizeof kinds / sizeof kinds[0] || t.dtype != kinds[i].dt || t.ndim != 2 ||
-	    t.shape[0] != (int64_t)rows || t.shape[1] != (int64_t)cols) {
+	if (i == sizeof kinds / sizeof kinds[0] || t->dtype != kinds[i].dt || t->ndim != 2 ||
+	    t->shape[0] != (int64_t)rows || t->shape[1] != (int64_t)cols) {
 		cv_errf(err, errlen,
 			"%s: tensor %s is %s [%lld, %lld]; the manifest wants %s [%zu, %zu] (re-export the "
 			"bundle)",
-			path, name, safetensors_dtype_name(t.dtype), (long long)t.shape[0],
-			(long long)(t.ndim > 1 ? t.shape[1] : 0), m->dtype, rows, cols);
+			path, name, safetensors_dtype_name(t->dtype), (long long)t->shape[0],
+			(long long)(t->ndim > 1 ? t->shape[1] : 0), m->dtype, rows, cols);
 		return CV_EINVAL;
 	}
-	if ((uintptr_t)t.data % safetensors_dtype_size(t.dtype) != 0) {
+	if ((uintptr_t)t->data % safetensors_dtype_size(t->dtype) != 0) {
 		cv_errf(err, errlen, "%s: tensor data not aligned to its %zu-byte elements", path,
-			safetensors_dtype_size(t.dtype));
+			safetensors_dtype_size(t->dtype));
 		return CV_EINVAL;
 	}
 	return CV_OK;
@@ -562,6 +563,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	json_error_t je;
 	json_t *man = NULL, *v;
 	struct cv2 *m = NULL;
+	struct safetensors_tensor table;
 	const char *s, *dtype;
 	size_t fv;
 	int rc = CV_EINVAL;
@@ -677,7 +679,7 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 	rc = cv2_check_files(m->dir, json_object_get(man, "files"), mpath, err, errlen);
 	if (rc != CV_OK)
 		goto fail;
-	rc = cv2_text_table_map(m, man, mpath, err, errlen);
+	rc = cv2_text_table_map(m, man, mpath, &table, err, errlen);
 	if (rc != CV_OK)
 		goto fail;
 
@@ -733,13 +735,9 @@ int cv2_open(const struct engine_config *cfg, struct cv2 **out, char *err, size_
 		rc_cfg.allow_half_cpu = cfg->cpu_half;
 		rc_cfg.cuda_memory_limit_mb = cfg->cuda_memory_limit_mb;
 		rc_cfg.cuda_graph = cfg->cuda_graph;
-		{
-			struct safetensors_tensor t;
-			safetensors_get(m->text_table, 0, &t);
-			rc_cfg.text_table = t.data;
-			rc_cfg.text_rows = (size_t)t.shape[0];
-			rc_cfg.text_cols = (size_t)t.shape[1];
-		}
+		rc_cfg.text_table = table.data;
+		rc_cfg.text_rows = (size_t)table.shape[0];
+		rc_cfg.text_cols = (size_t)table.shape[1];
 		/* test-only switches: CVTEST_* (never COSYVOICED_*, which the config owns) */
 		g = getenv("CVTEST_JIT_OPTIMIZE");
 		rc_cfg.jit_optimize = g && strcmp(g, "1") == 0;

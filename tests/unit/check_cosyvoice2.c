@@ -225,7 +225,8 @@ static void *read_file(const char *path, size_t *n)
 }
 
 /* Rewrite the linked bundle's manifest.json with key = value (JSON). */
-static void patch_manifest(const char *b, const char *key, json_t *value)
+/* manifest[obj][key] = value, or manifest[key] when obj is NULL (value stolen) */
+static void patch_manifest_in(const char *b, const char *obj, const char *key, json_t *value)
 {
 	char path[600];
 	json_error_t je;
@@ -234,11 +235,16 @@ static void patch_manifest(const char *b, const char *key, json_t *value)
 	snprintf(path, sizeof path, "%s/manifest.json", b);
 	m = json_load_file(path, 0, &je);
 	ck_assert_ptr_nonnull(m);
-	ck_assert_int_eq(json_object_set_new(m, key, value), 0);
+	ck_assert_int_eq(json_object_set_new(obj ? json_object_get(m, obj) : m, key, value), 0);
 	txt = json_dumps(m, JSON_INDENT(1));
 	write_file(path, txt, strlen(txt));
 	free(txt);
 	json_decref(m);
+}
+
+static void patch_manifest(const char *b, const char *key, json_t *value)
+{
+	patch_manifest_in(b, NULL, key, value);
 }
 
 static int open_dir(const char *dir, char *err, size_t errlen)
@@ -353,23 +359,6 @@ START_TEST(bad_bundle_version)
 	free(tmp);
 }
 END_TEST
-
-/* manifest[obj][key] = value (value stolen) */
-static void patch_manifest_in(const char *b, const char *obj, const char *key, json_t *value)
-{
-	char path[600];
-	json_error_t je;
-	json_t *m;
-	char *txt;
-	snprintf(path, sizeof path, "%s/manifest.json", b);
-	m = json_load_file(path, 0, &je);
-	ck_assert_ptr_nonnull(m);
-	ck_assert_int_eq(json_object_set_new(json_object_get(m, obj), key, value), 0);
-	txt = json_dumps(m, JSON_INDENT(1));
-	write_file(path, txt, strlen(txt));
-	free(txt);
-	json_decref(m);
-}
 
 /* The text table (kept out of model.ts, mapped at load): a manifest without it, naming a tensor the
  * file lacks, or disagreeing with the file's shape is refused with what is wrong. */

@@ -39,6 +39,18 @@ class RMSNorm(nn.Module):
         return self.weight * h.to(dtype)
 
 
+def _pack_weight(w: Tensor) -> Tensor:
+    """w (out, in) reordered once for oneDNN's matmul (batch hint 1: decode's one row): what
+    :func:`_packed_linear` takes."""
+    return torch.ops.mkldnn._reorder_linear_weight(w, 1)
+
+
+def _packed_linear(x: Tensor, packed: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``F.linear`` through a weight packed by :func:`_pack_weight`."""
+    no_scalars: List[Optional[Union[int, float, complex]]] = []  # TorchScript's Scalar?[]
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", no_scalars, "")
+
+
 class Linear(nn.Linear):
     """``nn.Linear`` (the same parameters and keys) whose weight can be reordered once for oneDNN instead.
 
@@ -50,8 +62,8 @@ class Linear(nn.Linear):
     parameter keeps its name with zero elements), so the weights are held once; every input then goes
     through oneDNN. :class:`Attention` and :class:`MLP` pack q/k/v and gate/up as one weight each instead
     (one product per decode step instead of three and two: the per-call overhead is what that saves; the
-    log-probabilities are bit-identical). Nothing is packed in the saved bundle: a packed tensor is opaque to TorchScript's
-    serializer and depends on the CPU that made it."""
+    log-probabilities are bit-identical). Nothing is packed in the saved bundle: a packed tensor is opaque
+    to TorchScript's serializer and depends on the CPU that made it."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__(in_features, out_features, bias)
@@ -61,14 +73,12 @@ class Linear(nn.Linear):
     def pack_cpu(self) -> None:
         if self.packed.numel() > 0:
             return
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, 1)
+        self.packed = _pack_weight(self.weight)
         self.weight.set_()  # storage released now: one layer's plain + packed copies at most at a time
 
     def forward(self, x: Tensor) -> Tensor:
-        p = self.packed
-        if p.numel() > 0:
-            no_scalars: List[Optional[Union[int, float, complex]]] = []  # TorchScript's Scalar?[]
-            return torch.ops.mkldnn._linear_pointwise(x, p, self.bias, "none", no_scalars, "")
+        if self.packed.numel() > 0:
+            return _packed_linear(x, self.packed, self.bias)
         return F.linear(x, self.weight, self.bias)
 
 
@@ -99,7 +109,7 @@ class Attention(nn.Module):
             return
         w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight], 0)
         self.qkv_bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias], 0)
-        self.qkv_packed = torch.ops.mkldnn._reorder_linear_weight(w, 1)
+        self.qkv_packed = _pack_weight(w)
         self.q_proj.weight.set_()
         self.k_proj.weight.set_()
         self.v_proj.weight.set_()
@@ -109,8 +119,7 @@ class Attention(nn.Module):
         """Projections of x (B,L,H) as (B,heads,L,hd) / (B,kv,L,hd), RoPE applied to q and k."""
         B, L = x.shape[0], x.shape[1]
         if self.qkv_packed.numel() > 0:
-            no_scalars: List[Optional[Union[int, float, complex]]] = []
-            qkv = torch.ops.mkldnn._linear_pointwise(x, self.qkv_packed, self.qkv_bias, "none", no_scalars, "")
+            qkv = _packed_linear(x, self.qkv_packed, self.qkv_bias)
             nq = self.num_heads * self.head_dim
             nkv = self.num_kv_heads * self.head_dim
             qp, kp, vp = qkv.split([nq, nkv, nkv], dim=-1)
@@ -178,15 +187,14 @@ class MLP(nn.Module):
         if self.gate_up_packed.numel() > 0:
             return
         w = torch.cat([self.gate_proj.weight, self.up_proj.weight], 0)
-        self.gate_up_packed = torch.ops.mkldnn._reorder_linear_weight(w, 1)
+        self.gate_up_packed = _pack_weight(w)
         self.gate_proj.weight.set_()
         self.up_proj.weight.set_()
         self.down_proj.pack_cpu()
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gate_up_packed.numel() > 0:
-            no_scalars: List[Optional[Union[int, float, complex]]] = []
-            gu = torch.ops.mkldnn._linear_pointwise(x, self.gate_up_packed, None, "none", no_scalars, "")
+            gu = _packed_linear(x, self.gate_up_packed, None)
             gate, up = gu.chunk(2, dim=-1)
             return self.down_proj(F.silu(gate) * up)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
