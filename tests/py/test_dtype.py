@@ -97,7 +97,8 @@ def test_llm_logp_against_fp32(bundles):
 
 def test_packed_decode_against_fp32(tiny_bundle, tiny_bundle_bf16, bundles):
     """llm_pack_cpu (what the engine calls for bf16 on a CPU with bf16 units): prefill and one-row steps
-    through oneDNN's reordered weights (q/k/v fused, gate/up fused) stay within bf16's limits against fp32;
+    through oneDNN's reordered weights (q/k/v fused, gate/up fused), attention over a float32 KV cache, stay
+    within bf16's limits against fp32;
     the plain weights' storage is released (held once) while the state dict keeps its keys; a second call
     changes nothing."""
     m = bundle.load_model(tiny_bundle_bf16[0])
@@ -121,6 +122,14 @@ def test_packed_decode_against_fp32(tiny_bundle, tiny_bundle_bf16, bundles):
             layer = getattr(m.llm.llm.model.model.layers, str(i))
             assert layer.self_attn.qkv_packed.numel() > 0 and layer.mlp.gate_up_packed.numel() > 0
         packed = teacher_forced_logp(m, text, prompt, tokens)
+        # the packed model's KV cache is float32 (the attention's products run as fp32 GEMMs) and holds
+        # bf16-rounded keys and values exactly
+        k, v = m.llm_new_cache(64)
+        assert k.dtype == v.dtype == torch.float32
+        m.llm_prefill(text, prompt, k, v)
+        n = text.shape[1] + prompt.shape[1] + 2
+        assert k[..., :n, :].abs().sum() > 0 and torch.equal(k, k.to(torch.bfloat16).float())
+        assert torch.equal(v, v.to(torch.bfloat16).float()) and k[..., n:, :].abs().sum() == 0
         m.llm_pack_cpu()  # idempotent: the packed copies stay, nothing is reordered from an empty weight
         assert torch.equal(teacher_forced_logp(m, text, prompt, tokens), packed)
         ref = teacher_forced_logp(bundles["fp32"], text, prompt, tokens)

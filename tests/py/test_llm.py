@@ -178,3 +178,26 @@ def test_fp16_weights_stay_close_to_fp32(model):
         b = run_cached(half, text, prompt, gen)
     assert b.dtype == torch.float32
     torch.testing.assert_close(b, a, rtol=0, atol=5e-2)
+
+
+def test_rope_form_is_bit_identical_to_rotate_half():
+    """_apply_rope (x*cos + roll(x)*signed sin, q and k as one tensor when packed) computes HF's
+    x*cos + rotate_half(x)*sin to the bit, in every dtype a bundle uses, at positions up to 4096."""
+    from cosyvoice2.llm import Qwen2Model, _apply_rope
+
+    qm = Qwen2Model(Q)
+    g = torch.Generator().manual_seed(5)
+    pos = torch.tensor([0, 1, 7, 90, 511, 4095])
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        cos, sin_signed = qm._rope(pos, dtype)
+        freqs = pos.double().unsqueeze(1) * qm.inv_freq_fp32.double().unsqueeze(0)
+        assert torch.allclose(sin_signed.double(), torch.cat((-freqs.sin(), freqs.sin()), -1), atol=1e-2)
+        emb = torch.cat((pos.float().unsqueeze(1) * qm.inv_freq_fp32.unsqueeze(0),) * 2, dim=-1)
+        sin = emb.sin().to(dtype)
+        x = (torch.randn(2, Q.num_heads + Q.num_kv_heads, pos.numel(), Q.head_dim, generator=g) * 3).to(dtype)
+        half = Q.head_dim // 2
+        hf = x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+        assert torch.equal(_apply_rope(x, cos, sin_signed), hf), dtype
+        # the packed path's q ++ k heads as one tensor equals q and k apart
+        q, k = x.split([Q.num_heads, Q.num_kv_heads], dim=1)
+        assert torch.equal(torch.cat([_apply_rope(q, cos, sin_signed), _apply_rope(k, cos, sin_signed)], 1), hf)

@@ -82,9 +82,11 @@ class Linear(nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
 
-def _rotate_half(x: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def _apply_rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
+    """HF's ``x * cos + rotate_half(x) * sin`` with ``rotate_half(x) = cat(-x2, x1)``, as
+    ``x * cos + roll(x) * cat(-sin1, sin2)``: negating before or after a rounded product gives the same
+    bits, so the result is bit-identical, in four operators instead of nine (see Qwen2Model._rope)."""
+    return x * cos + torch.roll(x, x.shape[-1] // 2, -1) * sin_signed
 
 
 class Attention(nn.Module):
@@ -115,35 +117,37 @@ class Attention(nn.Module):
         self.v_proj.weight.set_()
         self.o_proj.pack_cpu()
 
-    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Projections of x (B,L,H) as (B,heads,L,hd) / (B,kv,L,hd), RoPE applied to q and k."""
+    def _qkv(self, x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Projections of x (B,L,H) as (B,heads,L,hd) / (B,kv,L,hd), RoPE applied to q and k (as one
+        tensor of heads + kv_heads heads when the projections are packed: the same elementwise results)."""
         B, L = x.shape[0], x.shape[1]
         if self.qkv_packed.numel() > 0:
             qkv = _packed_linear(x, self.qkv_packed, self.qkv_bias)
-            nq = self.num_heads * self.head_dim
-            nkv = self.num_kv_heads * self.head_dim
-            qp, kp, vp = qkv.split([nq, nkv, nkv], dim=-1)
+            nqk = (self.num_heads + self.num_kv_heads) * self.head_dim
+            qk, vp = qkv.split([nqk, self.num_kv_heads * self.head_dim], dim=-1)
+            qk = qk.reshape(B, L, self.num_heads + self.num_kv_heads, self.head_dim).transpose(1, 2)
+            q, k = _apply_rope(qk, cos, sin_signed).split([self.num_heads, self.num_kv_heads], dim=1)
         else:
             qp, kp, vp = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        q = qp.reshape(B, L, self.num_heads, self.head_dim).transpose(1, 2)
-        k = kp.reshape(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
+            q = _apply_rope(qp.reshape(B, L, self.num_heads, self.head_dim).transpose(1, 2), cos, sin_signed)
+            k = _apply_rope(kp.reshape(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2), cos, sin_signed)
         v = vp.reshape(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
         return q, k, v
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
-        # x (B,L,H); cos/sin (L,hd) in x's dtype; caches (B,kv,max_len,hd), written at [start, start+L).
+    def forward(self, x: Tensor, cos: Tensor, sin_signed: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        # x (B,L,H); cos/sin_signed (L,hd) in x's dtype (Qwen2Model._rope); caches (B,kv,max_len,hd),
+        # written at [start, start+L).
         B, L = x.shape[0], x.shape[1]
-        q, k, v = self._qkv(x, cos, sin)
+        q, k, v = self._qkv(x, cos, sin_signed)
         end = start + L
-        k_cache[:, :, start:end] = k
+        k_cache[:, :, start:end] = k  # (copy_ widens into an fp32 cache exactly)
         v_cache[:, :, start:end] = v
         keys = k_cache[:, :, :end]
         values = v_cache[:, :, :end]
         # Query head h attends with KV head h // groups (HF repeat_kv order): group the query heads.
         qg = q.reshape(B, self.num_kv_heads, self.groups * L, self.head_dim)
-        scores = torch.matmul(qg, keys.transpose(2, 3)) * self.scaling  # (B,kv,g*L,end)
+        # products in the cache's dtype (new_cache), rounded to x's dtype as a product of that dtype is
+        scores = torch.matmul(qg.to(keys.dtype), keys.transpose(2, 3)).to(x.dtype) * self.scaling  # (B,kv,g*L,end)
         scores = scores.to(torch.float32)
         if L > 1:
             qpos = torch.arange(start, end, device=x.device).repeat(self.groups)
@@ -151,26 +155,26 @@ class Attention(nn.Module):
             masked = kpos.unsqueeze(0) > qpos.unsqueeze(1)  # (g*L, end)
             scores = scores.masked_fill(masked, float("-inf"))
         probs = torch.softmax(scores, dim=-1).to(x.dtype)
-        out = torch.matmul(probs, values)  # (B,kv,g*L,hd)
+        out = torch.matmul(probs.to(values.dtype), values).to(x.dtype)  # (B,kv,g*L,hd)
         out = out.reshape(B, self.num_heads, L, self.head_dim).transpose(1, 2).reshape(B, L, -1)
         return self.o_proj(out)
 
-    def forward_at(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+    def forward_at(self, x: Tensor, cos: Tensor, sin_signed: Tensor, pos: Tensor, later: Tensor, k_cache: Tensor,
+                   v_cache: Tensor) -> Tensor:
         # One position (L = 1) at the position held by the tensor pos (shape (1,), int64), attending over
-        # the whole cache with the positions after pos masked. Every shape is fixed by the cache, and no
-        # value is read back to the host, so the step can be captured once as a CUDA graph and replayed
-        # for any position. Same arithmetic as forward(): masked keys get probability exactly 0.
+        # the whole cache with the positions after pos masked (later: (cap,) bool, cache positions > pos,
+        # computed once per step by the caller). Every shape is fixed by the cache, and no value is read
+        # back to the host, so the step can be captured once as a CUDA graph and replayed for any
+        # position. Same arithmetic as forward(): masked keys get probability exactly 0.
         B = x.shape[0]
-        q, k, v = self._qkv(x, cos, sin)
-        k_cache.index_copy_(2, pos, k)
-        v_cache.index_copy_(2, pos, v)
+        q, k, v = self._qkv(x, cos, sin_signed)
+        k_cache.index_copy_(2, pos, k.to(k_cache.dtype))
+        v_cache.index_copy_(2, pos, v.to(v_cache.dtype))
         qg = q.reshape(B, self.num_kv_heads, self.groups, self.head_dim)
-        scores = torch.matmul(qg, k_cache.transpose(2, 3)) * self.scaling  # (B,kv,g,cap)
-        scores = scores.to(torch.float32)
-        kpos = torch.arange(0, k_cache.shape[2], device=x.device)
-        scores = scores.masked_fill(kpos > pos, float("-inf"))
+        scores = torch.matmul(qg.to(k_cache.dtype), k_cache.transpose(2, 3)).to(x.dtype) * self.scaling  # (B,kv,g,cap)
+        scores = scores.to(torch.float32).masked_fill(later, float("-inf"))
         probs = torch.softmax(scores, dim=-1).to(x.dtype)
-        out = torch.matmul(probs, v_cache)  # (B,kv,g,hd)
+        out = torch.matmul(probs.to(v_cache.dtype), v_cache).to(x.dtype)  # (B,kv,g,hd)
         out = out.reshape(B, self.num_heads, 1, self.head_dim).transpose(1, 2).reshape(B, 1, -1)
         return self.o_proj(out)
 
@@ -212,8 +216,9 @@ class DecoderLayer(nn.Module):
         h = x + self.self_attn(self.input_layernorm(x), cos, sin, start, k_cache, v_cache)
         return h + self.mlp(self.post_attention_layernorm(h))
 
-    def forward_at(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
-        h = x + self.self_attn.forward_at(self.input_layernorm(x), cos, sin, pos, k_cache, v_cache)
+    def forward_at(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, later: Tensor, k_cache: Tensor,
+                   v_cache: Tensor) -> Tensor:
+        h = x + self.self_attn.forward_at(self.input_layernorm(x), cos, sin, pos, later, k_cache, v_cache)
         return h + self.mlp(self.post_attention_layernorm(h))
 
 
@@ -231,10 +236,13 @@ class Qwen2Model(nn.Module):
         self.register_buffer("inv_freq_fp32", inv, persistent=False)
 
     def _rope(self, pos: Tensor, dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
-        """cos, sin (L, hd) in dtype for the positions pos (L,), computed in float32."""
+        """cos and the signed sin (L, hd) in dtype for the positions pos (L,), computed in float32 as HF
+        does; the sin's first half negated (what :func:`_apply_rope` takes in place of rotate_half's sign)."""
         freqs = pos.to(torch.float32).unsqueeze(1) * self.inv_freq_fp32.to(torch.float32).unsqueeze(0)  # (L, hd/2)
         emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+        sin = emb.sin()
+        half = sin.shape[-1] // 2
+        return emb.cos().to(dtype), torch.cat((-sin[:, :half], sin[:, half:]), dim=-1).to(dtype)
 
     def forward(self, x: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         L = x.shape[1]
@@ -248,9 +256,10 @@ class Qwen2Model(nn.Module):
     def forward_at(self, x: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         """One position given as a tensor (see Attention.forward_at); x (B,1,H)."""
         cos, sin = self._rope(pos, x.dtype)
+        later = torch.arange(0, k_cache.shape[3], device=x.device) > pos  # masked cache positions, all layers
         i = 0
         for layer in self.layers:
-            x = layer.forward_at(x, cos, sin, pos, k_cache[i], v_cache[i])
+            x = layer.forward_at(x, cos, sin, pos, later, k_cache[i], v_cache[i])
             i += 1
         return self.norm(x)
 
@@ -274,7 +283,8 @@ class Qwen2Encoder(nn.Module):
 class Qwen2LM(nn.Module):
     """CosyVoice2's LLM. Entry points (all TorchScript-exported):
 
-    * ``new_cache(max_len, batch) -> (k_cache, v_cache)``: zero caches in the weights' dtype/device.
+    * ``new_cache(max_len, batch) -> (k_cache, v_cache)``: zero caches on the weights' device, in their
+      dtype (float32 after ``pack_cpu``).
     * ``pack_cpu()``: the projection weights reordered for oneDNN in place of the plain ones (CPU bf16).
     * ``prefill(text_ids (B,Lt) int64, prompt_speech (B,P) int64, k, v) -> logp (B, speech_vocab) fp32``:
       runs ``[sos, embed_tokens(text_ids), task_id, speech_embedding(prompt_speech)]`` at positions
@@ -314,11 +324,17 @@ class Qwen2LM(nn.Module):
 
     @torch.jit.export
     def new_cache(self, max_len: int, batch: int = 1) -> Tuple[Tensor, Tensor]:
+        """Zero caches in the weights' dtype, or in float32 once :meth:`pack_cpu` ran (bf16 on the CPU):
+        they hold the same bf16-rounded keys and values exactly, and the attention's two small products
+        then run as fp32 GEMMs (about 2.5x faster there than oneDNN's bf16 ones at these shapes, whose
+        per-call cost dominates), their results rounded to bf16 as before. Not bit-identical to the bf16
+        products (those accumulate in a different order: one score in ~10^5 moves by one bf16 unit)."""
         w = self.speech_embedding.weight
+        dtype = torch.float32 if self.llm_decoder.packed.numel() > 0 else w.dtype
         shape: List[int] = [self.num_layers, batch, self.num_kv_heads, max_len, self.head_dim]
         return (
-            torch.zeros(shape, dtype=w.dtype, device=w.device),
-            torch.zeros(shape, dtype=w.dtype, device=w.device),
+            torch.zeros(shape, dtype=dtype, device=w.device),
+            torch.zeros(shape, dtype=dtype, device=w.device),
         )
 
     @torch.jit.export
