@@ -3,8 +3,14 @@
 DESIGN: Hugging Face's Qwen2 is not scriptable, so the backbone is rewritten in plain torch with the
 same parameter names (the module tree mirrors ``llm.model.model.*`` so a checkpoint loads without
 renaming) and the same arithmetic as HF's eager path: RMSNorm in float32 then cast back, RoPE
-("rotate_half", cos/sin from float32 ``positions x inv_freq``), GQA by grouping query heads over their
-KV head (no K/V copies), scores scaled after the matmul and softmaxed in float32.
+("rotate_half", cos/sin from float32 ``positions x inv_freq``; written with ``roll`` and a sign-folded
+sin, bit-identical: :func:`_apply_rope`), GQA by grouping query heads over their KV head (no K/V
+copies), scores scaled after the matmul and softmaxed in float32.
+
+A decode step is one row through every weight: on the CPU its time is the weights' streaming plus a
+few microseconds per operator in the TorchScript interpreter, so the step keeps its operator count low
+(q and k roped as one tensor, the mask made once per step, in-place fills on temporaries) and, packed
+for oneDNN in bf16, runs the attention's small products in fp32 over an fp32 cache (:meth:`Qwen2LM.new_cache`).
 
 The KV cache is a pair of caller-owned tensors ``[layers, batch, kv_heads, max_len, head_dim]``
 allocated once by :meth:`Qwen2LM.new_cache` and written in place: a request owns its cache, the module
@@ -153,7 +159,7 @@ class Attention(nn.Module):
             qpos = torch.arange(start, end, device=x.device).repeat(self.groups)
             kpos = torch.arange(0, end, device=x.device)
             masked = kpos.unsqueeze(0) > qpos.unsqueeze(1)  # (g*L, end)
-            scores = scores.masked_fill(masked, float("-inf"))
+            scores.masked_fill_(masked, float("-inf"))  # scores is this call's own temporary
         probs = torch.softmax(scores, dim=-1).to(x.dtype)
         out = torch.matmul(probs.to(values.dtype), values).to(x.dtype)  # (B,kv,g*L,hd)
         out = out.reshape(B, self.num_heads, L, self.head_dim).transpose(1, 2).reshape(B, L, -1)
@@ -172,7 +178,7 @@ class Attention(nn.Module):
         v_cache.index_copy_(2, pos, v.to(v_cache.dtype))
         qg = q.reshape(B, self.num_kv_heads, self.groups, self.head_dim)
         scores = torch.matmul(qg.to(k_cache.dtype), k_cache.transpose(2, 3)).to(x.dtype) * self.scaling  # (B,kv,g,cap)
-        scores = scores.to(torch.float32).masked_fill(later, float("-inf"))
+        scores = scores.to(torch.float32).masked_fill_(later, float("-inf"))  # a temporary (mul's result)
         probs = torch.softmax(scores, dim=-1).to(x.dtype)
         out = torch.matmul(probs.to(v_cache.dtype), v_cache).to(x.dtype)  # (B,kv,g,hd)
         out = out.reshape(B, self.num_heads, 1, self.head_dim).transpose(1, 2).reshape(B, 1, -1)
