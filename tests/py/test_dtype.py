@@ -354,3 +354,19 @@ def test_stress_bundles_fp16_overflows(tmp_path):
             finite = bool(torch.isfinite(lp).all()) and bool(torch.isfinite(step).all())
             print(f"[stress] bundle {d}, scale 1e5: log-probs of the text with the trigger finite: {finite}")
             assert finite == (d != "fp16")
+
+
+def test_fidelity_tool_measures_the_packed_path(tiny_bundle, tiny_bundle_fp16, tiny_bundle_bf16):
+    """tools/bench/dtype_fidelity.py --pack (README's figure for the engine's bf16 CPU path): it packs the
+    bundle, says so, and its LLM figures stay within bf16's limits; --pack on an fp16 bundle is refused."""
+    import dtype_fidelity
+
+    r = dtype_fidelity.measure(tiny_bundle[0], tiny_bundle_bf16[0], pack=True)
+    plain = dtype_fidelity.measure(tiny_bundle[0], tiny_bundle_bf16[0])
+    assert r["packed"] is True and plain["packed"] is False and r["dtype"] == "bf16"
+    lim = LLM_LIMITS["bf16"]
+    assert 0.0 < r["llm"]["logp_max_abs"] < lim["max_abs"] and r["llm"]["greedy_agreement"] >= lim["agree"]
+    # the flow and HiFT do not depend on the LLM's packing
+    assert r["flow"]["mel_max_abs"] == plain["flow"]["mel_max_abs"] and r["hift"]["wav_snr_db"] == math.inf
+    with pytest.raises(SystemExit, match="--pack is the bf16 CPU path"):
+        dtype_fidelity.measure(tiny_bundle[0], tiny_bundle_fp16[0], pack=True)

@@ -3,7 +3,10 @@
 scripted entry points the daemon calls: the figures README quotes for the full-size model (the tiny-model
 figures and their regression limits are tests/py/test_dtype.py, which uses the same method).
 
-    tools/bench/dtype_fidelity.py --ref build/bundles/full-fp32 --bundle build/bundles/full-bf16 [--json OUT]
+    tools/bench/dtype_fidelity.py --ref build/bundles/full-fp32 --bundle build/bundles/full-bf16 [--pack] [--json OUT]
+
+--pack measures the engine's bf16 CPU path: llm_pack_cpu on the bundle first (oneDNN-packed projections,
+the attention's products in fp32 over a float32 KV cache).
 
   * LLM: prefill + 200 teacher-forced decode steps (llm_decode_at, a fixed random token sequence):
     log-probability max-abs and mean-abs error, greedy agreement;
@@ -54,18 +57,22 @@ def load(path):
 
 
 @torch.inference_mode()
-def measure(ref_dir: str, dir_: str) -> dict:
+def measure(ref_dir: str, dir_: str, pack: bool = False) -> dict:
     torch._C._set_graph_executor_optimize(False)  # the daemon's plain executor (jit_optimize off)
     ref, rman = load(ref_dir)
     m, man = load(dir_)
     if rman["dtype"] != "fp32":
         raise SystemExit(f"--ref must be an fp32 bundle, not {rman['dtype']}")
+    if pack:
+        if man["dtype"] != "bf16":
+            raise SystemExit(f"--pack is the bf16 CPU path: the bundle is {man['dtype']}")
+        m.llm_pack_cpu()
     vocab = int(man["tokens"]["speech_token_size"])
     g = torch.Generator().manual_seed(11)
     text = torch.randint(0, int(man["tokens"]["text_special"]["<|endoftext|>"]), (1, 12), generator=g)
     prompt = torch.randint(0, vocab, (1, 20), generator=g)
     tokens = torch.randint(0, vocab, (1, STEPS), generator=g)
-    out = {"ref": ref_dir, "bundle": dir_, "dtype": man["dtype"], "torch": torch.__version__,
+    out = {"ref": ref_dir, "bundle": dir_, "dtype": man["dtype"], "packed": pack, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "steps": STEPS}
     t0 = time.perf_counter()
     lr = teacher_forced_logp(ref, text, prompt, tokens)
@@ -101,11 +108,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ref", required=True, help="the fp32 bundle")
     ap.add_argument("--bundle", required=True, help="the bf16 or fp16 bundle of the same weights")
+    ap.add_argument("--pack", action="store_true", help="llm_pack_cpu first (the engine's bf16 CPU path)")
     ap.add_argument("--json", help="write the figures here too")
     a = ap.parse_args(argv)
-    r = measure(a.ref, a.bundle)
+    r = measure(a.ref, a.bundle, a.pack)
     fmt = lambda v: "identical" if v == math.inf else f"{v:.1f} dB"  # noqa: E731
-    print(f"{r['dtype']} vs fp32 ({r['bundle']}, torch {r['torch']}, {r['threads']} threads):")
+    print(f"{r['dtype']}{' (LLM packed)' if r['packed'] else ''} vs fp32 ({r['bundle']}, torch {r['torch']}, "
+          f"{r['threads']} threads):")
     L = r["llm"]
     print(f"  LLM {r['steps']} teacher-forced steps: log-prob max-abs {L['logp_max_abs']:.3g}, mean-abs "
           f"{L['logp_mean_abs']:.3g}, greedy agreement {L['greedy_agreement']:.3f} "
