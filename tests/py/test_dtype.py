@@ -98,9 +98,8 @@ def test_llm_logp_against_fp32(bundles):
 def test_packed_decode_against_fp32(tiny_bundle, tiny_bundle_bf16, bundles):
     """llm_pack_cpu (what the engine calls for bf16 on a CPU with bf16 units): prefill and one-row steps
     through oneDNN's reordered weights (q/k/v fused, gate/up fused), attention over a float32 KV cache, stay
-    within bf16's limits against fp32;
-    the plain weights' storage is released (held once) while the state dict keeps its keys; a second call
-    changes nothing."""
+    within bf16's limits against fp32; the plain weights' storage is released (held once) while the state
+    dict keys stay; a second call changes nothing."""
     m = bundle.load_model(tiny_bundle_bf16[0])
     keys = set(m.state_dict())
     g = torch.Generator().manual_seed(11)

@@ -143,25 +143,31 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, cos: Tensor, sin_signed: Tensor, start: int, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         # x (B,L,H); cos/sin_signed (L,hd) in x's dtype (Qwen2Model._rope); caches (B,kv,max_len,hd),
         # written at [start, start+L).
-        B, L = x.shape[0], x.shape[1]
+        L = x.shape[1]
         q, k, v = self._qkv(x, cos, sin_signed)
         end = start + L
         k_cache[:, :, start:end] = k  # (copy_ widens into an fp32 cache exactly)
         v_cache[:, :, start:end] = v
-        keys = k_cache[:, :, :end]
-        values = v_cache[:, :, :end]
-        # Query head h attends with KV head h // groups (HF repeat_kv order): group the query heads.
-        qg = q.reshape(B, self.num_kv_heads, self.groups * L, self.head_dim)
-        # products in the cache's dtype (new_cache), rounded to x's dtype as a product of that dtype is
-        scores = torch.matmul(qg.to(keys.dtype), keys.transpose(2, 3)).to(x.dtype) * self.scaling  # (B,kv,g*L,end)
-        scores = scores.to(torch.float32)
+        masked: Optional[Tensor] = None
         if L > 1:
             qpos = torch.arange(start, end, device=x.device).repeat(self.groups)
             kpos = torch.arange(0, end, device=x.device)
             masked = kpos.unsqueeze(0) > qpos.unsqueeze(1)  # (g*L, end)
-            scores.masked_fill_(masked, float("-inf"))  # scores is this call's own temporary
-        probs = torch.softmax(scores, dim=-1).to(x.dtype)
-        out = torch.matmul(probs.to(values.dtype), values).to(x.dtype)  # (B,kv,g*L,hd)
+        return self._attend(q, k_cache[:, :, :end], v_cache[:, :, :end], masked, x.dtype)
+
+    def _attend(self, q: Tensor, keys: Tensor, values: Tensor, masked: Optional[Tensor], dtype: torch.dtype) -> Tensor:
+        """Attention of q (B,heads,L,hd) over keys/values (B,kv,n,hd) leaving out where ``masked`` ((g*L, n)
+        or (n,), bool) is set, through o_proj: (B,L,H). The products run in the cache's dtype (new_cache)
+        and are rounded to ``dtype`` (the activations') as a product of that dtype is."""
+        B, L = q.shape[0], q.shape[2]
+        # Query head h attends with KV head h // groups (HF repeat_kv order): group the query heads.
+        qg = q.reshape(B, self.num_kv_heads, self.groups * L, self.head_dim)
+        scores = torch.matmul(qg.to(keys.dtype), keys.transpose(2, 3)).to(dtype) * self.scaling  # (B,kv,g*L,n)
+        scores = scores.to(torch.float32)
+        if masked is not None:
+            scores.masked_fill_(masked, float("-inf"))  # scores is this call's own temporary (mul's result)
+        probs = torch.softmax(scores, dim=-1).to(dtype)
+        out = torch.matmul(probs.to(values.dtype), values).to(dtype)  # (B,kv,g*L,hd)
         out = out.reshape(B, self.num_heads, L, self.head_dim).transpose(1, 2).reshape(B, L, -1)
         return self.o_proj(out)
 
@@ -172,17 +178,10 @@ class Attention(nn.Module):
         # computed once per step by the caller). Every shape is fixed by the cache, and no value is read
         # back to the host, so the step can be captured once as a CUDA graph and replayed for any
         # position. Same arithmetic as forward(): masked keys get probability exactly 0.
-        B = x.shape[0]
         q, k, v = self._qkv(x, cos, sin_signed)
         k_cache.index_copy_(2, pos, k.to(k_cache.dtype))
         v_cache.index_copy_(2, pos, v.to(v_cache.dtype))
-        qg = q.reshape(B, self.num_kv_heads, self.groups, self.head_dim)
-        scores = torch.matmul(qg.to(k_cache.dtype), k_cache.transpose(2, 3)).to(x.dtype) * self.scaling  # (B,kv,g,cap)
-        scores = scores.to(torch.float32).masked_fill_(later, float("-inf"))  # a temporary (mul's result)
-        probs = torch.softmax(scores, dim=-1).to(x.dtype)
-        out = torch.matmul(probs.to(v_cache.dtype), v_cache).to(x.dtype)  # (B,kv,g,hd)
-        out = out.reshape(B, self.num_heads, 1, self.head_dim).transpose(1, 2).reshape(B, 1, -1)
-        return self.o_proj(out)
+        return self._attend(q, k_cache, v_cache, later, x.dtype)
 
 
 class MLP(nn.Module):
